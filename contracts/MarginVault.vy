@@ -1,0 +1,851 @@
+# pragma version ~=0.4.3
+"""
+@title MarginVault
+@notice Collateral, positions, margin, funding and the LP pool of perpdex.
+        An account is `(owner, sub)`; margin is cross inside a sub-account and isolated
+        across sub-accounts. The LP pool is the counterparty to the traders' net position.
+@dev Units: prices and USD values are WAD; sizes are signed base units in WAD; token
+     amounts that move (deposit, withdraw, liquidity) are in the token's own units.
+     Every conversion and every rounding favours the protocol (see perpdex/model.py, the
+     Python reference model the contract is tested against).
+@custom:kill The owner calls `pause()` (all markets) or `pause_market(m)`: no new risk can
+             be opened, while closing, reducing, depositing, withdrawing free collateral,
+             removing liquidity and liquidations keep working. Revoking the oracle's
+             feeders stops everything that needs a fresh price.
+"""
+
+from ethereum.ercs import IERC20
+from snekmate.auth import ownable
+from snekmate.auth import ownable_2step
+from interfaces import IPriceOracle
+from interfaces import IMarginVault
+
+initializes: ownable
+initializes: ownable_2step[ownable := ownable]
+
+exports: (
+    ownable.owner,
+    ownable_2step.pending_owner,
+    ownable_2step.transfer_ownership,
+    ownable_2step.accept_ownership,
+)
+
+# ------------------------------------------------------------------ constants
+
+WAD: constant(uint256) = 10**18
+IWAD: constant(int256) = 10**18
+DAY: constant(uint256) = 86_400
+MAX_MARKETS: constant(uint256) = 64
+MAX_MARKETS_PER_ACCOUNT: constant(uint256) = 8
+# Sizes and prices are packed into one slot (see _store_position): 128 bits each.
+MAX_ABS_SIZE: constant(int256) = 2**120
+MAX_PRICE: constant(uint256) = 2**128 - 1
+SIZE_BIAS: constant(int256) = 2**127
+# Virtual shares and assets make the first LP deposit and donations unable to move
+# the share price (no inflation attack): price = (value + VA) / (shares + VS).
+VIRTUAL_SHARES: constant(uint256) = 10**18
+VIRTUAL_ASSETS: constant(uint256) = 10**18
+
+# ------------------------------------------------------------------ immutables
+
+TOKEN: public(immutable(IERC20))
+ORACLE: public(immutable(IPriceOracle))
+TOKEN_SCALE: public(immutable(uint256))  # WAD per token unit (10**12 for 6 decimals)
+
+# ------------------------------------------------------------------ storage
+
+
+struct StoredPosition:
+    size_entry: uint256     # low 128 bits: size + 2**127, high 128 bits: entry price
+    funding_index: int256
+
+
+market_count: public(uint256)
+market_params: public(HashMap[uint256, IMarginVault.MarketParams])
+_markets: HashMap[uint256, IMarginVault.MarketState]
+market_paused: public(HashMap[uint256, bool])
+paused: public(bool)
+
+_positions: HashMap[address, HashMap[uint256, HashMap[uint256, StoredPosition]]]
+_collateral: HashMap[address, HashMap[uint256, int256]]
+_open_markets: HashMap[address, HashMap[uint256, uint256]]  # bit m set = position in market m
+
+pool_balance: public(int256)       # LP cash: deposits + fees + trader losses - trader gains
+insurance_fund: public(uint256)
+lp_shares: public(HashMap[address, uint256])
+total_lp_shares: public(uint256)
+
+
+@deploy
+def __init__(_token: IERC20, _oracle: IPriceOracle, _token_decimals: uint8):
+    """
+    @param _token The collateral stablecoin (no fee-on-transfer, no rebasing).
+    @param _oracle The PriceOracle read for every market.
+    @param _token_decimals The token's decimals (at most 18).
+    """
+    ownable.__init__()
+    ownable_2step.__init__()
+    assert _token_decimals <= 18, "vault: bad decimals"
+    TOKEN = _token
+    ORACLE = _oracle
+    TOKEN_SCALE = 10 ** convert(18 - _token_decimals, uint256)
+
+
+# ================================================================== traders: collateral
+
+
+@external
+@nonreentrant
+def deposit(_sub: uint256, _amount: uint256):
+    """
+    @notice Move `_amount` tokens from the caller into sub-account `_sub`.
+    """
+    assert _amount != 0, "vault: zero amount"
+    self._pull(_amount)
+    collateral: int256 = self._collateral[msg.sender][_sub] + self._to_wad(_amount)
+    self._collateral[msg.sender][_sub] = collateral
+    log IMarginVault.Deposit(owner=msg.sender, sub=_sub, amount=_amount, collateral=collateral)
+
+
+@external
+@nonreentrant
+def withdraw(_sub: uint256, _amount: uint256):
+    """
+    @notice Pay `_amount` tokens out of sub-account `_sub` to the caller. Afterwards
+            `min(collateral, equity) >= initial margin`: unrealized profit and funding
+            not yet settled are never paid out.
+    """
+    assert _amount != 0, "vault: zero amount"
+    self._debit_free_collateral(msg.sender, _sub, _amount)
+    collateral: int256 = self._collateral[msg.sender][_sub]
+    extcall TOKEN.transfer(msg.sender, _amount, default_return_value=True)
+    log IMarginVault.Withdraw(owner=msg.sender, sub=_sub, amount=_amount, collateral=collateral)
+
+
+@external
+@nonreentrant
+def transfer_margin(_from_sub: uint256, _to_sub: uint256, _amount: uint256):
+    """
+    @notice Move `_amount` (token units) of collateral between two of the caller's
+            sub-accounts. The source must stay above initial margin, as for a withdrawal.
+    """
+    assert _amount != 0, "vault: zero amount"
+    assert _from_sub != _to_sub, "vault: same sub-account"
+    self._debit_free_collateral(msg.sender, _from_sub, _amount)
+    self._collateral[msg.sender][_to_sub] += self._to_wad(_amount)
+    log IMarginVault.MarginTransferred(owner=msg.sender, from_sub=_from_sub, to_sub=_to_sub, amount=_amount)
+
+
+# ================================================================== traders: positions
+
+
+@external
+@nonreentrant
+def modify_position(_sub: uint256, _market: uint256, _size_delta: int256, _acceptable_price: uint256):
+    """
+    @notice Buy (`_size_delta > 0`) or sell base units of `_market` for sub-account `_sub`
+            at the oracle price adjusted for skew. Reverts if the fill is worse than
+            `_acceptable_price` (above it for a buy, below it for a sell).
+    @dev A trade that opens or increases risk must leave equity >= initial margin and is
+         refused while the market is paused. A trade that only reduces risk is always
+         allowed, except that it may not turn a healthy account liquidatable.
+    """
+    self._modify(msg.sender, _sub, _market, _size_delta, _acceptable_price)
+
+
+@external
+@nonreentrant
+def close_position(_sub: uint256, _market: uint256, _acceptable_price: uint256):
+    """
+    @notice Close the whole position of sub-account `_sub` in `_market`.
+    """
+    size: int256 = self._load_position(msg.sender, _sub, _market).size
+    assert size != 0, "vault: no position"
+    self._modify(msg.sender, _sub, _market, -size, _acceptable_price)
+
+
+@external
+def poke(_market: uint256):
+    """
+    @notice Accrue funding of `_market` up to now. Anyone may call it.
+    """
+    assert _market < self.market_count, "vault: unknown market"
+    self._accrue(_market, staticcall ORACLE.price(_market))
+
+
+# ================================================================== liquidity providers
+
+
+@external
+@nonreentrant
+def add_liquidity(_amount: uint256) -> uint256:
+    """
+    @notice Deposit `_amount` tokens into the LP pool for shares priced at pool value.
+    @return The shares minted.
+    """
+    assert _amount != 0, "vault: zero amount"
+    value: int256 = self._pool_value(True)
+    assert value >= 0, "vault: pool insolvent"
+    amount_wad: uint256 = _amount * TOKEN_SCALE
+    shares: uint256 = amount_wad * (self.total_lp_shares + VIRTUAL_SHARES) // (convert(value, uint256) + VIRTUAL_ASSETS)
+    assert shares != 0, "vault: zero shares"
+    self._pull(_amount)
+    self.pool_balance += convert(amount_wad, int256)
+    self.lp_shares[msg.sender] += shares
+    self.total_lp_shares += shares
+    log IMarginVault.LiquidityAdded(provider=msg.sender, amount=_amount, shares=shares, pool_value=value + convert(amount_wad, int256))
+    return shares
+
+
+@external
+@nonreentrant
+def remove_liquidity(_shares: uint256) -> uint256:
+    """
+    @notice Burn `_shares` for their part of the pool value, paid in tokens (rounded down).
+            Cash that backs the traders' net exposure stays locked.
+    @return The tokens paid out.
+    """
+    assert _shares != 0, "vault: zero shares"
+    assert _shares <= self.lp_shares[msg.sender], "vault: insufficient shares"
+    value: int256 = self._pool_value(True)
+    assert value > 0, "vault: pool insolvent"
+    owed_wad: uint256 = _shares * (convert(value, uint256) + VIRTUAL_ASSETS) // (self.total_lp_shares + VIRTUAL_SHARES)
+    amount: uint256 = owed_wad // TOKEN_SCALE
+    assert amount != 0, "vault: zero amount"
+    paid_wad: int256 = convert(amount * TOKEN_SCALE, int256)
+    cash: int256 = self.pool_balance - paid_wad
+    assert cash >= 0, "vault: pool cash locked"
+    self._check_pool_backs_exposure(cash)
+    self.pool_balance = cash
+    self.lp_shares[msg.sender] -= _shares
+    self.total_lp_shares -= _shares
+    extcall TOKEN.transfer(msg.sender, amount, default_return_value=True)
+    log IMarginVault.LiquidityRemoved(provider=msg.sender, amount=amount, shares=_shares, pool_value=value - paid_wad)
+    return amount
+
+
+# ================================================================== views
+
+
+@view
+@external
+def position(_owner: address, _sub: uint256, _market: uint256) -> IMarginVault.Position:
+    """
+    @notice The stored position (size, entry price, funding index at last settlement).
+    """
+    return self._load_position(_owner, _sub, _market)
+
+
+@view
+@external
+def collateral(_owner: address, _sub: uint256) -> int256:
+    """
+    @notice Settled collateral in USD (WAD); negative only for an account in bad debt.
+    """
+    return self._collateral[_owner][_sub]
+
+
+@view
+@external
+def equity(_owner: address, _sub: uint256) -> int256:
+    """
+    @notice Collateral + unrealized PnL + unsettled funding, USD (WAD), at the latest prices.
+    """
+    return self._health(_owner, _sub, False).equity
+
+
+@view
+@external
+def initial_margin(_owner: address, _sub: uint256) -> uint256:
+    """
+    @notice Sum over positions of notional / max_leverage + min_position_margin, USD (WAD).
+    """
+    return self._health(_owner, _sub, False).initial_margin
+
+
+@view
+@external
+def maintenance_margin(_owner: address, _sub: uint256) -> uint256:
+    """
+    @notice Sum over positions of notional * mmr + min_position_margin, USD (WAD).
+    """
+    return self._health(_owner, _sub, False).maintenance_margin
+
+
+@view
+@external
+def is_liquidatable(_owner: address, _sub: uint256) -> bool:
+    """
+    @notice True when equity < maintenance margin (an empty account in bad debt included).
+    """
+    h: IMarginVault.AccountHealth = self._health(_owner, _sub, False)
+    return h.equity < convert(h.maintenance_margin, int256)
+
+
+@view
+@external
+def account_health(_owner: address, _sub: uint256) -> IMarginVault.AccountHealth:
+    """
+    @notice The full breakdown: collateral, unrealized PnL, funding, equity, IM, MM.
+    """
+    return self._health(_owner, _sub, False)
+
+
+@view
+@external
+def withdrawable(_owner: address, _sub: uint256) -> uint256:
+    """
+    @notice Token units that `withdraw` would pay out now (at the latest prices).
+    """
+    return self._free_collateral(self._health(_owner, _sub, False)) // TOKEN_SCALE
+
+
+@view
+@external
+def open_markets(_owner: address, _sub: uint256) -> DynArray[uint256, MAX_MARKETS_PER_ACCOUNT]:
+    """
+    @notice The markets in which the account holds a position.
+    """
+    result: DynArray[uint256, MAX_MARKETS_PER_ACCOUNT] = []
+    mask: uint256 = self._open_markets[_owner][_sub]
+    for m: uint256 in range(MAX_MARKETS):
+        if mask == 0:
+            break
+        if mask & 1 == 1:
+            result.append(m)
+        mask = mask >> 1
+    return result
+
+
+@view
+@external
+def market_state(_market: uint256) -> IMarginVault.MarketState:
+    """
+    @notice Open interest, aggregate sums and the stored (last accrued) funding state.
+    """
+    return self._markets[_market]
+
+
+@view
+@external
+def fill_price(_market: uint256, _size_delta: int256) -> uint256:
+    """
+    @notice The price a trade of `_size_delta` would fill at now (latest oracle price).
+    """
+    assert _market < self.market_count, "vault: unknown market"
+    p: uint256 = 0
+    updated_at: uint256 = 0
+    p, updated_at = staticcall ORACLE.latest(_market)
+    st: IMarginVault.MarketState = self._markets[_market]
+    skew: int256 = convert(st.oi_long, int256) - convert(st.oi_short, int256)
+    return self._fill_price(p, skew, _size_delta, self.market_params[_market].skew_scale)
+
+
+@view
+@external
+def pool_value() -> int256:
+    """
+    @notice Pool cash minus what the pool owes traders at the latest prices (unrealized
+            PnL) plus the funding traders owe the pool and have not settled, USD (WAD).
+    """
+    return self._pool_value(False)
+
+
+@view
+@external
+def funding(_market: uint256) -> (int256, int256):
+    """
+    @notice `(funding_rate, funding_index)` as of now, including time not yet accrued.
+    """
+    p: uint256 = 0
+    updated_at: uint256 = 0
+    p, updated_at = staticcall ORACLE.latest(_market)
+    return self._current_funding(_market, p)
+
+
+# ================================================================== owner
+
+
+@external
+def add_market(_params: IMarginVault.MarketParams) -> uint256:
+    """
+    @notice Create a market; ids are assigned 0, 1, 2... The oracle must price it.
+    @dev Owner only.
+    @return The new market's id.
+    """
+    ownable._check_owner()
+    market: uint256 = self.market_count
+    assert market < MAX_MARKETS, "vault: too many markets"
+    self._check_params(_params)
+    self.market_params[market] = _params
+    self._markets[market].last_funding_time = block.timestamp
+    self.market_count = market + 1
+    log IMarginVault.MarketAdded(market=market, params=_params)
+    return market
+
+
+@external
+def set_market_params(_market: uint256, _params: IMarginVault.MarketParams):
+    """
+    @notice Replace a market's parameters. Funding is accrued first under the old ones.
+    @dev Owner only.
+    """
+    ownable._check_owner()
+    assert _market < self.market_count, "vault: unknown market"
+    self._check_params(_params)
+    p: uint256 = 0
+    updated_at: uint256 = 0
+    p, updated_at = staticcall ORACLE.latest(_market)
+    self._accrue(_market, p)
+    self.market_params[_market] = _params
+    log IMarginVault.MarketParamsSet(market=_market, params=_params)
+
+
+@external
+def pause():
+    """
+    @notice Stop new risk in every market. Closing, reducing, withdrawing free collateral,
+            liquidity removal and liquidations keep working.
+    @dev Owner only.
+    """
+    ownable._check_owner()
+    self.paused = True
+    log IMarginVault.GlobalPauseSet(paused=True)
+
+
+@external
+def unpause():
+    """
+    @dev Owner only.
+    """
+    ownable._check_owner()
+    self.paused = False
+    log IMarginVault.GlobalPauseSet(paused=False)
+
+
+@external
+def pause_market(_market: uint256):
+    """
+    @notice Stop new risk in `_market` only.
+    @dev Owner only.
+    """
+    ownable._check_owner()
+    assert _market < self.market_count, "vault: unknown market"
+    self.market_paused[_market] = True
+    log IMarginVault.MarketPauseSet(market=_market, paused=True)
+
+
+@external
+def unpause_market(_market: uint256):
+    """
+    @dev Owner only.
+    """
+    ownable._check_owner()
+    assert _market < self.market_count, "vault: unknown market"
+    self.market_paused[_market] = False
+    log IMarginVault.MarketPauseSet(market=_market, paused=False)
+
+
+# ================================================================== internals: trading
+
+
+@internal
+def _modify(_owner: address, _sub: uint256, _market: uint256, _size_delta: int256, _acceptable_price: uint256):
+    assert _size_delta != 0, "vault: zero size"
+    assert _size_delta >= -MAX_ABS_SIZE and _size_delta <= MAX_ABS_SIZE, "vault: size out of range"
+    assert _market < self.market_count, "vault: unknown market"
+    price: uint256 = staticcall ORACLE.price(_market)
+    st: IMarginVault.MarketState = self._accrue(_market, price)
+    params: IMarginVault.MarketParams = self.market_params[_market]
+
+    pos: IMarginVault.Position = self._load_position(_owner, _sub, _market)
+    size: int256 = pos.size + _size_delta
+    increases_risk: bool = self._increases_risk(pos.size, size)
+    healthy_before: bool = True
+    if not increases_risk:
+        h: IMarginVault.AccountHealth = self._health(_owner, _sub, True)
+        healthy_before = h.equity >= convert(h.maintenance_margin, int256)
+
+    skew: int256 = convert(st.oi_long, int256) - convert(st.oi_short, int256)
+    fill: uint256 = self._fill_price(price, skew, _size_delta, params.skew_scale)
+    if _size_delta > 0:
+        assert fill <= _acceptable_price, "vault: fill above acceptable price"
+    else:
+        assert fill >= _acceptable_price, "vault: fill below acceptable price"
+    fee: uint256 = self._ceil_div(self._ceil_div(self._abs(_size_delta) * fill, WAD) * params.taker_fee, WAD)
+
+    funding: int256 = self._floor_div(-pos.size * (st.funding_index - pos.funding_index), IWAD)
+    pnl: int256 = 0
+    entry: uint256 = 0
+    pnl, entry = self._trade_pnl_and_entry(pos.size, pos.entry_price, _size_delta, fill)
+
+    # open interest and the aggregates behind pool_value, all exact
+    if pos.size > 0:
+        st.oi_long -= convert(pos.size, uint256)
+    elif pos.size < 0:
+        st.oi_short -= convert(-pos.size, uint256)
+    if size > 0:
+        st.oi_long += convert(size, uint256)
+    elif size < 0:
+        st.oi_short += convert(-size, uint256)
+    st.entry_sum += size * convert(entry, int256) - pos.size * convert(pos.entry_price, int256)
+    st.funding_sum += size * st.funding_index - pos.size * pos.funding_index
+    self._markets[_market] = st
+
+    # money: everything the trader gains the pool pays, and the other way round
+    delta: int256 = pnl + funding - convert(fee, int256)
+    collateral: int256 = self._collateral[_owner][_sub] + delta
+    self._collateral[_owner][_sub] = collateral
+    self.pool_balance -= delta
+
+    self._store_position(_owner, _sub, _market, size, entry, st.funding_index)
+    if pos.size == 0 or size == 0:
+        self._open_markets[_owner][_sub] ^= 1 << _market
+
+    if increases_risk:
+        assert not self.paused and not self.market_paused[_market], "vault: market paused"
+        if size > 0:
+            assert st.oi_long <= params.max_open_interest, "vault: open interest cap"
+        else:
+            assert st.oi_short <= params.max_open_interest, "vault: open interest cap"
+        new_skew: int256 = skew + _size_delta
+        exposure: uint256 = self._abs(new_skew) * price // WAD
+        assert convert(exposure, int256) * IWAD <= self.pool_balance * convert(params.max_pool_exposure, int256), "vault: pool cannot back open interest"
+        if pos.size == 0:
+            self._check_market_count(_owner, _sub)
+        h: IMarginVault.AccountHealth = self._health(_owner, _sub, True)
+        assert h.equity >= convert(h.initial_margin, int256), "vault: below initial margin"
+    elif healthy_before:
+        h: IMarginVault.AccountHealth = self._health(_owner, _sub, True)
+        assert h.equity >= convert(h.maintenance_margin, int256), "vault: trade would make account liquidatable"
+
+    log IMarginVault.PositionModified(
+        owner=_owner,
+        sub=_sub,
+        market=_market,
+        size_delta=_size_delta,
+        size=size,
+        entry_price=entry,
+        fill_price=fill,
+        oracle_price=price,
+        fee=fee,
+        realized_pnl=pnl,
+        funding=funding,
+        collateral=collateral,
+    )
+
+
+@pure
+@internal
+def _increases_risk(_old: int256, _new: int256) -> bool:
+    # Growing |size| or flipping to the other side opens risk; shrinking does not.
+    if _new == 0:
+        return False
+    if _old == 0:
+        return True
+    if (_old > 0) != (_new > 0):
+        return True
+    return self._abs(_new) > self._abs(_old)
+
+
+@pure
+@internal
+def _trade_pnl_and_entry(_size: int256, _entry: uint256, _delta: int256, _fill: uint256) -> (int256, uint256):
+    """
+    @dev Realized PnL of the part that closes (floored: the trader never gains from
+         rounding) and the entry price after the trade: unchanged on a reduce, the fill on
+         a flip or open, the size-weighted average on an increase (rounded up for longs,
+         down for shorts, against the trader).
+    """
+    new_size: int256 = _size + _delta
+    if _size == 0:
+        return 0, _fill
+    if (_size > 0) == (_delta > 0):
+        # increase on the same side
+        total: uint256 = self._abs(_size) * _entry + self._abs(_delta) * _fill
+        if _size > 0:
+            return 0, self._ceil_div(total, self._abs(new_size))
+        return 0, total // self._abs(new_size)
+    closed: int256 = _size
+    if self._abs(_delta) < self._abs(_size):
+        closed = -_delta
+    pnl: int256 = self._floor_div(closed * (convert(_fill, int256) - convert(_entry, int256)), IWAD)
+    if new_size == 0:
+        return pnl, 0
+    if (new_size > 0) != (_size > 0):
+        return pnl, _fill
+    return pnl, _entry
+
+
+@view
+@internal
+def _fill_price(_price: uint256, _skew: int256, _delta: int256, _skew_scale: uint256) -> uint256:
+    """
+    @dev fill = P * (1 + (skew_before + skew_after) / (2 * skew_scale)), rounded up for a
+         buy and down for a sell.
+    """
+    scale2: int256 = 2 * convert(_skew_scale, int256)
+    numerator: int256 = convert(_price, int256) * (scale2 + 2 * _skew + _delta)
+    assert numerator > 0, "vault: fill price not positive"
+    fill: uint256 = 0
+    if _delta > 0:
+        fill = self._ceil_div(convert(numerator, uint256), convert(scale2, uint256))
+    else:
+        fill = convert(numerator, uint256) // convert(scale2, uint256)
+    assert fill != 0 and fill <= MAX_PRICE, "vault: fill price out of range"
+    return fill
+
+
+@view
+@internal
+def _check_market_count(_owner: address, _sub: uint256):
+    count: uint256 = 0
+    mask: uint256 = self._open_markets[_owner][_sub]
+    for m: uint256 in range(MAX_MARKETS):
+        if mask == 0:
+            break
+        count += mask & 1
+        mask = mask >> 1
+    assert count <= MAX_MARKETS_PER_ACCOUNT, "vault: too many positions"
+
+
+# ================================================================== internals: funding
+
+
+@view
+@internal
+def _current_funding(_market: uint256, _price: uint256) -> (int256, int256):
+    """
+    @dev Funding rate and index as of now: velocity v = clamp(skew / skew_scale, -1, 1) *
+         max_funding_velocity; over dt the rate moves by v * dt / DAY and the index by the
+         trapezoid (r0 + r1) / 2 * dt / DAY * price. O(1) whatever the number of positions.
+    """
+    st: IMarginVault.MarketState = self._markets[_market]
+    dt: uint256 = block.timestamp - st.last_funding_time
+    if dt == 0:
+        return st.funding_rate, st.funding_index
+    params: IMarginVault.MarketParams = self.market_params[_market]
+    skew: int256 = convert(st.oi_long, int256) - convert(st.oi_short, int256)
+    proportional: int256 = skew * IWAD // convert(params.skew_scale, int256)
+    proportional = max(min(proportional, IWAD), -IWAD)
+    velocity: int256 = proportional * convert(params.max_funding_velocity, int256) // IWAD
+    elapsed: int256 = convert(dt, int256)
+    rate: int256 = st.funding_rate + velocity * elapsed // convert(DAY, int256)
+    index_delta: int256 = self._floor_div(
+        (st.funding_rate + rate) * elapsed * convert(_price, int256), 2 * convert(DAY, int256) * IWAD
+    )
+    return rate, st.funding_index + index_delta
+
+
+@internal
+def _accrue(_market: uint256, _price: uint256) -> IMarginVault.MarketState:
+    st: IMarginVault.MarketState = self._markets[_market]
+    dt: uint256 = block.timestamp - st.last_funding_time
+    if dt == 0:
+        return st
+    rate: int256 = 0
+    index: int256 = 0
+    rate, index = self._current_funding(_market, _price)
+    st.funding_rate = rate
+    st.funding_index = index
+    st.last_funding_time = block.timestamp
+    self._markets[_market].funding_rate = rate
+    self._markets[_market].funding_index = index
+    self._markets[_market].last_funding_time = block.timestamp
+    log IMarginVault.FundingAccrued(
+        market=_market,
+        funding_rate=st.funding_rate,
+        funding_index=st.funding_index,
+        skew=convert(st.oi_long, int256) - convert(st.oi_short, int256),
+        price=_price,
+        elapsed=dt,
+    )
+    return st
+
+
+# ================================================================== internals: valuation
+
+
+@view
+@internal
+def _health(_owner: address, _sub: uint256, _strict: bool) -> IMarginVault.AccountHealth:
+    """
+    @dev The one function that values an account. `_strict` reads prices that revert when
+         stale (trading, withdrawing); views use the latest price and never revert.
+    """
+    h: IMarginVault.AccountHealth = empty(IMarginVault.AccountHealth)
+    h.collateral = self._collateral[_owner][_sub]
+    mask: uint256 = self._open_markets[_owner][_sub]
+    for m: uint256 in range(MAX_MARKETS):
+        if mask == 0:
+            break
+        if mask & 1 == 1:
+            price: uint256 = self._price(m, _strict)
+            pos: IMarginVault.Position = self._load_position(_owner, _sub, m)
+            rate: int256 = 0
+            index: int256 = 0
+            rate, index = self._current_funding(m, price)
+            h.unrealized_pnl += self._floor_div(pos.size * (convert(price, int256) - convert(pos.entry_price, int256)), IWAD)
+            h.funding += self._floor_div(-pos.size * (index - pos.funding_index), IWAD)
+            notional: uint256 = self._ceil_div(self._abs(pos.size) * price, WAD)
+            min_margin: uint256 = self.market_params[m].min_position_margin
+            h.initial_margin += self._ceil_div(notional * WAD, self.market_params[m].max_leverage) + min_margin
+            h.maintenance_margin += self._ceil_div(notional * self.market_params[m].maintenance_margin_ratio, WAD) + min_margin
+            h.positions += 1
+        mask = mask >> 1
+    h.equity = h.collateral + h.unrealized_pnl + h.funding
+    return h
+
+
+@view
+@internal
+def _free_collateral(_h: IMarginVault.AccountHealth) -> uint256:
+    """
+    @dev What may leave the account: min(collateral, equity) - IM, never negative.
+    """
+    free: int256 = min(_h.collateral, _h.equity) - convert(_h.initial_margin, int256)
+    if free <= 0:
+        return 0
+    return convert(free, uint256)
+
+
+@internal
+def _debit_free_collateral(_owner: address, _sub: uint256, _amount: uint256):
+    amount_wad: int256 = self._to_wad(_amount)
+    h: IMarginVault.AccountHealth = self._health(_owner, _sub, True)
+    if amount_wad > h.collateral:
+        if amount_wad <= h.equity - convert(h.initial_margin, int256):
+            raise "vault: unrealized profit not withdrawable"
+        raise "vault: insufficient collateral"
+    assert amount_wad <= convert(self._free_collateral(h), int256), "vault: below initial margin"
+    self._collateral[_owner][_sub] = h.collateral - amount_wad
+
+
+@view
+@internal
+def _pool_value(_strict: bool) -> int256:
+    """
+    @dev pool cash - sum(trader unrealized PnL) + sum(funding traders owe), in O(markets)
+         from the aggregates kept per market: sum(size * (P - entry)) = skew * P - entry_sum
+         and sum(size * (index - snapshot)) = skew * index - funding_sum.
+    """
+    value: int256 = self.pool_balance
+    for m: uint256 in range(self.market_count, bound=MAX_MARKETS):
+        st: IMarginVault.MarketState = self._markets[m]
+        if st.oi_long == 0 and st.oi_short == 0:
+            continue
+        price: uint256 = self._price(m, _strict)
+        rate: int256 = 0
+        index: int256 = 0
+        rate, index = self._current_funding(m, price)
+        skew: int256 = convert(st.oi_long, int256) - convert(st.oi_short, int256)
+        trader_pnl: int256 = skew * convert(price, int256) - st.entry_sum
+        owed_funding: int256 = skew * index - st.funding_sum
+        value += self._floor_div(owed_funding - trader_pnl, IWAD)
+    return value
+
+
+@view
+@internal
+def _check_pool_backs_exposure(_cash: int256):
+    for m: uint256 in range(self.market_count, bound=MAX_MARKETS):
+        st: IMarginVault.MarketState = self._markets[m]
+        if st.oi_long == st.oi_short:
+            continue
+        skew: int256 = convert(st.oi_long, int256) - convert(st.oi_short, int256)
+        exposure: uint256 = self._abs(skew) * self._price(m, True) // WAD
+        assert convert(exposure, int256) * IWAD <= _cash * convert(self.market_params[m].max_pool_exposure, int256), "vault: liquidity locked by open interest"
+
+
+@view
+@internal
+def _price(_market: uint256, _strict: bool) -> uint256:
+    if _strict:
+        return staticcall ORACLE.price(_market)
+    p: uint256 = 0
+    updated_at: uint256 = 0
+    p, updated_at = staticcall ORACLE.latest(_market)
+    return p
+
+
+# ================================================================== internals: storage & math
+
+
+@view
+@internal
+def _load_position(_owner: address, _sub: uint256, _market: uint256) -> IMarginVault.Position:
+    stored: StoredPosition = self._positions[_owner][_sub][_market]
+    if stored.size_entry == 0:
+        return empty(IMarginVault.Position)
+    return IMarginVault.Position(
+        size=convert(stored.size_entry & (2**128 - 1), int256) - SIZE_BIAS,
+        entry_price=stored.size_entry >> 128,
+        funding_index=stored.funding_index,
+    )
+
+
+@internal
+def _store_position(_owner: address, _sub: uint256, _market: uint256, _size: int256, _entry: uint256, _funding_index: int256):
+    """
+    @dev Size (biased to unsigned) and entry price share one slot: a first open writes two
+         slots instead of three. An empty position is stored as zeros.
+    """
+    if _size == 0:
+        self._positions[_owner][_sub][_market] = empty(StoredPosition)
+        return
+    assert _size >= -MAX_ABS_SIZE and _size <= MAX_ABS_SIZE, "vault: size out of range"
+    self._positions[_owner][_sub][_market] = StoredPosition(
+        size_entry=(_entry << 128) | convert(_size + SIZE_BIAS, uint256),
+        funding_index=_funding_index,
+    )
+
+
+@view
+@internal
+def _check_params(_p: IMarginVault.MarketParams):
+    assert _p.max_leverage >= WAD and _p.max_leverage <= 1000 * WAD, "vault: bad max_leverage"
+    # mmr < imr = 1 / max_leverage
+    assert _p.maintenance_margin_ratio != 0 and _p.maintenance_margin_ratio * _p.max_leverage < WAD * WAD, "vault: bad maintenance_margin_ratio"
+    assert _p.taker_fee <= WAD // 10, "vault: bad taker_fee"
+    assert _p.skew_scale != 0 and _p.skew_scale <= convert(MAX_ABS_SIZE, uint256), "vault: bad skew_scale"
+    assert _p.max_funding_velocity <= 100 * WAD, "vault: bad max_funding_velocity"
+    assert _p.max_open_interest != 0 and _p.max_open_interest <= _p.skew_scale, "vault: bad max_open_interest"
+    assert _p.liquidation_fee_ratio < _p.maintenance_margin_ratio, "vault: bad liquidation_fee_ratio"
+    assert _p.min_position_margin <= 1_000_000 * WAD, "vault: bad min_position_margin"
+    assert _p.max_pool_exposure != 0 and _p.max_pool_exposure <= 10 * WAD, "vault: bad max_pool_exposure"
+
+
+@internal
+def _pull(_amount: uint256):
+    extcall TOKEN.transferFrom(msg.sender, self, _amount, default_return_value=True)
+
+
+@view
+@internal
+def _to_wad(_amount: uint256) -> int256:
+    return convert(_amount * TOKEN_SCALE, int256)
+
+
+@pure
+@internal
+def _abs(_x: int256) -> uint256:
+    return convert(abs(_x), uint256)
+
+
+@pure
+@internal
+def _ceil_div(_a: uint256, _b: uint256) -> uint256:
+    q: uint256 = _a // _b
+    if _a % _b != 0:
+        q += 1
+    return q
+
+
+@pure
+@internal
+def _floor_div(_a: int256, _b: int256) -> int256:
+    # _b > 0. EVM signed division truncates toward zero; floor moves negatives down.
+    q: int256 = _a // _b
+    if _a % _b != 0 and _a < 0:
+        q -= 1
+    return q

@@ -1,0 +1,79 @@
+"""Deploy the whole system: one function for scripts, tests, the demo and the keepers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from perpdex.config import load_config
+from perpdex.model import MarketParams, to_wad
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@lru_cache(maxsize=1)
+def contracts_project() -> Any:
+    """The Ape project holding perpdex's contracts, wherever the caller's cwd is."""
+    import ape
+
+    if Path(ape.project.path).resolve() == ROOT:
+        return ape.project
+    return ape.Project(ROOT)
+
+
+@dataclass
+class Deployment:
+    """Handles on a deployed perpdex (Ape contract instances)."""
+
+    usd: Any
+    oracle: Any
+    vault: Any
+    funding: Any  # FundingIndex is a module compiled into the vault: this is the vault
+    keeper: Any | None  # LiquidationKeeper (None until it is deployed by a later version)
+    markets: dict[str, int]
+    deployer: Any = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def addresses(self) -> dict[str, str]:
+        named = {"usd": self.usd, "oracle": self.oracle, "vault": self.vault, "keeper": self.keeper}
+        return {name: str(c.address) for name, c in named.items() if c is not None}
+
+    def to_json(self, chain_id: int, block: int) -> str:
+        return json.dumps(
+            {"chain_id": chain_id, "block": block, "addresses": self.addresses(), "markets": self.markets},
+            indent=2,
+        )
+
+
+def deploy_system(deployer: Any, **overrides: Any) -> Deployment:
+    """Deploy token (unless `token={"address": ...}` names one), oracle and vault; create
+    the configured markets; make `deployer` a price feeder and set every initial price.
+
+    `overrides` deep-merge into perpdex/defaults.toml, e.g.
+    `deploy_system(admin, markets={"ETH-USD": {"max_leverage": 10}}, oracle={"max_price_age": 60})`.
+    """
+    cfg = load_config(**overrides)
+    project = contracts_project()
+    if address := cfg["token"].get("address"):
+        usd = project.MockUSD.at(address)
+    else:
+        usd = project.MockUSD.deploy(sender=deployer)
+    oracle = project.PriceOracle.deploy(
+        int(cfg["oracle"]["max_price_age"]), to_wad(cfg["oracle"]["max_price_jump"]), sender=deployer
+    )
+    vault = project.MarginVault.deploy(usd, oracle, int(cfg["token"]["decimals"]), sender=deployer)
+    oracle.set_feeder(deployer, True, sender=deployer)
+
+    markets: dict[str, int] = {}
+    for name, values in cfg["markets"].items():
+        vault.add_market(MarketParams.from_human(values).as_tuple(), sender=deployer)
+        markets[name] = len(markets)
+    oracle.set_prices(
+        list(markets.values()), [to_wad(cfg["markets"][n]["price"]) for n in markets], sender=deployer
+    )
+    return Deployment(
+        usd=usd, oracle=oracle, vault=vault, funding=vault, keeper=None, markets=markets, deployer=deployer, config=cfg
+    )

@@ -1,0 +1,443 @@
+"""The reference model of perpdex's math: exact integers, the same rounding as the contracts.
+
+Every formula the vault uses lives here once. Tests compare the contracts against it; the
+CLI, the simulator and the keepers use it to explain and predict what the chain will do.
+
+Units (SPEC section 2): prices and USD values in WAD (1e18), sizes signed base units in WAD,
+rates as WAD fractions (funding rates per day). Every rounding goes against the trader.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from decimal import Decimal
+
+WAD = 10**18
+DAY = 86_400
+VIRTUAL_SHARES = WAD
+VIRTUAL_ASSETS = WAD
+MAX_ABS_SIZE = 2**120
+MAX_PRICE = 2**128 - 1
+MAX_MARKETS_PER_ACCOUNT = 8
+
+
+class ModelRevert(Exception):
+    """The model refuses an action for the same reason the contract reverts."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def require(condition: bool, reason: str) -> None:
+    if not condition:
+        raise ModelRevert(reason)
+
+
+# ---------------------------------------------------------------- rounding
+
+
+def ceil_div(a: int, b: int) -> int:
+    """Ceiling of a / b for a >= 0, b > 0."""
+    return -((-a) // b)
+
+
+def floor_div(a: int, b: int) -> int:
+    """Floor of a / b for b > 0 (Python's // already floors)."""
+    return a // b
+
+
+def to_wad(value: Decimal | int | float | str) -> int:
+    """A human number (3000.5, "0.025") to WAD, exactly for decimal strings."""
+    return int(Decimal(str(value)) * WAD)
+
+
+def from_wad(value: int) -> Decimal:
+    return Decimal(value) / WAD
+
+
+# ---------------------------------------------------------------- parameters
+
+
+@dataclass(frozen=True)
+class MarketParams:
+    """Field order matches the Vyper struct `IMarginVault.MarketParams`."""
+
+    max_leverage: int
+    maintenance_margin_ratio: int
+    taker_fee: int
+    skew_scale: int
+    max_funding_velocity: int
+    max_open_interest: int
+    liquidation_fee_ratio: int
+    min_position_margin: int
+    max_pool_exposure: int
+
+    def as_tuple(self) -> tuple[int, ...]:
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+    @classmethod
+    def from_human(cls, values: dict[str, object]) -> "MarketParams":
+        """Build from human units (20 for 20x, 0.025 for 2.5%, 1000000 base units)."""
+        return cls(**{f.name: to_wad(values[f.name]) for f in fields(cls)})  # type: ignore[arg-type]
+
+    @classmethod
+    def from_chain(cls, struct: object) -> "MarketParams":
+        return cls(**{f.name: int(getattr(struct, f.name)) for f in fields(cls)})
+
+
+# ---------------------------------------------------------------- trading
+
+
+def fill_price(price: int, skew: int, delta: int, skew_scale: int) -> int:
+    """fill = P * (1 + (skew_before + skew_after) / (2 * skew_scale)); up for buys, down for sells."""
+    scale2 = 2 * skew_scale
+    numerator = price * (scale2 + 2 * skew + delta)
+    require(numerator > 0, "vault: fill price not positive")
+    fill = ceil_div(numerator, scale2) if delta > 0 else numerator // scale2
+    require(0 < fill <= MAX_PRICE, "vault: fill price out of range")
+    return fill
+
+
+def notional(size: int, price: int) -> int:
+    return ceil_div(abs(size) * price, WAD)
+
+
+def trade_fee(delta: int, fill: int, taker_fee: int) -> int:
+    return ceil_div(notional(delta, fill) * taker_fee, WAD)
+
+
+def increases_risk(old: int, new: int) -> bool:
+    if new == 0:
+        return False
+    if old == 0 or (old > 0) != (new > 0):
+        return True
+    return abs(new) > abs(old)
+
+
+def trade_pnl_and_entry(size: int, entry: int, delta: int, fill: int) -> tuple[int, int]:
+    """Realized PnL of the closed part (floored) and the entry price after the trade."""
+    new_size = size + delta
+    if size == 0:
+        return 0, fill
+    if (size > 0) == (delta > 0):
+        total = abs(size) * entry + abs(delta) * fill
+        return 0, (ceil_div(total, abs(new_size)) if size > 0 else total // abs(new_size))
+    closed = size if abs(delta) >= abs(size) else -delta
+    pnl = floor_div(closed * (fill - entry), WAD)
+    if new_size == 0:
+        return pnl, 0
+    if (new_size > 0) != (size > 0):
+        return pnl, fill
+    return pnl, entry
+
+
+def unrealized_pnl(size: int, entry: int, price: int) -> int:
+    return floor_div(size * (price - entry), WAD)
+
+
+def accrued_funding(size: int, index: int, snapshot: int) -> int:
+    """What a position gains (+) or pays (-) from funding since its last settlement."""
+    return floor_div(-size * (index - snapshot), WAD)
+
+
+def initial_margin(size: int, price: int, params: MarketParams) -> int:
+    return ceil_div(notional(size, price) * WAD, params.max_leverage) + params.min_position_margin
+
+
+def maintenance_margin(size: int, price: int, params: MarketParams) -> int:
+    return ceil_div(notional(size, price) * params.maintenance_margin_ratio, WAD) + params.min_position_margin
+
+
+# ---------------------------------------------------------------- funding
+
+
+def funding_velocity(skew: int, params: MarketParams) -> int:
+    proportional = _trunc_div(skew * WAD, params.skew_scale)
+    proportional = max(min(proportional, WAD), -WAD)
+    return _trunc_div(proportional * params.max_funding_velocity, WAD)
+
+
+def current_funding(
+    rate: int, index: int, elapsed: int, skew: int, price: int, params: MarketParams
+) -> tuple[int, int]:
+    """Rate and index after `elapsed` seconds at a constant skew and price (trapezoid rule)."""
+    if elapsed == 0:
+        return rate, index
+    new_rate = rate + _trunc_div(funding_velocity(skew, params) * elapsed, DAY)
+    delta = floor_div((rate + new_rate) * elapsed * price, 2 * DAY * WAD)
+    return new_rate, index + delta
+
+
+def _trunc_div(a: int, b: int) -> int:
+    """Division truncating toward zero, like the EVM's SDIV (b > 0)."""
+    q = abs(a) // b
+    return q if a >= 0 else -q
+
+
+# ---------------------------------------------------------------- accounts
+
+
+@dataclass
+class Position:
+    size: int = 0
+    entry_price: int = 0
+    funding_index: int = 0
+
+
+@dataclass
+class Health:
+    collateral: int = 0
+    unrealized_pnl: int = 0
+    funding: int = 0
+    equity: int = 0
+    initial_margin: int = 0
+    maintenance_margin: int = 0
+    positions: int = 0
+
+    @property
+    def liquidatable(self) -> bool:
+        return self.equity < self.maintenance_margin
+
+    @property
+    def free_collateral(self) -> int:
+        """What may leave the account: min(collateral, equity) - IM, never negative."""
+        return max(0, min(self.collateral, self.equity) - self.initial_margin)
+
+
+# ---------------------------------------------------------------- the vault
+
+
+@dataclass
+class MarketState:
+    params: MarketParams
+    oi_long: int = 0
+    oi_short: int = 0
+    entry_sum: int = 0
+    funding_sum: int = 0
+    funding_rate: int = 0
+    funding_index: int = 0
+    last_funding_time: int = 0
+    paused: bool = False
+
+    @property
+    def skew(self) -> int:
+        return self.oi_long - self.oi_short
+
+
+@dataclass
+class TradeResult:
+    fill_price: int
+    fee: int
+    realized_pnl: int
+    funding: int
+    size: int
+    entry_price: int
+
+
+Account = tuple[str, int]
+
+
+@dataclass
+class VaultModel:
+    """A state-for-state model of MarginVault, driven with the same calls in tests."""
+
+    token_scale: int = 10**12
+    markets: list[MarketState] = field(default_factory=list)
+    prices: dict[int, int] = field(default_factory=dict)
+    collateral: dict[Account, int] = field(default_factory=dict)
+    positions: dict[tuple[str, int, int], Position] = field(default_factory=dict)
+    pool_balance: int = 0
+    insurance_fund: int = 0
+    lp_shares: dict[str, int] = field(default_factory=dict)
+    total_lp_shares: int = 0
+    paused: bool = False
+    now: int = 0
+
+    # ---- setup
+    def add_market(self, params: MarketParams, price: int) -> int:
+        self.markets.append(MarketState(params=params, last_funding_time=self.now))
+        self.prices[len(self.markets) - 1] = price
+        return len(self.markets) - 1
+
+    # ---- views
+    def position(self, owner: str, sub: int, market: int) -> Position:
+        return self.positions.get((owner, sub, market), Position())
+
+    def open_markets(self, owner: str, sub: int) -> list[int]:
+        return sorted(m for (o, s, m), p in self.positions.items() if o == owner and s == sub and p.size != 0)
+
+    def funding_now(self, market: int) -> tuple[int, int]:
+        st = self.markets[market]
+        return current_funding(
+            st.funding_rate, st.funding_index, self.now - st.last_funding_time, st.skew, self.prices[market], st.params
+        )
+
+    def health(self, owner: str, sub: int) -> Health:
+        h = Health(collateral=self.collateral.get((owner, sub), 0))
+        for m in self.open_markets(owner, sub):
+            pos, price, params = self.position(owner, sub, m), self.prices[m], self.markets[m].params
+            h.unrealized_pnl += unrealized_pnl(pos.size, pos.entry_price, price)
+            h.funding += accrued_funding(pos.size, self.funding_now(m)[1], pos.funding_index)
+            h.initial_margin += initial_margin(pos.size, price, params)
+            h.maintenance_margin += maintenance_margin(pos.size, price, params)
+            h.positions += 1
+        h.equity = h.collateral + h.unrealized_pnl + h.funding
+        return h
+
+    def withdrawable(self, owner: str, sub: int) -> int:
+        return self.health(owner, sub).free_collateral // self.token_scale
+
+    def pool_value(self) -> int:
+        value = self.pool_balance
+        for m, st in enumerate(self.markets):
+            if st.oi_long == 0 and st.oi_short == 0:
+                continue
+            _, index = self.funding_now(m)
+            trader_pnl = st.skew * self.prices[m] - st.entry_sum
+            owed_funding = st.skew * index - st.funding_sum
+            value += floor_div(owed_funding - trader_pnl, WAD)
+        return value
+
+    # ---- collateral
+    def deposit(self, owner: str, sub: int, amount: int) -> None:
+        require(amount != 0, "vault: zero amount")
+        self.collateral[(owner, sub)] = self.collateral.get((owner, sub), 0) + amount * self.token_scale
+
+    def withdraw(self, owner: str, sub: int, amount: int) -> None:
+        require(amount != 0, "vault: zero amount")
+        self._debit_free_collateral(owner, sub, amount)
+
+    def transfer_margin(self, owner: str, from_sub: int, to_sub: int, amount: int) -> None:
+        require(amount != 0, "vault: zero amount")
+        require(from_sub != to_sub, "vault: same sub-account")
+        self._debit_free_collateral(owner, from_sub, amount)
+        self.collateral[(owner, to_sub)] = self.collateral.get((owner, to_sub), 0) + amount * self.token_scale
+
+    def _debit_free_collateral(self, owner: str, sub: int, amount: int) -> None:
+        wad = amount * self.token_scale
+        h = self.health(owner, sub)
+        if wad > h.collateral:
+            if wad <= h.equity - h.initial_margin:
+                raise ModelRevert("vault: unrealized profit not withdrawable")
+            raise ModelRevert("vault: insufficient collateral")
+        require(wad <= h.free_collateral, "vault: below initial margin")
+        self.collateral[(owner, sub)] = h.collateral - wad
+
+    # ---- trading
+    def accrue(self, market: int) -> None:
+        st = self.markets[market]
+        st.funding_rate, st.funding_index = self.funding_now(market)
+        st.last_funding_time = self.now
+
+    def modify_position(self, owner: str, sub: int, market: int, delta: int, acceptable_price: int) -> TradeResult:
+        """Apply a trade; on a revert nothing changes (like the EVM)."""
+        snapshot = _copy_state(self)
+        try:
+            return self._modify(owner, sub, market, delta, acceptable_price)
+        except ModelRevert:
+            _restore_state(self, snapshot)
+            raise
+
+    def _modify(self, owner: str, sub: int, market: int, delta: int, acceptable_price: int) -> TradeResult:
+        require(delta != 0, "vault: zero size")
+        require(-MAX_ABS_SIZE <= delta <= MAX_ABS_SIZE, "vault: size out of range")
+        require(market < len(self.markets), "vault: unknown market")
+        self.accrue(market)
+        st, price = self.markets[market], self.prices[market]
+        params = st.params
+        pos = self.position(owner, sub, market)
+        size = pos.size + delta
+        risky = increases_risk(pos.size, size)
+        healthy_before = True
+        if not risky:
+            h = self.health(owner, sub)
+            healthy_before = not h.liquidatable
+
+        skew = st.skew
+        fill = fill_price(price, skew, delta, params.skew_scale)
+        if delta > 0:
+            require(fill <= acceptable_price, "vault: fill above acceptable price")
+        else:
+            require(fill >= acceptable_price, "vault: fill below acceptable price")
+        fee = trade_fee(delta, fill, params.taker_fee)
+        funding = accrued_funding(pos.size, st.funding_index, pos.funding_index)
+        pnl, entry = trade_pnl_and_entry(pos.size, pos.entry_price, delta, fill)
+
+        st.oi_long += max(size, 0) - max(pos.size, 0)
+        st.oi_short += max(-size, 0) - max(-pos.size, 0)
+        st.entry_sum += size * entry - pos.size * pos.entry_price
+        st.funding_sum += size * st.funding_index - pos.size * pos.funding_index
+
+        change = pnl + funding - fee
+        self.collateral[(owner, sub)] = self.collateral.get((owner, sub), 0) + change
+        self.pool_balance -= change
+        if size == 0:
+            self.positions.pop((owner, sub, market), None)
+        else:
+            self.positions[(owner, sub, market)] = Position(size, entry, st.funding_index)
+
+        if risky:
+            require(not self.paused and not st.paused, "vault: market paused")
+            side_oi = st.oi_long if size > 0 else st.oi_short
+            require(side_oi <= params.max_open_interest, "vault: open interest cap")
+            exposure = abs(skew + delta) * price // WAD
+            require(exposure * WAD <= self.pool_balance * params.max_pool_exposure, "vault: pool cannot back open interest")
+            if pos.size == 0:
+                require(len(self.open_markets(owner, sub)) <= MAX_MARKETS_PER_ACCOUNT, "vault: too many positions")
+            h = self.health(owner, sub)
+            require(h.equity >= h.initial_margin, "vault: below initial margin")
+        elif healthy_before:
+            require(not self.health(owner, sub).liquidatable, "vault: trade would make account liquidatable")
+        return TradeResult(fill, fee, pnl, funding, size, entry)
+
+    # ---- liquidity
+    def add_liquidity(self, owner: str, amount: int) -> int:
+        require(amount != 0, "vault: zero amount")
+        value = self.pool_value()
+        require(value >= 0, "vault: pool insolvent")
+        shares = lp_shares_for_deposit(amount * self.token_scale, self.total_lp_shares, value)
+        require(shares != 0, "vault: zero shares")
+        self.pool_balance += amount * self.token_scale
+        self.lp_shares[owner] = self.lp_shares.get(owner, 0) + shares
+        self.total_lp_shares += shares
+        return shares
+
+    def remove_liquidity(self, owner: str, shares: int) -> int:
+        require(shares != 0, "vault: zero shares")
+        require(shares <= self.lp_shares.get(owner, 0), "vault: insufficient shares")
+        value = self.pool_value()
+        require(value > 0, "vault: pool insolvent")
+        amount = lp_value_of_shares(shares, self.total_lp_shares, value) // self.token_scale
+        require(amount != 0, "vault: zero amount")
+        cash = self.pool_balance - amount * self.token_scale
+        require(cash >= 0, "vault: pool cash locked")
+        for m, st in enumerate(self.markets):
+            exposure = abs(st.skew) * self.prices[m] // WAD
+            require(exposure * WAD <= cash * st.params.max_pool_exposure, "vault: liquidity locked by open interest")
+        self.pool_balance = cash
+        self.lp_shares[owner] -= shares
+        self.total_lp_shares -= shares
+        return amount
+
+
+def lp_shares_for_deposit(amount_wad: int, total_shares: int, pool_value: int) -> int:
+    return amount_wad * (total_shares + VIRTUAL_SHARES) // (pool_value + VIRTUAL_ASSETS)
+
+
+def lp_value_of_shares(shares: int, total_shares: int, pool_value: int) -> int:
+    return shares * (pool_value + VIRTUAL_ASSETS) // (total_shares + VIRTUAL_SHARES)
+
+
+def _copy_state(model: VaultModel) -> dict[str, object]:
+    return {
+        "markets": [replace(st) for st in model.markets],
+        "collateral": dict(model.collateral),
+        "positions": {k: replace(v) for k, v in model.positions.items()},
+        "pool_balance": model.pool_balance,
+    }
+
+
+def _restore_state(model: VaultModel, snapshot: dict[str, object]) -> None:
+    for name, value in snapshot.items():
+        setattr(model, name, value)

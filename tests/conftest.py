@@ -1,0 +1,135 @@
+"""Actors by role, the deployed system, and helpers that tests share.
+
+The system is deployed once per session; Ape snapshots the chain around every test, so
+each test starts from the same state: LP liquidity in the pool, prices set, no traders.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import pytest
+
+from perpdex.deploy import Deployment, deploy_system
+from perpdex.model import WAD, MarketParams, VaultModel
+from perpdex.sdk import Exchange
+
+ETH_PRICE = 3000 * WAD
+BTC_PRICE = 60_000 * WAD
+POOL_TOKENS = 1_000_000 * 10**6
+
+
+@pytest.fixture(scope="session")
+def admin(accounts: Any) -> Any:
+    return accounts[0]
+
+
+@pytest.fixture(scope="session")
+def trader(accounts: Any) -> Any:
+    return accounts[1]
+
+
+@pytest.fixture(scope="session")
+def trader2(accounts: Any) -> Any:
+    return accounts[2]
+
+
+@pytest.fixture(scope="session")
+def lp(accounts: Any) -> Any:
+    return accounts[3]
+
+
+@pytest.fixture(scope="session")
+def liquidator(accounts: Any) -> Any:
+    return accounts[4]
+
+
+@pytest.fixture(scope="session")
+def attacker(accounts: Any) -> Any:
+    return accounts[5]
+
+
+@pytest.fixture(scope="session")
+def system(admin: Any, lp: Any) -> Deployment:
+    """The default deployment with 1,000,000 USD of LP liquidity."""
+    deployment = deploy_system(admin)
+    Exchange(deployment).add_liquidity(lp, POOL_TOKENS)
+    return deployment
+
+
+@pytest.fixture(scope="session")
+def x(system: Deployment) -> Exchange:
+    return Exchange(system)
+
+
+@pytest.fixture(scope="session")
+def vault(system: Deployment) -> Any:
+    return system.vault
+
+
+@pytest.fixture(scope="session")
+def oracle(system: Deployment) -> Any:
+    return system.oracle
+
+
+@pytest.fixture(scope="session")
+def usd(system: Deployment) -> Any:
+    return system.usd
+
+
+@pytest.fixture(scope="session")
+def eth(system: Deployment) -> int:
+    return system.markets["ETH-USD"]
+
+
+@pytest.fixture(scope="session")
+def btc(system: Deployment) -> int:
+    return system.markets["BTC-USD"]
+
+
+@pytest.fixture
+def open_position(x: Exchange, eth: int) -> Callable[..., Any]:
+    """open_position(trader, size, collateral_usd=10_000, market=ETH, sub=0)."""
+
+    def _open(account: Any, size: int, collateral_usd: int = 10_000, market: int = eth, sub: int = 0) -> Any:
+        if collateral_usd:
+            x.deposit(account, x.tokens(collateral_usd), sub=sub)
+        return x.trade(account, market, size, sub=sub)
+
+    return _open
+
+
+@pytest.fixture
+def model_of(x: Exchange, chain: Any) -> Callable[[], VaultModel]:
+    """A VaultModel holding the chain's current markets, prices, pool and LP shares."""
+
+    def _model() -> VaultModel:
+        m = VaultModel(token_scale=x.token_scale, now=chain.pending_timestamp)
+        for market in range(int(x.vault.market_count())):
+            st = x.vault.market_state(market)
+            m.add_market(MarketParams.from_chain(x.vault.market_params(market)), x.price(market))
+            m.markets[market].last_funding_time = int(st.last_funding_time)
+        m.pool_balance = int(x.vault.pool_balance())
+        m.total_lp_shares = int(x.vault.total_lp_shares())
+        return m
+
+    return _model
+
+
+@pytest.fixture(autouse=True)
+def deterministic_time(chain: Any) -> None:
+    """Start every test one second after the restored head block.
+
+    Snapshot restore rewinds blocks but not the boa provider's clock offset, and boa's
+    `send_transaction` consumes a frozen timestamp without updating that offset; so an
+    earlier test's time travel would leak into later tests (prices then look stale).
+    """
+    start = chain.blocks.head.timestamp + 1
+    provider = chain.provider
+    if hasattr(provider, "_timestamp_offset"):  # ape-titanoboa 0.8.0a1
+        provider._pending_timestamp = None
+        provider._execution_timestamp = None
+        provider._timestamp_offset = start - int(time.time())
+    else:
+        chain.pending_timestamp = start

@@ -1,0 +1,163 @@
+"""PriceOracle: every external function, the accepted case next to each refused one."""
+
+import ape
+import pytest
+
+from perpdex.model import WAD
+
+ETH = 0
+
+
+def test_set_price__feeder__records_price_and_time(oracle, admin, chain):
+    receipt = oracle.set_price(ETH, 3100 * WAD, sender=admin)
+    price, updated_at = oracle.latest(ETH)
+    assert price == 3100 * WAD
+    assert updated_at == receipt.timestamp
+    event = receipt.events.filter(oracle.PriceUpdated)[0]
+    assert (event.market, event.price, event.feeder) == (ETH, 3100 * WAD, admin)
+
+
+def test_set_price__not_feeder__reverts(oracle, attacker):
+    with ape.reverts("oracle: not a feeder"):
+        oracle.set_price(ETH, 3100 * WAD, sender=attacker)
+    assert oracle.latest(ETH)[0] == 3000 * WAD
+
+
+def test_set_price__zero__reverts(oracle, admin):
+    with ape.reverts("oracle: zero price"):
+        oracle.set_price(ETH, 0, sender=admin)
+    assert oracle.latest(ETH)[0] == 3000 * WAD
+
+
+@pytest.mark.parametrize("factor", [1.25, 0.75])
+def test_set_price__jump_at_limit__passes(oracle, admin, factor):
+    oracle.set_price(ETH, int(3000 * factor) * WAD, sender=admin)
+    assert oracle.latest(ETH)[0] == int(3000 * factor) * WAD
+
+
+@pytest.mark.parametrize("new_price", [3000 * WAD * 125 // 100 + 1, 3000 * WAD * 75 // 100 - 1])
+def test_set_price__jump_over_limit__reverts(oracle, admin, new_price):
+    with ape.reverts("oracle: price jump too large"):
+        oracle.set_price(ETH, new_price, sender=admin)
+    assert oracle.latest(ETH)[0] == 3000 * WAD
+
+
+def test_set_price__first_price_of_a_market__has_no_jump_limit(oracle, admin):
+    oracle.set_price(7, 1, sender=admin)
+    assert oracle.latest(7)[0] == 1
+
+
+def test_set_price_at__past_observation__recorded_with_its_time(oracle, admin, chain):
+    chain.mine(timestamp=chain.pending_timestamp + 100)
+    observed = chain.blocks.head.timestamp - 10
+    oracle.set_price_at(ETH, 2900 * WAD, observed, sender=admin)
+    assert oracle.latest(ETH) == (2900 * WAD, observed)
+
+
+def test_set_price_at__older_than_latest__reverts(oracle, admin):
+    _, updated_at = oracle.latest(ETH)
+    with ape.reverts("oracle: time went back"):
+        oracle.set_price_at(ETH, 2900 * WAD, updated_at - 1, sender=admin)
+    assert oracle.latest(ETH)[1] == updated_at
+
+
+def test_set_price_at__future__reverts(oracle, admin, chain):
+    with ape.reverts("oracle: timestamp in the future"):
+        oracle.set_price_at(ETH, 2900 * WAD, chain.pending_timestamp + 3600, sender=admin)
+
+
+def test_set_prices__batch__records_each(oracle, admin):
+    oracle.set_prices([0, 1], [3100 * WAD, 61_000 * WAD], sender=admin)
+    assert oracle.latest(0)[0] == 3100 * WAD
+    assert oracle.latest(1)[0] == 61_000 * WAD
+
+
+def test_set_prices__length_mismatch__reverts(oracle, admin):
+    with ape.reverts("oracle: length mismatch"):
+        oracle.set_prices([0, 1], [3100 * WAD], sender=admin)
+
+
+def test_set_prices__one_bad_price__reverts_whole_batch(oracle, admin):
+    with ape.reverts("oracle: zero price"):
+        oracle.set_prices([0, 1], [3100 * WAD, 0], sender=admin)
+    assert oracle.latest(0)[0] == 3000 * WAD
+
+
+def test_price__fresh__returned(oracle):
+    assert oracle.price(ETH) == 3000 * WAD
+
+
+def test_price__stale__reverts_while_latest_answers(oracle, chain):
+    chain.pending_timestamp += oracle.max_price_age() + 1
+    chain.mine()
+    with ape.reverts("oracle: stale price"):
+        oracle.price(ETH)
+    assert oracle.latest(ETH)[0] == 3000 * WAD
+
+
+def test_price__unknown_market__reverts(oracle):
+    with ape.reverts("oracle: no price"):
+        oracle.price(99)
+    assert oracle.latest(99) == (0, 0)
+
+
+def test_set_feeder__owner__grants_and_revokes(oracle, admin, trader):
+    receipt = oracle.set_feeder(trader, True, sender=admin)
+    assert receipt.events.filter(oracle.FeederSet)[0].allowed
+    oracle.set_price(ETH, 3050 * WAD, sender=trader)
+    oracle.set_feeder(trader, False, sender=admin)
+    with ape.reverts("oracle: not a feeder"):
+        oracle.set_price(ETH, 3060 * WAD, sender=trader)
+
+
+def test_set_feeder__not_owner__reverts(oracle, attacker):
+    with ape.reverts("ownable: caller is not the owner"):
+        oracle.set_feeder(attacker, True, sender=attacker)
+    assert not oracle.is_feeder(attacker)
+
+
+def test_set_max_price_age__owner__updates(oracle, admin):
+    oracle.set_max_price_age(60, sender=admin)
+    assert oracle.max_price_age() == 60
+
+
+@pytest.mark.parametrize("age", [0, 86_401])
+def test_set_max_price_age__out_of_range__reverts(oracle, admin, age):
+    with ape.reverts("oracle: bad max_price_age"):
+        oracle.set_max_price_age(age, sender=admin)
+
+
+def test_set_max_price_age__not_owner__reverts(oracle, attacker):
+    with ape.reverts("ownable: caller is not the owner"):
+        oracle.set_max_price_age(60, sender=attacker)
+
+
+def test_set_max_price_jump__owner__updates(oracle, admin):
+    oracle.set_max_price_jump(WAD // 10, sender=admin)
+    assert oracle.max_price_jump() == WAD // 10
+
+
+@pytest.mark.parametrize("jump", [WAD // 1000 - 1, WAD + 1])
+def test_set_max_price_jump__out_of_range__reverts(oracle, admin, jump):
+    with ape.reverts("oracle: bad max_price_jump"):
+        oracle.set_max_price_jump(jump, sender=admin)
+
+
+def test_set_max_price_jump__not_owner__reverts(oracle, attacker):
+    with ape.reverts("ownable: caller is not the owner"):
+        oracle.set_max_price_jump(WAD // 10, sender=attacker)
+
+
+def test_ownership__two_step__new_owner_must_accept(oracle, admin, trader):
+    oracle.transfer_ownership(trader, sender=admin)
+    assert oracle.owner() == admin
+    assert oracle.pending_owner() == trader
+    oracle.accept_ownership(sender=trader)
+    assert oracle.owner() == trader
+
+
+def test_ownership__accept_by_stranger__reverts(oracle, admin, trader, attacker):
+    oracle.transfer_ownership(trader, sender=admin)
+    with ape.reverts("ownable_2step: caller is not the new owner"):
+        oracle.accept_ownership(sender=attacker)
+    assert oracle.owner() == admin
