@@ -77,3 +77,15 @@ def deploy_system(deployer: Any, **overrides: Any) -> Deployment:
     return Deployment(
         usd=usd, oracle=oracle, vault=vault, funding=vault, keeper=None, markets=markets, deployer=deployer, config=cfg
     )
+
+
+def attach(data: dict[str, Any]) -> Deployment:
+    """A Deployment from a deployment file's content (see `Deployment.to_json`)."""
+    project = contracts_project()
+    a = data["addresses"]
+    vault = project.MarginVault.at(a["vault"])
+    keeper = project.LiquidationKeeper.at(a["keeper"]) if "keeper" in a else None
+    return Deployment(
+        usd=project.MockUSD.at(a["usd"]), oracle=project.PriceOracle.at(a["oracle"]), vault=vault,
+        funding=vault, keeper=keeper, markets=dict(data["markets"]),
+    )

@@ -9,8 +9,10 @@ rates as WAD fractions (funding rates per day). Every rounding goes against the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
+from fractions import Fraction
 
 WAD = 10**18
 DAY = 86_400
@@ -147,6 +149,28 @@ def initial_margin(size: int, price: int, params: MarketParams) -> int:
 
 def maintenance_margin(size: int, price: int, params: MarketParams) -> int:
     return ceil_div(notional(size, price) * params.maintenance_margin_ratio, WAD) + params.min_position_margin
+
+
+def liquidation_price(
+    equity_excluding: int, mm_excluding: int, size: int, entry: int, funding: int, params: MarketParams
+) -> int | None:
+    """The oracle price of one market at which the account's equity meets its maintenance
+    margin, every other price fixed. `equity_excluding` / `mm_excluding` are the account's
+    equity and MM without this position (collateral and other markets). None when no price
+    liquidates it (e.g. a long so over-collateralised that the price would have to go below 0).
+
+    Solves  E + size * (P - entry) + funding = MM + |size| * P * mmr + min_position_margin
+    in exact rationals (the contract's per-step rounding moves it by a few wei at most).
+    """
+    if size == 0:
+        return None
+    mmr = params.maintenance_margin_ratio
+    # numerator and denominator scaled by WAD
+    numerator = (mm_excluding + params.min_position_margin - equity_excluding - funding) * WAD + size * entry
+    denominator = size * WAD - abs(size) * mmr
+    exact = Fraction(numerator * WAD, denominator)
+    price = math.floor(exact) if size > 0 else math.ceil(exact)
+    return price if price > 0 else None
 
 
 # ---------------------------------------------------------------- funding

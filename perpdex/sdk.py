@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from perpdex import model
 from perpdex.deploy import Deployment
 from perpdex.model import WAD, Health, MarketParams, Position
 
@@ -90,3 +91,17 @@ class Exchange:
 
     def market_names(self) -> dict[int, str]:
         return {i: name for name, i in self.d.markets.items()}
+
+
+
+def liquidation_price_of(x: Exchange, owner: Any, sub: int, market: int) -> int | None:
+    """Model-computed liquidation price of one position from chain state (other prices fixed)."""
+    pos = x.position(owner, sub, market)
+    if pos.size == 0:
+        return None
+    h = x.health(owner, sub)
+    price, params = x.price(market), x.params(market)
+    own_funding = model.accrued_funding(pos.size, int(x.vault.funding(market)[1]), pos.funding_index)
+    equity_excluding = h.equity - model.unrealized_pnl(pos.size, pos.entry_price, price) - own_funding
+    mm_excluding = h.maintenance_margin - model.maintenance_margin(pos.size, price, params)
+    return model.liquidation_price(equity_excluding, mm_excluding, pos.size, pos.entry_price, own_funding, params)

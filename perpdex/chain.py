@@ -1,0 +1,35 @@
+"""Connecting to a network and choosing signers, the same way for every command."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+EMBEDDED = "ethereum:local:boa"
+EXACT = "ethereum:local:test"
+DEVNET = "ethereum:local:foundry"
+
+
+@contextmanager
+def connect(network: str = EMBEDDED, host: str | None = None) -> Iterator[Any]:
+    """Connect Ape to `network` (an Ape network choice) for the duration of the block."""
+    from ape import networks
+
+    settings = {"host": host} if host else {}
+    with networks.parse_network_choice(network, provider_settings=settings) as provider:
+        yield provider
+
+
+def signer(alias: str | None = None, index: int = 0) -> Any:
+    """An Ape account: the named one (`ape accounts` alias) or the index-th test account."""
+    from ape import accounts
+
+    if alias:
+        return accounts.load(alias)
+    return accounts.test_accounts[index]
+
+
+def test_signers(n: int, start: int = 0) -> list[Any]:
+    from ape import accounts
+
+    return [accounts.test_accounts[i] for i in range(start, start + n)]
