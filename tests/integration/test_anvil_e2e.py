@@ -1,0 +1,65 @@
+"""End to end on Anvil (ethereum:local:foundry): deploy, trade, withdraw; and the devnet
+lifecycle that `perpdex devnet` runs (start Anvil, deploy, write and re-read the file)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from ape import accounts, networks
+
+from perpdex import devnet
+from perpdex.deploy import attach, deploy_system
+from perpdex.model import WAD
+from perpdex.sdk import Exchange
+
+pytestmark = pytest.mark.anvil
+TOKEN = 10**6
+
+
+def test_anvil__deploy_trade_withdraw():
+    with networks.parse_network_choice("ethereum:local:foundry") as provider:
+        assert "anvil" in provider.client_version.lower()
+        admin, lp, trader = (accounts.test_accounts[i] for i in range(3))
+        x = Exchange(deploy_system(admin))
+        x.add_liquidity(lp, 100_000 * TOKEN)
+        x.deposit(trader, 5_000 * TOKEN)
+        x.trade(trader, x.d.markets["ETH-USD"], 5 * WAD)
+        assert x.position(trader, 0, 0).size == 5 * WAD
+        x.set_price(0, 3_150 * WAD)
+        receipt = x.close(trader, 0)
+        pnl = receipt.events.filter(x.vault.PositionModified)[0].realized_pnl
+        assert pnl > 700 * WAD
+        amount = x.vault.withdrawable(trader, 0)
+        assert amount > 5_700 * TOKEN
+        x.vault.withdraw(0, amount, sender=trader)
+        assert x.d.usd.balanceOf(trader) == amount
+        assert receipt.gas_used > 21_000  # real receipts, intrinsic gas included
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_devnet__start_deploy_write_attach(tmp_path):
+    port = _free_port()
+    pid = devnet.start_anvil(port)
+    assert pid is not None
+    try:
+        assert devnet.start_anvil(port) is None  # already running: not started twice
+        url = devnet.host_url(port)
+        with networks.parse_network_choice("ethereum:local:foundry", provider_settings={"host": url}) as provider:
+            d = deploy_system(accounts.test_accounts[0])
+            path = devnet.write_deployment(d.to_json(provider.chain_id, provider.get_block("latest").number), tmp_path / "d.json")
+            data = devnet.read_deployment(path)
+            assert data["markets"] == {"ETH-USD": 0, "BTC-USD": 1}
+            again = attach(data)
+            assert again.vault.address == d.vault.address
+            assert again.vault.market_count() == 2
+    finally:
+        import os
+        import signal
+
+        os.kill(pid, signal.SIGTERM)
