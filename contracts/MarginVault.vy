@@ -41,6 +41,10 @@ MAX_MARKETS_PER_ACCOUNT: constant(uint256) = 8
 MAX_ABS_SIZE: constant(int256) = 2**120
 MAX_PRICE: constant(uint256) = 2**128 - 1
 SIZE_BIAS: constant(int256) = 2**127
+COLLATERAL_BIAS: constant(int256) = 2**191
+MASK192: constant(uint256) = 2**192 - 1
+MASK80: constant(uint256) = 2**80 - 1
+MASK128: constant(uint256) = 2**128 - 1
 # Virtual shares and assets make the first LP deposit and donations unable to move
 # the share price (no inflation attack): price = (value + VA) / (shares + VS).
 VIRTUAL_SHARES: constant(uint256) = 10**18
@@ -55,20 +59,41 @@ TOKEN_SCALE: public(immutable(uint256))  # WAD per token unit (10**12 for 6 deci
 # ------------------------------------------------------------------ storage
 
 
+# Storage is packed so that a trade reads and writes as few slots as possible; the
+# external views (`position`, `market_params`, `market_state`) return the unpacked structs.
+
+
 struct StoredPosition:
     size_entry: uint256     # low 128 bits: size + 2**127, high 128 bits: entry price
     funding_index: int256
 
 
+struct StoredParams:
+    margin: uint256         # max_leverage | maintenance_margin_ratio << 80 | min_position_margin << 160
+    trading: uint256        # taker_fee | max_funding_velocity << 80 | max_pool_exposure << 160
+    sizes: uint256          # skew_scale | max_open_interest << 128 (never 0 for a market)
+    liquidation_fee_ratio: uint256
+
+
+struct StoredMarket:
+    oi: uint256             # oi_long | oi_short << 128
+    funding: uint256        # (funding_rate + 2**127) | last_funding_time << 128
+    funding_index: int256
+    entry_sum: int256
+    funding_sum: int256
+
+
 market_count: public(uint256)
-market_params: public(HashMap[uint256, IMarginVault.MarketParams])
-_markets: HashMap[uint256, IMarginVault.MarketState]
+_params: HashMap[uint256, StoredParams]
+_markets: HashMap[uint256, StoredMarket]
 market_paused: public(HashMap[uint256, bool])
 paused: public(bool)
 
 _positions: HashMap[address, HashMap[uint256, HashMap[uint256, StoredPosition]]]
-_collateral: HashMap[address, HashMap[uint256, int256]]
-_open_markets: HashMap[address, HashMap[uint256, uint256]]  # bit m set = position in market m
+# Per account: (collateral + 2**191) in the low 192 bits, the set of markets with a
+# position (bit m = market m) in the high 64. 0 = empty account. A trade writes this one
+# slot for both its fee/PnL and its market set.
+_accounts: HashMap[address, HashMap[uint256, uint256]]
 
 pool_balance: public(int256)       # LP cash: deposits + fees + trader losses - trader gains
 insurance_fund: public(uint256)
@@ -102,8 +127,11 @@ def deposit(_sub: uint256, _amount: uint256):
     """
     assert _amount != 0, "vault: zero amount"
     self._pull(_amount)
-    collateral: int256 = self._collateral[msg.sender][_sub] + self._to_wad(_amount)
-    self._collateral[msg.sender][_sub] = collateral
+    collateral: int256 = 0
+    mask: uint256 = 0
+    collateral, mask = self._load_account(msg.sender, _sub)
+    collateral += self._to_wad(_amount)
+    self._store_account(msg.sender, _sub, collateral, mask)
     log IMarginVault.Deposit(owner=msg.sender, sub=_sub, amount=_amount, collateral=collateral)
 
 
@@ -116,8 +144,7 @@ def withdraw(_sub: uint256, _amount: uint256):
             not yet settled are never paid out.
     """
     assert _amount != 0, "vault: zero amount"
-    self._debit_free_collateral(msg.sender, _sub, _amount)
-    collateral: int256 = self._collateral[msg.sender][_sub]
+    collateral: int256 = self._debit_free_collateral(msg.sender, _sub, _amount)
     extcall TOKEN.transfer(msg.sender, _amount, default_return_value=True)
     log IMarginVault.Withdraw(owner=msg.sender, sub=_sub, amount=_amount, collateral=collateral)
 
@@ -132,7 +159,10 @@ def transfer_margin(_from_sub: uint256, _to_sub: uint256, _amount: uint256):
     assert _amount != 0, "vault: zero amount"
     assert _from_sub != _to_sub, "vault: same sub-account"
     self._debit_free_collateral(msg.sender, _from_sub, _amount)
-    self._collateral[msg.sender][_to_sub] += self._to_wad(_amount)
+    collateral: int256 = 0
+    mask: uint256 = 0
+    collateral, mask = self._load_account(msg.sender, _to_sub)
+    self._store_account(msg.sender, _to_sub, collateral + self._to_wad(_amount), mask)
     log IMarginVault.MarginTransferred(owner=msg.sender, from_sub=_from_sub, to_sub=_to_sub, amount=_amount)
 
 
@@ -171,6 +201,15 @@ def poke(_market: uint256):
     """
     assert _market < self.market_count, "vault: unknown market"
     self._accrue(_market, staticcall ORACLE.price(_market))
+
+
+@view
+@external
+def market_params(_market: uint256) -> IMarginVault.MarketParams:
+    """
+    @notice The market's parameters (ratios and leverage in WAD, sizes in base units).
+    """
+    return self._load_params(_market)
 
 
 # ================================================================== liquidity providers
@@ -242,7 +281,7 @@ def collateral(_owner: address, _sub: uint256) -> int256:
     """
     @notice Settled collateral in USD (WAD); negative only for an account in bad debt.
     """
-    return self._collateral[_owner][_sub]
+    return self._load_account(_owner, _sub)[0]
 
 
 @view
@@ -307,7 +346,7 @@ def open_markets(_owner: address, _sub: uint256) -> DynArray[uint256, MAX_MARKET
     @notice The markets in which the account holds a position.
     """
     result: DynArray[uint256, MAX_MARKETS_PER_ACCOUNT] = []
-    mask: uint256 = self._open_markets[_owner][_sub]
+    mask: uint256 = self._load_account(_owner, _sub)[1]
     for m: uint256 in range(MAX_MARKETS):
         if mask == 0:
             break
@@ -323,7 +362,7 @@ def market_state(_market: uint256) -> IMarginVault.MarketState:
     """
     @notice Open interest, aggregate sums and the stored (last accrued) funding state.
     """
-    return self._markets[_market]
+    return self._load_market(_market)
 
 
 @view
@@ -336,9 +375,7 @@ def fill_price(_market: uint256, _size_delta: int256) -> uint256:
     p: uint256 = 0
     updated_at: uint256 = 0
     p, updated_at = staticcall ORACLE.latest(_market)
-    st: IMarginVault.MarketState = self._markets[_market]
-    skew: int256 = convert(st.oi_long, int256) - convert(st.oi_short, int256)
-    return self._fill_price(p, skew, _size_delta, self.market_params[_market].skew_scale)
+    return self._fill_price(p, self._skew(_market), _size_delta, self._params[_market].sizes & MASK128)
 
 
 @view
@@ -360,7 +397,7 @@ def funding(_market: uint256) -> (int256, int256):
     p: uint256 = 0
     updated_at: uint256 = 0
     p, updated_at = staticcall ORACLE.latest(_market)
-    return self._current_funding(_market, p)
+    return self._funding_now(_market, p)
 
 
 # ================================================================== owner
@@ -377,8 +414,8 @@ def add_market(_params: IMarginVault.MarketParams) -> uint256:
     market: uint256 = self.market_count
     assert market < MAX_MARKETS, "vault: too many markets"
     self._check_params(_params)
-    self.market_params[market] = _params
-    self._markets[market].last_funding_time = block.timestamp
+    self._store_params(market, _params)
+    self._markets[market].funding = convert(SIZE_BIAS, uint256) | (block.timestamp << 128)
     self.market_count = market + 1
     log IMarginVault.MarketAdded(market=market, params=_params)
     return market
@@ -397,7 +434,7 @@ def set_market_params(_market: uint256, _params: IMarginVault.MarketParams):
     updated_at: uint256 = 0
     p, updated_at = staticcall ORACLE.latest(_market)
     self._accrue(_market, p)
-    self.market_params[_market] = _params
+    self._store_params(_market, _params)
     log IMarginVault.MarketParamsSet(market=_market, params=_params)
 
 
@@ -453,10 +490,11 @@ def unpause_market(_market: uint256):
 def _modify(_owner: address, _sub: uint256, _market: uint256, _size_delta: int256, _acceptable_price: uint256):
     assert _size_delta != 0, "vault: zero size"
     assert _size_delta >= -MAX_ABS_SIZE and _size_delta <= MAX_ABS_SIZE, "vault: size out of range"
-    assert _market < self.market_count, "vault: unknown market"
+    sizes: uint256 = self._params[_market].sizes
+    assert sizes != 0, "vault: unknown market"
     price: uint256 = staticcall ORACLE.price(_market)
     st: IMarginVault.MarketState = self._accrue(_market, price)
-    params: IMarginVault.MarketParams = self.market_params[_market]
+    trading: uint256 = self._params[_market].trading
 
     pos: IMarginVault.Position = self._load_position(_owner, _sub, _market)
     size: int256 = pos.size + _size_delta
@@ -467,12 +505,12 @@ def _modify(_owner: address, _sub: uint256, _market: uint256, _size_delta: int25
         healthy_before = h.equity >= convert(h.maintenance_margin, int256)
 
     skew: int256 = convert(st.oi_long, int256) - convert(st.oi_short, int256)
-    fill: uint256 = self._fill_price(price, skew, _size_delta, params.skew_scale)
+    fill: uint256 = self._fill_price(price, skew, _size_delta, sizes & MASK128)
     if _size_delta > 0:
         assert fill <= _acceptable_price, "vault: fill above acceptable price"
     else:
         assert fill >= _acceptable_price, "vault: fill below acceptable price"
-    fee: uint256 = self._ceil_div(self._ceil_div(self._abs(_size_delta) * fill, WAD) * params.taker_fee, WAD)
+    fee: uint256 = self._ceil_div(self._ceil_div(self._abs(_size_delta) * fill, WAD) * (trading & MASK80), WAD)
 
     funding: int256 = self._floor_div(-pos.size * (st.funding_index - pos.funding_index), IWAD)
     pnl: int256 = 0
@@ -490,29 +528,32 @@ def _modify(_owner: address, _sub: uint256, _market: uint256, _size_delta: int25
         st.oi_short += convert(-size, uint256)
     st.entry_sum += size * convert(entry, int256) - pos.size * convert(pos.entry_price, int256)
     st.funding_sum += size * st.funding_index - pos.size * pos.funding_index
-    self._markets[_market] = st
+    self._store_market(_market, st)
 
     # money: everything the trader gains the pool pays, and the other way round
     delta: int256 = pnl + funding - convert(fee, int256)
-    collateral: int256 = self._collateral[_owner][_sub] + delta
-    self._collateral[_owner][_sub] = collateral
+    collateral: int256 = 0
+    mask: uint256 = 0
+    collateral, mask = self._load_account(_owner, _sub)
+    collateral += delta
+    if pos.size == 0 or size == 0:
+        mask ^= 1 << _market
+    self._store_account(_owner, _sub, collateral, mask)
     self.pool_balance -= delta
 
     self._store_position(_owner, _sub, _market, size, entry, st.funding_index)
-    if pos.size == 0 or size == 0:
-        self._open_markets[_owner][_sub] ^= 1 << _market
 
     if increases_risk:
         assert not self.paused and not self.market_paused[_market], "vault: market paused"
+        max_open_interest: uint256 = sizes >> 128
         if size > 0:
-            assert st.oi_long <= params.max_open_interest, "vault: open interest cap"
+            assert st.oi_long <= max_open_interest, "vault: open interest cap"
         else:
-            assert st.oi_short <= params.max_open_interest, "vault: open interest cap"
-        new_skew: int256 = skew + _size_delta
-        exposure: uint256 = self._abs(new_skew) * price // WAD
-        assert convert(exposure, int256) * IWAD <= self.pool_balance * convert(params.max_pool_exposure, int256), "vault: pool cannot back open interest"
+            assert st.oi_short <= max_open_interest, "vault: open interest cap"
+        exposure: uint256 = self._abs(skew + _size_delta) * price // WAD
+        assert convert(exposure, int256) * IWAD <= self.pool_balance * convert(trading >> 160, int256), "vault: pool cannot back open interest"
         if pos.size == 0:
-            self._check_market_count(_owner, _sub)
+            self._check_market_count(mask)
         h: IMarginVault.AccountHealth = self._health(_owner, _sub, True)
         assert h.equity >= convert(h.initial_margin, int256), "vault: below initial margin"
     elif healthy_before:
@@ -596,11 +637,11 @@ def _fill_price(_price: uint256, _skew: int256, _delta: int256, _skew_scale: uin
     return fill
 
 
-@view
+@pure
 @internal
-def _check_market_count(_owner: address, _sub: uint256):
+def _check_market_count(_mask: uint256):
     count: uint256 = 0
-    mask: uint256 = self._open_markets[_owner][_sub]
+    mask: uint256 = _mask
     for m: uint256 in range(MAX_MARKETS):
         if mask == 0:
             break
@@ -614,51 +655,53 @@ def _check_market_count(_owner: address, _sub: uint256):
 
 @view
 @internal
-def _current_funding(_market: uint256, _price: uint256) -> (int256, int256):
+def _funding_now(_market: uint256, _price: uint256) -> (int256, int256):
     """
     @dev Funding rate and index as of now: velocity v = clamp(skew / skew_scale, -1, 1) *
          max_funding_velocity; over dt the rate moves by v * dt / DAY and the index by the
          trapezoid (r0 + r1) / 2 * dt / DAY * price. O(1) whatever the number of positions.
     """
-    st: IMarginVault.MarketState = self._markets[_market]
-    dt: uint256 = block.timestamp - st.last_funding_time
+    word: uint256 = self._markets[_market].funding
+    rate: int256 = convert(word & MASK128, int256) - SIZE_BIAS
+    index: int256 = self._markets[_market].funding_index
+    dt: uint256 = block.timestamp - (word >> 128)
     if dt == 0:
-        return st.funding_rate, st.funding_index
-    params: IMarginVault.MarketParams = self.market_params[_market]
-    skew: int256 = convert(st.oi_long, int256) - convert(st.oi_short, int256)
-    proportional: int256 = skew * IWAD // convert(params.skew_scale, int256)
+        return rate, index
+    skew_scale: int256 = convert(self._params[_market].sizes & MASK128, int256)
+    max_velocity: int256 = convert((self._params[_market].trading >> 80) & MASK80, int256)
+    proportional: int256 = self._skew(_market) * IWAD // skew_scale
     proportional = max(min(proportional, IWAD), -IWAD)
-    velocity: int256 = proportional * convert(params.max_funding_velocity, int256) // IWAD
+    velocity: int256 = proportional * max_velocity // IWAD
     elapsed: int256 = convert(dt, int256)
-    rate: int256 = st.funding_rate + velocity * elapsed // convert(DAY, int256)
-    index_delta: int256 = self._floor_div(
-        (st.funding_rate + rate) * elapsed * convert(_price, int256), 2 * convert(DAY, int256) * IWAD
-    )
-    return rate, st.funding_index + index_delta
+    new_rate: int256 = rate + velocity * elapsed // convert(DAY, int256)
+    index += self._floor_div((rate + new_rate) * elapsed * convert(_price, int256), 2 * convert(DAY, int256) * IWAD)
+    return new_rate, index
 
 
 @internal
 def _accrue(_market: uint256, _price: uint256) -> IMarginVault.MarketState:
-    st: IMarginVault.MarketState = self._markets[_market]
-    dt: uint256 = block.timestamp - st.last_funding_time
-    if dt == 0:
-        return st
+    """
+    @dev Brings the stored funding up to now and returns the whole market state.
+    """
     rate: int256 = 0
     index: int256 = 0
-    rate, index = self._current_funding(_market, _price)
+    rate, index = self._funding_now(_market, _price)
+    st: IMarginVault.MarketState = self._load_market(_market)
+    if st.last_funding_time == block.timestamp:
+        return st
+    elapsed: uint256 = block.timestamp - st.last_funding_time
     st.funding_rate = rate
     st.funding_index = index
     st.last_funding_time = block.timestamp
-    self._markets[_market].funding_rate = rate
+    self._markets[_market].funding = self._pack_funding(rate, block.timestamp)
     self._markets[_market].funding_index = index
-    self._markets[_market].last_funding_time = block.timestamp
     log IMarginVault.FundingAccrued(
         market=_market,
-        funding_rate=st.funding_rate,
-        funding_index=st.funding_index,
+        funding_rate=rate,
+        funding_index=index,
         skew=convert(st.oi_long, int256) - convert(st.oi_short, int256),
         price=_price,
-        elapsed=dt,
+        elapsed=elapsed,
     )
     return st
 
@@ -674,8 +717,8 @@ def _health(_owner: address, _sub: uint256, _strict: bool) -> IMarginVault.Accou
          stale (trading, withdrawing); views use the latest price and never revert.
     """
     h: IMarginVault.AccountHealth = empty(IMarginVault.AccountHealth)
-    h.collateral = self._collateral[_owner][_sub]
-    mask: uint256 = self._open_markets[_owner][_sub]
+    mask: uint256 = 0
+    h.collateral, mask = self._load_account(_owner, _sub)
     for m: uint256 in range(MAX_MARKETS):
         if mask == 0:
             break
@@ -684,13 +727,14 @@ def _health(_owner: address, _sub: uint256, _strict: bool) -> IMarginVault.Accou
             pos: IMarginVault.Position = self._load_position(_owner, _sub, m)
             rate: int256 = 0
             index: int256 = 0
-            rate, index = self._current_funding(m, price)
+            rate, index = self._funding_now(m, price)
             h.unrealized_pnl += self._floor_div(pos.size * (convert(price, int256) - convert(pos.entry_price, int256)), IWAD)
             h.funding += self._floor_div(-pos.size * (index - pos.funding_index), IWAD)
             notional: uint256 = self._ceil_div(self._abs(pos.size) * price, WAD)
-            min_margin: uint256 = self.market_params[m].min_position_margin
-            h.initial_margin += self._ceil_div(notional * WAD, self.market_params[m].max_leverage) + min_margin
-            h.maintenance_margin += self._ceil_div(notional * self.market_params[m].maintenance_margin_ratio, WAD) + min_margin
+            margin: uint256 = self._params[m].margin
+            min_margin: uint256 = margin >> 160
+            h.initial_margin += self._ceil_div(notional * WAD, margin & MASK80) + min_margin
+            h.maintenance_margin += self._ceil_div(notional * ((margin >> 80) & MASK80), WAD) + min_margin
             h.positions += 1
         mask = mask >> 1
     h.equity = h.collateral + h.unrealized_pnl + h.funding
@@ -710,7 +754,11 @@ def _free_collateral(_h: IMarginVault.AccountHealth) -> uint256:
 
 
 @internal
-def _debit_free_collateral(_owner: address, _sub: uint256, _amount: uint256):
+def _debit_free_collateral(_owner: address, _sub: uint256, _amount: uint256) -> int256:
+    """
+    @dev Takes `_amount` tokens' worth of collateral out of an account if it is free
+         (see `_free_collateral`); returns the collateral left.
+    """
     amount_wad: int256 = self._to_wad(_amount)
     h: IMarginVault.AccountHealth = self._health(_owner, _sub, True)
     if amount_wad > h.collateral:
@@ -718,7 +766,9 @@ def _debit_free_collateral(_owner: address, _sub: uint256, _amount: uint256):
             raise "vault: unrealized profit not withdrawable"
         raise "vault: insufficient collateral"
     assert amount_wad <= convert(self._free_collateral(h), int256), "vault: below initial margin"
-    self._collateral[_owner][_sub] = h.collateral - amount_wad
+    left: int256 = h.collateral - amount_wad
+    self._store_account(_owner, _sub, left, self._load_account(_owner, _sub)[1])
+    return left
 
 
 @view
@@ -731,16 +781,15 @@ def _pool_value(_strict: bool) -> int256:
     """
     value: int256 = self.pool_balance
     for m: uint256 in range(self.market_count, bound=MAX_MARKETS):
-        st: IMarginVault.MarketState = self._markets[m]
-        if st.oi_long == 0 and st.oi_short == 0:
+        if self._markets[m].oi == 0:
             continue
         price: uint256 = self._price(m, _strict)
         rate: int256 = 0
         index: int256 = 0
-        rate, index = self._current_funding(m, price)
-        skew: int256 = convert(st.oi_long, int256) - convert(st.oi_short, int256)
-        trader_pnl: int256 = skew * convert(price, int256) - st.entry_sum
-        owed_funding: int256 = skew * index - st.funding_sum
+        rate, index = self._funding_now(m, price)
+        skew: int256 = self._skew(m)
+        trader_pnl: int256 = skew * convert(price, int256) - self._markets[m].entry_sum
+        owed_funding: int256 = skew * index - self._markets[m].funding_sum
         value += self._floor_div(owed_funding - trader_pnl, IWAD)
     return value
 
@@ -749,12 +798,11 @@ def _pool_value(_strict: bool) -> int256:
 @internal
 def _check_pool_backs_exposure(_cash: int256):
     for m: uint256 in range(self.market_count, bound=MAX_MARKETS):
-        st: IMarginVault.MarketState = self._markets[m]
-        if st.oi_long == st.oi_short:
+        skew: int256 = self._skew(m)
+        if skew == 0:
             continue
-        skew: int256 = convert(st.oi_long, int256) - convert(st.oi_short, int256)
         exposure: uint256 = self._abs(skew) * self._price(m, True) // WAD
-        assert convert(exposure, int256) * IWAD <= _cash * convert(self.market_params[m].max_pool_exposure, int256), "vault: liquidity locked by open interest"
+        assert convert(exposure, int256) * IWAD <= _cash * convert(self._params[m].trading >> 160, int256), "vault: liquidity locked by open interest"
 
 
 @view
@@ -797,6 +845,92 @@ def _store_position(_owner: address, _sub: uint256, _market: uint256, _size: int
     self._positions[_owner][_sub][_market] = StoredPosition(
         size_entry=(_entry << 128) | convert(_size + SIZE_BIAS, uint256),
         funding_index=_funding_index,
+    )
+
+
+@view
+@internal
+def _load_account(_owner: address, _sub: uint256) -> (int256, uint256):
+    word: uint256 = self._accounts[_owner][_sub]
+    if word == 0:
+        return 0, 0
+    return convert(word & MASK192, int256) - COLLATERAL_BIAS, word >> 192
+
+
+@internal
+def _store_account(_owner: address, _sub: uint256, _collateral: int256, _mask: uint256):
+    if _collateral == 0 and _mask == 0:
+        self._accounts[_owner][_sub] = 0
+        return
+    assert _collateral > -COLLATERAL_BIAS and _collateral < COLLATERAL_BIAS, "vault: collateral out of range"
+    self._accounts[_owner][_sub] = convert(_collateral + COLLATERAL_BIAS, uint256) | (_mask << 192)
+
+
+@view
+@internal
+def _skew(_market: uint256) -> int256:
+    oi: uint256 = self._markets[_market].oi
+    return convert(oi & MASK128, int256) - convert(oi >> 128, int256)
+
+
+@view
+@internal
+def _load_market(_market: uint256) -> IMarginVault.MarketState:
+    stored: StoredMarket = self._markets[_market]
+    return IMarginVault.MarketState(
+        oi_long=stored.oi & MASK128,
+        oi_short=stored.oi >> 128,
+        entry_sum=stored.entry_sum,
+        funding_sum=stored.funding_sum,
+        funding_rate=convert(stored.funding & MASK128, int256) - SIZE_BIAS,
+        funding_index=stored.funding_index,
+        last_funding_time=stored.funding >> 128,
+    )
+
+
+@internal
+def _store_market(_market: uint256, _st: IMarginVault.MarketState):
+    """
+    @dev Writes what a trade changes: open interest and the two aggregate sums (funding is
+         written by _accrue). OI is capped far below 2**128 by max_open_interest.
+    """
+    self._markets[_market].oi = _st.oi_long | (_st.oi_short << 128)
+    self._markets[_market].entry_sum = _st.entry_sum
+    self._markets[_market].funding_sum = _st.funding_sum
+
+
+@pure
+@internal
+def _pack_funding(_rate: int256, _time: uint256) -> uint256:
+    assert _rate > -SIZE_BIAS and _rate < SIZE_BIAS, "vault: funding rate out of range"
+    return convert(_rate + SIZE_BIAS, uint256) | (_time << 128)
+
+
+@view
+@internal
+def _load_params(_market: uint256) -> IMarginVault.MarketParams:
+    stored: StoredParams = self._params[_market]
+    return IMarginVault.MarketParams(
+        max_leverage=stored.margin & MASK80,
+        maintenance_margin_ratio=(stored.margin >> 80) & MASK80,
+        taker_fee=stored.trading & MASK80,
+        skew_scale=stored.sizes & MASK128,
+        max_funding_velocity=(stored.trading >> 80) & MASK80,
+        max_open_interest=stored.sizes >> 128,
+        liquidation_fee_ratio=stored.liquidation_fee_ratio,
+        min_position_margin=stored.margin >> 160,
+        max_pool_exposure=stored.trading >> 160,
+    )
+
+
+@internal
+def _store_params(_market: uint256, _p: IMarginVault.MarketParams):
+    # _check_params bounds every packed field below its width (80 or 128 bits)
+    self._params[_market] = StoredParams(
+        margin=_p.max_leverage | (_p.maintenance_margin_ratio << 80) | (_p.min_position_margin << 160),
+        trading=_p.taker_fee | (_p.max_funding_velocity << 80) | (_p.max_pool_exposure << 160),
+        sizes=_p.skew_scale | (_p.max_open_interest << 128),
+        liquidation_fee_ratio=_p.liquidation_fee_ratio,
     )
 
 

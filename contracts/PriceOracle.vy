@@ -29,17 +29,14 @@ exports: (
 
 WAD: constant(uint256) = 10**18
 MAX_BATCH: constant(uint256) = 64
-
-
-struct PricePoint:
-    price: uint256
-    updated_at: uint256
+MAX_PRICE: constant(uint256) = 2**192 - 1
 
 
 is_feeder: public(HashMap[address, bool])
 max_price_age: public(uint256)
 max_price_jump: public(uint256)
-_points: HashMap[uint256, PricePoint]
+# price in the low 192 bits, updated_at in the high 64: one cold read per market
+_points: HashMap[uint256, uint256]
 
 
 @deploy
@@ -100,10 +97,12 @@ def price(_market: uint256) -> uint256:
     """
     @notice The latest price, reverting when there is none or it is older than `max_price_age`.
     """
-    point: PricePoint = self._points[_market]
-    assert point.price != 0, "oracle: no price"
-    assert block.timestamp - point.updated_at <= self.max_price_age, "oracle: stale price"
-    return point.price
+    price: uint256 = 0
+    updated_at: uint256 = 0
+    price, updated_at = self._point(_market)
+    assert price != 0, "oracle: no price"
+    assert block.timestamp - updated_at <= self.max_price_age, "oracle: stale price"
+    return price
 
 
 @view
@@ -112,8 +111,7 @@ def latest(_market: uint256) -> (uint256, uint256):
     """
     @notice `(price, updated_at)` of the latest update; `(0, 0)` if none. Never reverts.
     """
-    point: PricePoint = self._points[_market]
-    return point.price, point.updated_at
+    return self._point(_market)
 
 
 # ------------------------------------------------------------------ owner
@@ -159,17 +157,27 @@ def _check_feeder():
 @internal
 def _record(_market: uint256, _price: uint256, _updated_at: uint256):
     assert _price != 0, "oracle: zero price"
-    previous: PricePoint = self._points[_market]
-    assert _updated_at >= previous.updated_at, "oracle: time went back"
-    if previous.price != 0:
+    assert _price <= MAX_PRICE, "oracle: price out of range"
+    previous: uint256 = 0
+    previous_at: uint256 = 0
+    previous, previous_at = self._point(_market)
+    assert _updated_at >= previous_at, "oracle: time went back"
+    if previous != 0:
         move: uint256 = 0
-        if _price > previous.price:
-            move = _price - previous.price
+        if _price > previous:
+            move = _price - previous
         else:
-            move = previous.price - _price
-        assert move * WAD <= previous.price * self.max_price_jump, "oracle: price jump too large"
-    self._points[_market] = PricePoint(price=_price, updated_at=_updated_at)
+            move = previous - _price
+        assert move * WAD <= previous * self.max_price_jump, "oracle: price jump too large"
+    self._points[_market] = (_updated_at << 192) | _price
     log IPriceOracle.PriceUpdated(market=_market, price=_price, updated_at=_updated_at, feeder=msg.sender)
+
+
+@view
+@internal
+def _point(_market: uint256) -> (uint256, uint256):
+    word: uint256 = self._points[_market]
+    return word & MAX_PRICE, word >> 192
 
 
 @internal

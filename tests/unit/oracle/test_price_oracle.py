@@ -161,3 +161,10 @@ def test_ownership__accept_by_stranger__reverts(oracle, admin, trader, attacker)
     with ape.reverts("ownable_2step: caller is not the new owner"):
         oracle.accept_ownership(sender=attacker)
     assert oracle.owner() == admin
+
+
+def test_set_price__above_packed_range__reverts(oracle, admin):
+    with ape.reverts("oracle: price out of range"):
+        oracle.set_price(7, 2**192, sender=admin)
+    oracle.set_price(7, 2**192 - 1, sender=admin)
+    assert oracle.latest(7)[0] == 2**192 - 1
