@@ -405,8 +405,7 @@ class VaultModel:
             require(not self.paused and not st.paused, "vault: market paused")
             side_oi = st.oi_long if size > 0 else st.oi_short
             require(side_oi <= params.max_open_interest, "vault: open interest cap")
-            exposure = abs(skew + delta) * price // WAD
-            require(exposure * WAD <= self.pool_balance * params.max_pool_exposure, "vault: pool cannot back open interest")
+            require(pool_backs(skew + delta, price, self.pool_balance, params), "vault: pool cannot back open interest")
             if pos.size == 0:
                 require(len(self.open_markets(owner, sub)) <= MAX_MARKETS_PER_ACCOUNT, "vault: too many positions")
             h = self.health(owner, sub)
@@ -437,12 +436,16 @@ class VaultModel:
         cash = self.pool_balance - amount * self.token_scale
         require(cash >= 0, "vault: pool cash locked")
         for m, st in enumerate(self.markets):
-            exposure = abs(st.skew) * self.prices[m] // WAD
-            require(exposure * WAD <= cash * st.params.max_pool_exposure, "vault: liquidity locked by open interest")
+            require(pool_backs(st.skew, self.prices[m], cash, st.params), "vault: liquidity locked by open interest")
         self.pool_balance = cash
         self.lp_shares[owner] -= shares
         self.total_lp_shares -= shares
         return amount
+
+
+def pool_backs(skew: int, price: int, pool_cash: int, params: MarketParams) -> bool:
+    """The pool may carry a net exposure of |skew| * price up to max_pool_exposure of its cash."""
+    return abs(skew) * price // WAD * WAD <= pool_cash * params.max_pool_exposure
 
 
 def lp_shares_for_deposit(amount_wad: int, total_shares: int, pool_value: int) -> int:

@@ -7,6 +7,7 @@ each test starts from the same state: LP liquidity in the pool, prices set, no t
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import pytest
@@ -118,18 +119,23 @@ def model_of(x: Exchange, chain: Any) -> Callable[[], VaultModel]:
 
 
 @pytest.fixture(autouse=True)
-def deterministic_time(chain: Any) -> None:
-    """Start every test one second after the restored head block.
+def deterministic_time(chain: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start every test one second after the restored head block, on a stopped clock.
 
-    Snapshot restore rewinds blocks but not the boa provider's clock offset, and boa's
-    `send_transaction` consumes a frozen timestamp without updating that offset; so an
-    earlier test's time travel would leak into later tests (prices then look stale).
+    On the boa provider, time otherwise follows the wall clock (a test's views and its next
+    transaction can land a second apart, and funding accrues in between), and snapshot
+    restore does not rewind the clock offset an earlier test's time travel left behind.
+    With the clock stopped, time moves only when a test moves it (chain.pending_timestamp).
     """
     start = chain.blocks.head.timestamp + 1
     provider = chain.provider
     if hasattr(provider, "_timestamp_offset"):  # ape-titanoboa 0.8.0a1
+        import ape_titanoboa.provider as boa_provider
+
+        stopped = int(time.time())
+        monkeypatch.setattr(boa_provider, "time", SimpleNamespace(time=lambda: stopped))
         provider._pending_timestamp = None
         provider._execution_timestamp = None
-        provider._timestamp_offset = start - int(time.time())
+        provider._timestamp_offset = start - stopped
     else:
         chain.pending_timestamp = start
