@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import time
+import warnings
+
 import click
 
 from perpdex.chain import DEVNET, EMBEDDED, EXACT, connect, signer, test_signers
 from perpdex.display import account_tables, console, print_system
+
+# pydantic-settings warns about a field of ape-vyper's config model on every start; it is
+# not ours and changes nothing (the same filter is in pyproject.toml for pytest).
+warnings.filterwarnings("ignore", message="Field 'import_remapping' has an incomplete definition")
 
 NETWORK_HELP = "Ape network choice, e.g. ethereum:local:boa (embedded), ethereum:local:foundry (Anvil)"
 
