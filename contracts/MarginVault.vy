@@ -550,8 +550,7 @@ def _modify(_owner: address, _sub: uint256, _market: uint256, _size_delta: int25
             assert st.oi_long <= max_open_interest, "vault: open interest cap"
         else:
             assert st.oi_short <= max_open_interest, "vault: open interest cap"
-        exposure: uint256 = self._abs(skew + _size_delta) * price // WAD
-        assert convert(exposure, int256) * IWAD <= self.pool_balance * convert(trading >> 160, int256), "vault: pool cannot back open interest"
+        assert self._pool_backs(skew + _size_delta, price, self.pool_balance, trading), "vault: pool cannot back open interest"
         if pos.size == 0:
             self._check_market_count(mask)
         h: IMarginVault.AccountHealth = self._health(_owner, _sub, True)
@@ -801,8 +800,18 @@ def _check_pool_backs_exposure(_cash: int256):
         skew: int256 = self._skew(m)
         if skew == 0:
             continue
-        exposure: uint256 = self._abs(skew) * self._price(m, True) // WAD
-        assert convert(exposure, int256) * IWAD <= _cash * convert(self._params[m].trading >> 160, int256), "vault: liquidity locked by open interest"
+        assert self._pool_backs(skew, self._price(m, True), _cash, self._params[m].trading), "vault: liquidity locked by open interest"
+
+
+@pure
+@internal
+def _pool_backs(_skew: int256, _price: uint256, _cash: int256, _trading: uint256) -> bool:
+    """
+    @dev The pool carries a net exposure |skew| * price of at most max_pool_exposure (the
+         top field of the packed `trading` word) times its cash. model.pool_backs mirrors it.
+    """
+    exposure: uint256 = self._abs(_skew) * _price // WAD
+    return convert(exposure, int256) * IWAD <= _cash * convert(_trading >> 160, int256)
 
 
 @view

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from perpdex.deploy import Deployment
-from perpdex.model import WAD, from_wad
+from perpdex.model import WAD, from_wad, unrealized_pnl
 from perpdex.sdk import Exchange, liquidation_price_of
 
 # Wide enough for every table when output is piped (rich falls back to 80 columns).
@@ -71,7 +71,7 @@ def account_tables(x: Exchange, owner: Any, sub: int) -> list[Table]:
         liq = liquidation_price_of(x, owner, sub, market)
         positions.add_row(
             names[market], usd(pos.size, 4), usd(pos.entry_price), usd(price),
-            usd(pos.size * (price - pos.entry_price) // WAD), usd(liq) if liq else "none",
+            usd(unrealized_pnl(pos.size, pos.entry_price, price)), usd(liq) if liq else "none",
         )
     h = x.health(owner, sub)
     margin = Table(title="Margin")
