@@ -45,6 +45,12 @@ COLLATERAL_BIAS: constant(int256) = 2**191
 MASK192: constant(uint256) = 2**192 - 1
 MASK80: constant(uint256) = 2**80 - 1
 MASK128: constant(uint256) = 2**128 - 1
+MASK88: constant(uint256) = 2**88 - 1
+# The funding word packs rate (88 bits), index (128 bits) and time (40 bits), so that an
+# accrual reads and writes one slot. At the largest max_funding_velocity (100 per day) the
+# rate needs 4,000 years to reach RATE_BIAS; the index, 2**127, is 1.7e20 USD per unit.
+RATE_BIAS: constant(int256) = 2**87
+INDEX_BIAS: constant(int256) = 2**127
 # Virtual shares and assets make the first LP deposit and donations unable to move
 # the share price (no inflation attack): price = (value + VA) / (shares + VS).
 VIRTUAL_SHARES: constant(uint256) = 10**18
@@ -77,8 +83,7 @@ struct StoredParams:
 
 struct StoredMarket:
     oi: uint256             # oi_long | oi_short << 128
-    funding: uint256        # (funding_rate + 2**127) | last_funding_time << 128
-    funding_index: int256
+    funding: uint256        # (rate + 2**87) | (index + 2**127) << 88 | last_funding_time << 216
     entry_sum: int256
     funding_sum: int256
 
@@ -199,8 +204,8 @@ def poke(_market: uint256):
     """
     @notice Accrue funding of `_market` up to now. Anyone may call it.
     """
-    assert _market < self.market_count, "vault: unknown market"
-    self._accrue(_market, staticcall ORACLE.price(_market))
+    assert self._params[_market].sizes != 0, "vault: unknown market"
+    self._accrue(_market, staticcall ORACLE.price(_market), self._skew(_market))
 
 
 @view
@@ -371,11 +376,7 @@ def fill_price(_market: uint256, _size_delta: int256) -> uint256:
     """
     @notice The price a trade of `_size_delta` would fill at now (latest oracle price).
     """
-    assert _market < self.market_count, "vault: unknown market"
-    p: uint256 = 0
-    updated_at: uint256 = 0
-    p, updated_at = staticcall ORACLE.latest(_market)
-    return self._fill_price(p, self._skew(_market), _size_delta, self._params[_market].sizes & MASK128)
+    return self._fill_price(self._latest_price(_market), self._skew(_market), _size_delta, self._params[_market].sizes & MASK128)
 
 
 @view
@@ -392,12 +393,53 @@ def pool_value() -> int256:
 @external
 def funding(_market: uint256) -> (int256, int256):
     """
-    @notice `(funding_rate, funding_index)` as of now, including time not yet accrued.
+    @notice `(funding_rate, funding_index)` as of now, including time not yet accrued:
+            the rate in WAD per day (> 0: longs pay shorts), the index in USD (WAD) per
+            unit of size.
     """
-    p: uint256 = 0
-    updated_at: uint256 = 0
-    p, updated_at = staticcall ORACLE.latest(_market)
-    return self._funding_now(_market, p)
+    return self._funding_now(_market, self._latest_price(_market))
+
+
+@view
+@external
+def funding_rate(_market: uint256) -> int256:
+    """
+    @notice The funding rate now (WAD per day; > 0: longs pay shorts).
+    """
+    return self._funding_now(_market, self._latest_price(_market))[0]
+
+
+@view
+@external
+def funding_index(_market: uint256) -> int256:
+    """
+    @notice The cumulative funding index now (USD per unit of size, WAD).
+    """
+    return self._funding_now(_market, self._latest_price(_market))[1]
+
+
+@view
+@external
+def predicted_funding_rate(_market: uint256, _hours: uint256) -> int256:
+    """
+    @notice The funding rate `_hours` from now if the skew stays what it is.
+    """
+    rate: int256 = self._funding_now(_market, self._latest_price(_market))[0]
+    assert _hours <= 24 * 365 * 100, "vault: horizon too long"
+    return self._advance(_market, rate, 0, _hours * 3600, 0, self._skew(_market))[0]
+
+
+@view
+@external
+def accrued_funding(_owner: address, _sub: uint256, _market: uint256) -> int256:
+    """
+    @notice Funding the position has gained (+) or owes (-) since its last settlement,
+            USD (WAD), rounded against the trader. Settled on the account's next trade,
+            withdrawal, margin transfer or liquidation.
+    """
+    index: int256 = self._funding_now(_market, self._latest_price(_market))[1]
+    pos: IMarginVault.Position = self._load_position(_owner, _sub, _market)
+    return self._floor_div(-pos.size * (index - pos.funding_index), IWAD)
 
 
 # ================================================================== owner
@@ -415,7 +457,7 @@ def add_market(_params: IMarginVault.MarketParams) -> uint256:
     assert market < MAX_MARKETS, "vault: too many markets"
     self._check_params(_params)
     self._store_params(market, _params)
-    self._markets[market].funding = convert(SIZE_BIAS, uint256) | (block.timestamp << 128)
+    self._markets[market].funding = self._pack_funding(0, 0, block.timestamp)
     self.market_count = market + 1
     log IMarginVault.MarketAdded(market=market, params=_params)
     return market
@@ -430,10 +472,7 @@ def set_market_params(_market: uint256, _params: IMarginVault.MarketParams):
     ownable._check_owner()
     assert _market < self.market_count, "vault: unknown market"
     self._check_params(_params)
-    p: uint256 = 0
-    updated_at: uint256 = 0
-    p, updated_at = staticcall ORACLE.latest(_market)
-    self._accrue(_market, p)
+    self._accrue(_market, self._latest_price(_market), self._skew(_market))
     self._store_params(_market, _params)
     log IMarginVault.MarketParamsSet(market=_market, params=_params)
 
@@ -493,7 +532,9 @@ def _modify(_owner: address, _sub: uint256, _market: uint256, _size_delta: int25
     sizes: uint256 = self._params[_market].sizes
     assert sizes != 0, "vault: unknown market"
     price: uint256 = staticcall ORACLE.price(_market)
-    st: IMarginVault.MarketState = self._accrue(_market, price)
+    st: IMarginVault.MarketState = self._load_market(_market)
+    skew: int256 = convert(st.oi_long, int256) - convert(st.oi_short, int256)
+    st.funding_index = self._accrue(_market, price, skew)
     trading: uint256 = self._params[_market].trading
 
     pos: IMarginVault.Position = self._load_position(_owner, _sub, _market)
@@ -504,7 +545,6 @@ def _modify(_owner: address, _sub: uint256, _market: uint256, _size_delta: int25
         h: IMarginVault.AccountHealth = self._health(_owner, _sub, True)
         healthy_before = h.equity >= convert(h.maintenance_margin, int256)
 
-    skew: int256 = convert(st.oi_long, int256) - convert(st.oi_short, int256)
     fill: uint256 = self._fill_price(price, skew, _size_delta, sizes & MASK128)
     if _size_delta > 0:
         assert fill <= _acceptable_price, "vault: fill above acceptable price"
@@ -656,53 +696,98 @@ def _check_market_count(_mask: uint256):
 @internal
 def _funding_now(_market: uint256, _price: uint256) -> (int256, int256):
     """
-    @dev Funding rate and index as of now: velocity v = clamp(skew / skew_scale, -1, 1) *
-         max_funding_velocity; over dt the rate moves by v * dt / DAY and the index by the
-         trapezoid (r0 + r1) / 2 * dt / DAY * price. O(1) whatever the number of positions.
-    """
-    word: uint256 = self._markets[_market].funding
-    rate: int256 = convert(word & MASK128, int256) - SIZE_BIAS
-    index: int256 = self._markets[_market].funding_index
-    dt: uint256 = block.timestamp - (word >> 128)
-    if dt == 0:
-        return rate, index
-    skew_scale: int256 = convert(self._params[_market].sizes & MASK128, int256)
-    max_velocity: int256 = convert((self._params[_market].trading >> 80) & MASK80, int256)
-    proportional: int256 = self._skew(_market) * IWAD // skew_scale
-    proportional = max(min(proportional, IWAD), -IWAD)
-    velocity: int256 = proportional * max_velocity // IWAD
-    elapsed: int256 = convert(dt, int256)
-    new_rate: int256 = rate + velocity * elapsed // convert(DAY, int256)
-    index += self._floor_div((rate + new_rate) * elapsed * convert(_price, int256), 2 * convert(DAY, int256) * IWAD)
-    return new_rate, index
-
-
-@internal
-def _accrue(_market: uint256, _price: uint256) -> IMarginVault.MarketState:
-    """
-    @dev Brings the stored funding up to now and returns the whole market state.
+    @dev Funding rate and index as of now, including time not yet accrued.
     """
     rate: int256 = 0
     index: int256 = 0
-    rate, index = self._funding_now(_market, _price)
-    st: IMarginVault.MarketState = self._load_market(_market)
-    if st.last_funding_time == block.timestamp:
-        return st
-    elapsed: uint256 = block.timestamp - st.last_funding_time
-    st.funding_rate = rate
-    st.funding_index = index
-    st.last_funding_time = block.timestamp
-    self._markets[_market].funding = self._pack_funding(rate, block.timestamp)
-    self._markets[_market].funding_index = index
+    time: uint256 = 0
+    rate, index, time = self._load_funding(_market)
+    return self._advance(_market, rate, index, block.timestamp - time, _price, self._skew(_market))
+
+
+@view
+@internal
+def _advance(_market: uint256, _rate: int256, _index: int256, _dt: uint256, _price: uint256, _skew: int256) -> (int256, int256):
+    """
+    @dev Velocity v = clamp(skew / skew_scale, -1, 1) * max_funding_velocity (per day);
+         over dt the rate moves by v * dt / DAY and the index by the trapezoid
+         (r0 + r1) / 2 * dt / DAY * price, floored. O(1) whatever the number of positions;
+         dt = 0 changes nothing. model.current_funding is the same formula.
+    """
+    if _dt == 0:
+        return _rate, _index
+    elapsed: int256 = convert(_dt, int256)
+    new_rate: int256 = _rate + self._velocity(_market, _skew) * elapsed // convert(DAY, int256)
+    index: int256 = _index + self._floor_div((_rate + new_rate) * elapsed * convert(_price, int256), 2 * convert(DAY, int256) * IWAD)
+    return new_rate, index
+
+
+@view
+@internal
+def _velocity(_market: uint256, _skew: int256) -> int256:
+    skew_scale: int256 = convert(self._params[_market].sizes & MASK128, int256)
+    max_velocity: int256 = convert((self._params[_market].trading >> 80) & MASK80, int256)
+    proportional: int256 = max(min(_skew * IWAD // skew_scale, IWAD), -IWAD)
+    return proportional * max_velocity // IWAD
+
+
+@internal
+def _accrue(_market: uint256, _price: uint256, _skew: int256) -> int256:
+    """
+    @dev Brings the stored funding up to now (one slot read, one written) and returns the
+         funding index. Emits FundingAccrued when time has passed.
+    """
+    rate: int256 = 0
+    index: int256 = 0
+    time: uint256 = 0
+    rate, index, time = self._load_funding(_market)
+    if time == block.timestamp:
+        return index
+    elapsed: uint256 = block.timestamp - time
+    rate, index = self._advance(_market, rate, index, elapsed, _price, _skew)
+    self._markets[_market].funding = self._pack_funding(rate, index, block.timestamp)
     log IMarginVault.FundingAccrued(
         market=_market,
         funding_rate=rate,
         funding_index=index,
-        skew=convert(st.oi_long, int256) - convert(st.oi_short, int256),
+        skew=_skew,
         price=_price,
         elapsed=elapsed,
     )
-    return st
+    return index
+
+
+@internal
+def _settle_funding(_owner: address, _sub: uint256) -> int256:
+    """
+    @dev Settles the account's accrued funding into its collateral, market by market (the
+         pool takes the other side), and returns the collateral. Every margin move that
+         takes collateral out calls it first, so what was received is withdrawable and
+         what is owed is paid.
+    """
+    collateral: int256 = 0
+    mask: uint256 = 0
+    collateral, mask = self._load_account(_owner, _sub)
+    rest: uint256 = mask
+    settled: int256 = 0
+    for m: uint256 in range(MAX_MARKETS):
+        if rest == 0:
+            break
+        if rest & 1 == 1:
+            index: int256 = self._accrue(m, staticcall ORACLE.price(m), self._skew(m))
+            pos: IMarginVault.Position = self._load_position(_owner, _sub, m)
+            if index != pos.funding_index:
+                amount: int256 = self._floor_div(-pos.size * (index - pos.funding_index), IWAD)
+                self._markets[m].funding_sum += pos.size * (index - pos.funding_index)
+                self._positions[_owner][_sub][m].funding_index = index
+                settled += amount
+                log IMarginVault.FundingSettled(owner=_owner, sub=_sub, market=m, amount=amount, funding_index=index)
+        rest = rest >> 1
+    if settled != 0:
+        collateral += settled
+        self.pool_balance -= settled
+        self._store_account(_owner, _sub, collateral, mask)
+    return collateral
 
 
 # ================================================================== internals: valuation
@@ -744,9 +829,10 @@ def _health(_owner: address, _sub: uint256, _strict: bool) -> IMarginVault.Accou
 @internal
 def _free_collateral(_h: IMarginVault.AccountHealth) -> uint256:
     """
-    @dev What may leave the account: min(collateral, equity) - IM, never negative.
+    @dev What may leave the account: min(collateral + funding, equity) - IM, never negative.
+         Funding counts as settled (a withdrawal settles it first); unrealized PnL does not.
     """
-    free: int256 = min(_h.collateral, _h.equity) - convert(_h.initial_margin, int256)
+    free: int256 = min(_h.collateral + _h.funding, _h.equity) - convert(_h.initial_margin, int256)
     if free <= 0:
         return 0
     return convert(free, uint256)
@@ -755,10 +841,11 @@ def _free_collateral(_h: IMarginVault.AccountHealth) -> uint256:
 @internal
 def _debit_free_collateral(_owner: address, _sub: uint256, _amount: uint256) -> int256:
     """
-    @dev Takes `_amount` tokens' worth of collateral out of an account if it is free
-         (see `_free_collateral`); returns the collateral left.
+    @dev Settles the account's funding, then takes `_amount` tokens' worth of collateral
+         out of it if it is free (see `_free_collateral`); returns the collateral left.
     """
     amount_wad: int256 = self._to_wad(_amount)
+    self._settle_funding(_owner, _sub)
     h: IMarginVault.AccountHealth = self._health(_owner, _sub, True)
     if amount_wad > h.collateral:
         if amount_wad <= h.equity - convert(h.initial_margin, int256):
@@ -819,6 +906,16 @@ def _pool_backs(_skew: int256, _price: uint256, _cash: int256, _trading: uint256
 def _price(_market: uint256, _strict: bool) -> uint256:
     if _strict:
         return staticcall ORACLE.price(_market)
+    return self._latest_price(_market)
+
+
+@view
+@internal
+def _latest_price(_market: uint256) -> uint256:
+    """
+    @dev The last oracle price, however old (views never revert on a stale price).
+    """
+    assert self._params[_market].sizes != 0, "vault: unknown market"
     p: uint256 = 0
     updated_at: uint256 = 0
     p, updated_at = staticcall ORACLE.latest(_market)
@@ -886,14 +983,18 @@ def _skew(_market: uint256) -> int256:
 @internal
 def _load_market(_market: uint256) -> IMarginVault.MarketState:
     stored: StoredMarket = self._markets[_market]
+    rate: int256 = 0
+    index: int256 = 0
+    time: uint256 = 0
+    rate, index, time = self._load_funding(_market)
     return IMarginVault.MarketState(
         oi_long=stored.oi & MASK128,
         oi_short=stored.oi >> 128,
         entry_sum=stored.entry_sum,
         funding_sum=stored.funding_sum,
-        funding_rate=convert(stored.funding & MASK128, int256) - SIZE_BIAS,
-        funding_index=stored.funding_index,
-        last_funding_time=stored.funding >> 128,
+        funding_rate=rate,
+        funding_index=index,
+        last_funding_time=time,
     )
 
 
@@ -908,11 +1009,23 @@ def _store_market(_market: uint256, _st: IMarginVault.MarketState):
     self._markets[_market].funding_sum = _st.funding_sum
 
 
+@view
+@internal
+def _load_funding(_market: uint256) -> (int256, int256, uint256):
+    word: uint256 = self._markets[_market].funding
+    return (
+        convert(word & MASK88, int256) - RATE_BIAS,
+        convert((word >> 88) & MASK128, int256) - INDEX_BIAS,
+        word >> 216,
+    )
+
+
 @pure
 @internal
-def _pack_funding(_rate: int256, _time: uint256) -> uint256:
-    assert _rate > -SIZE_BIAS and _rate < SIZE_BIAS, "vault: funding rate out of range"
-    return convert(_rate + SIZE_BIAS, uint256) | (_time << 128)
+def _pack_funding(_rate: int256, _index: int256, _time: uint256) -> uint256:
+    assert _rate > -RATE_BIAS and _rate < RATE_BIAS, "vault: funding rate out of range"
+    assert _index > -INDEX_BIAS and _index < INDEX_BIAS, "vault: funding index out of range"
+    return convert(_rate + RATE_BIAS, uint256) | (convert(_index + INDEX_BIAS, uint256) << 88) | (_time << 216)
 
 
 @view

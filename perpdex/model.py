@@ -13,6 +13,9 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
 from fractions import Fraction
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 WAD = 10**18
 DAY = 86_400
@@ -21,6 +24,9 @@ VIRTUAL_ASSETS = WAD
 MAX_ABS_SIZE = 2**120
 MAX_PRICE = 2**128 - 1
 MAX_MARKETS_PER_ACCOUNT = 8
+# Widths of the packed funding word (see MarginVault._pack_funding).
+RATE_BIAS = 2**87
+INDEX_BIAS = 2**127
 
 
 class ModelRevert(Exception):
@@ -193,6 +199,23 @@ def current_funding(
     return new_rate, index + delta
 
 
+def predicted_rate(rate: int, skew: int, hours: int, params: MarketParams) -> int:
+    """The funding rate `hours` from now if the skew stays what it is."""
+    return current_funding(rate, 0, hours * 3600, skew, 0, params)[0]
+
+
+def funding_over(size: int, rate: int, skew: int, price: int, seconds: int, params: MarketParams) -> int:
+    """What a position pays (-) or receives (+) over the next `seconds` at today's skew and
+    price: the index grows by the trapezoid of the rate's path."""
+    _, delta_index = current_funding(rate, 0, seconds, skew, price, params)
+    return accrued_funding(size, delta_index, 0)
+
+
+def check_funding_packable(rate: int, index: int) -> None:
+    require(-RATE_BIAS < rate < RATE_BIAS, "vault: funding rate out of range")
+    require(-INDEX_BIAS < index < INDEX_BIAS, "vault: funding index out of range")
+
+
 def _trunc_div(a: int, b: int) -> int:
     """Division truncating toward zero, like the EVM's SDIV (b > 0)."""
     q = abs(a) // b
@@ -225,8 +248,9 @@ class Health:
 
     @property
     def free_collateral(self) -> int:
-        """What may leave the account: min(collateral, equity) - IM, never negative."""
-        return max(0, min(self.collateral, self.equity) - self.initial_margin)
+        """What may leave the account: min(collateral + funding, equity) - IM, never negative.
+        Funding counts as settled (a withdrawal settles it first); unrealized PnL does not."""
+        return max(0, min(self.collateral + self.funding, self.equity) - self.initial_margin)
 
 
 # ---------------------------------------------------------------- the vault
@@ -330,16 +354,35 @@ class VaultModel:
 
     def withdraw(self, owner: str, sub: int, amount: int) -> None:
         require(amount != 0, "vault: zero amount")
-        self._debit_free_collateral(owner, sub, amount)
+        self._atomic(self._debit_free_collateral, owner, sub, amount)
 
     def transfer_margin(self, owner: str, from_sub: int, to_sub: int, amount: int) -> None:
         require(amount != 0, "vault: zero amount")
         require(from_sub != to_sub, "vault: same sub-account")
-        self._debit_free_collateral(owner, from_sub, amount)
+        self._atomic(self._debit_free_collateral, owner, from_sub, amount)
         self.collateral[(owner, to_sub)] = self.collateral.get((owner, to_sub), 0) + amount * self.token_scale
+
+    def settle_funding(self, owner: str, sub: int) -> dict[int, int]:
+        """Settle the account's accrued funding into collateral (the pool takes the other
+        side); returns the amount settled per market."""
+        settled: dict[int, int] = {}
+        for m in self.open_markets(owner, sub):
+            self.accrue(m)
+            st, pos = self.markets[m], self.positions[(owner, sub, m)]
+            if st.funding_index == pos.funding_index:
+                continue
+            amount = accrued_funding(pos.size, st.funding_index, pos.funding_index)
+            st.funding_sum += pos.size * (st.funding_index - pos.funding_index)
+            pos.funding_index = st.funding_index
+            settled[m] = amount
+        total = sum(settled.values())
+        self.collateral[(owner, sub)] = self.collateral.get((owner, sub), 0) + total
+        self.pool_balance -= total
+        return settled
 
     def _debit_free_collateral(self, owner: str, sub: int, amount: int) -> None:
         wad = amount * self.token_scale
+        self.settle_funding(owner, sub)
         h = self.health(owner, sub)
         if wad > h.collateral:
             if wad <= h.equity - h.initial_margin:
@@ -351,14 +394,32 @@ class VaultModel:
     # ---- trading
     def accrue(self, market: int) -> None:
         st = self.markets[market]
-        st.funding_rate, st.funding_index = self.funding_now(market)
+        rate, index = self.funding_now(market)
+        check_funding_packable(rate, index)
+        st.funding_rate, st.funding_index = rate, index
         st.last_funding_time = self.now
+
+    def poke(self, market: int) -> None:
+        require(market < len(self.markets), "vault: unknown market")
+        self.accrue(market)
+
+    def predicted_rate(self, market: int, hours: int) -> int:
+        st = self.markets[market]
+        return predicted_rate(self.funding_now(market)[0], st.skew, hours, st.params)
+
+    def accrued_funding(self, owner: str, sub: int, market: int) -> int:
+        pos = self.position(owner, sub, market)
+        return accrued_funding(pos.size, self.funding_now(market)[1], pos.funding_index) if pos.size else 0
 
     def modify_position(self, owner: str, sub: int, market: int, delta: int, acceptable_price: int) -> TradeResult:
         """Apply a trade; on a revert nothing changes (like the EVM)."""
+        return self._atomic(self._modify, owner, sub, market, delta, acceptable_price)
+
+    def _atomic(self, action: Callable[..., T], *args: object) -> T:
+        """Run `action`; if it reverts, undo everything it changed (like the EVM)."""
         snapshot = _copy_state(self)
         try:
-            return self._modify(owner, sub, market, delta, acceptable_price)
+            return action(*args)
         except ModelRevert:
             _restore_state(self, snapshot)
             raise

@@ -1,6 +1,8 @@
 """Property tests: the contract and the reference model, driven with the same random
-sequences, agree exactly on fills, fees, entry prices, realized PnL, margins, collateral,
-open interest, funding and pool value, and refuse the same actions for the same reason.
+sequences (trades, deposits, withdrawals, margin transfers, price moves, time, pokes), agree
+exactly on fills, fees, entry prices, realized PnL, margins, collateral, open interest, funding
+(rate, index, predicted rate, accrued and settled funding) and pool value, and refuse the same
+actions for the same reason.
 """
 
 from __future__ import annotations
@@ -55,12 +57,26 @@ class Wait:
     seconds: int
 
 
+@dataclass(frozen=True)
+class Poke:
+    market: int
+
+
+@dataclass(frozen=True)
+class Transfer:
+    who: int
+    from_sub: int
+    share: float  # of withdrawable
+
+
 actions = st.one_of(
     st.builds(Deposit, st.integers(0, 1), st.sampled_from(SUBS), st.integers(1, 20_000)),
     st.builds(Trade, st.integers(0, 1), st.sampled_from(SUBS), st.integers(0, 1), st.integers(-40_000, 40_000).filter(bool)),
     st.builds(Withdraw, st.integers(0, 1), st.sampled_from(SUBS), st.sampled_from([0.25, 1.0, 1.01])),
     st.builds(Move, st.integers(0, 1), st.integers(-1_500, 1_500)),
     st.builds(Wait, st.integers(1, 3 * 86_400)),
+    st.builds(Poke, st.integers(0, 1)),
+    st.builds(Transfer, st.integers(0, 1), st.sampled_from(SUBS), st.sampled_from([0.5, 1.0, 1.01])),
 )
 
 
@@ -115,6 +131,16 @@ class Lockstep:
                 lambda: self.x.vault.withdraw(action.sub, amount, sender=self.traders[action.who]),
                 lambda: self.m.withdraw(self.names[action.who], action.sub, amount),
             )
+        elif isinstance(action, Transfer):
+            to_sub = 1 - action.from_sub
+            amount = int(self.m.withdrawable(self.names[action.who], action.from_sub) * action.share) or 1
+            self._both(
+                lambda: self.x.vault.transfer_margin(action.from_sub, to_sub, amount, sender=self.traders[action.who]),
+                lambda: self.m.transfer_margin(self.names[action.who], action.from_sub, to_sub, amount),
+            )
+        elif isinstance(action, Poke):
+            self.x.vault.poke(action.market, sender=self.traders[0])
+            self.m.poke(action.market)
 
     def _refresh_prices(self) -> None:
         """After a long wait, feed the same prices again so they are not stale."""
@@ -142,11 +168,13 @@ class Lockstep:
                 assert vault.withdrawable(trader, sub) == self.m.withdrawable(name, sub)
                 for market in (0, 1):
                     assert self.x.position(trader, sub, market) == self.m.position(name, sub, market)
+                    assert vault.accrued_funding(trader, sub, market) == self.m.accrued_funding(name, sub, market)
         for market in (0, 1):
             on_chain, mine = vault.market_state(market), self.m.markets[market]
             assert (on_chain.oi_long, on_chain.oi_short) == (mine.oi_long, mine.oi_short)
             assert (on_chain.entry_sum, on_chain.funding_sum) == (mine.entry_sum, mine.funding_sum)
             assert tuple(vault.funding(market)) == self.m.funding_now(market)
+            assert vault.predicted_funding_rate(market, 8) == self.m.predicted_rate(market, 8)
         assert vault.pool_balance() == self.m.pool_balance
         assert vault.pool_value() == self.m.pool_value()
 
