@@ -21,9 +21,12 @@ def connect(network: str = EMBEDDED, host: str | None = None) -> Iterator[Any]:
 
 
 def signer(alias: str | None = None, index: int = 0) -> Any:
-    """An Ape account: the named one (`ape accounts` alias) or the index-th test account."""
+    """An Ape account: the named one (`ape accounts` alias), test account N when `alias` is
+    a number, or else the index-th test account."""
     from ape import accounts
 
+    if alias and alias.isdigit():
+        return accounts.test_accounts[int(alias)]
     if alias:
         return accounts.load(alias)
     return accounts.test_accounts[index]

@@ -1,14 +1,16 @@
-"""The `perpdex` command line: demo, deploy, devnet, show, bench."""
+"""The `perpdex` command line: demo, deploy, devnet, show, funding, keeper, bench."""
 
 from __future__ import annotations
 
 import time
 import warnings
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import click
 
 from perpdex.chain import DEVNET, EMBEDDED, EXACT, connect, signer, test_signers
-from perpdex.display import account_tables, console, print_system
+from perpdex.display import account_tables, console, funding_tables, print_system
 
 # pydantic-settings warns about a field of ape-vyper's config model on every start; it is
 # not ours and changes nothing (the same filter is in pyproject.toml for pytest).
@@ -99,16 +101,93 @@ def devnet(port: int, stop: bool) -> None:
 @click.option("--sub", default=0, show_default=True)
 def show(port: int, owner: str | None, sub: int) -> None:
     """Print the devnet deployment (from .perpdex/devnet.json): markets, pool, an account."""
-    from perpdex.deploy import attach
-    from perpdex.devnet import host_url, read_deployment
-    from perpdex.sdk import Exchange
-
-    with connect(DEVNET, host=host_url(port)):
-        x = Exchange(attach(read_deployment()))
+    with _devnet(port) as x:
         print_system(x)
         if owner:
             for table in account_tables(x, owner, sub):
                 console.print(table)
+
+
+@main.command()
+@click.option("--port", default=8545, show_default=True, help="The devnet's port (reads .perpdex/devnet.json)")
+@click.option("--owner", default=None, help="Also show what this account's positions pay (address)")
+@click.option("--sub", default=0, show_default=True)
+@click.option("--example", is_flag=True, help="No devnet needed: on the embedded chain, skew ETH-USD, wait 12 h, show it")
+def funding(port: int, owner: str | None, sub: int, example: bool) -> None:
+    """Funding per market: skew, rate per hour / day / APR, predicted rates, and what a position pays."""
+    from perpdex.funding import funding_overview, position_funding
+
+    def show(x: Any, who: str | None) -> None:
+        positions = position_funding(x, who, sub) if who else None
+        for table in funding_tables(funding_overview(x), positions, who or ""):
+            console.print(table)
+
+    if example:
+        with connect(EMBEDDED):
+            x, trader = _skewed_example()
+            show(x, str(trader))
+        return
+    with _devnet(port) as x:
+        show(x, owner)
+
+
+def _skewed_example() -> tuple[Any, Any]:
+    """Deploy on the embedded chain; one trader long 150 ETH, one short 30; 12 hours pass."""
+    from ape import chain
+
+    from perpdex.deploy import deploy_system
+    from perpdex.model import WAD
+    from perpdex.sdk import Exchange
+
+    admin, lp, long_trader, short_trader = test_signers(4)
+    x = Exchange(deploy_system(admin))
+    x.add_liquidity(lp, x.tokens(1_000_000))
+    for who, size in ((long_trader, 150 * WAD), (short_trader, -30 * WAD)):
+        x.deposit(who, x.tokens(100_000))
+        x.trade(who, 0, size)
+    chain.pending_timestamp += 12 * 3600
+    chain.mine()
+    x.d.oracle.set_prices([0, 1], [x.price(0), x.price(1)], sender=admin)
+    return x, long_trader
+
+
+@contextmanager
+def _devnet(port: int, deployment: str | None = None) -> Iterator[Any]:
+    """The deployment written by `perpdex devnet` (or `deploy --out FILE`) on the Anvil at `port`."""
+    from pathlib import Path
+
+    from perpdex.deploy import attach
+    from perpdex.devnet import DEPLOYMENT_FILE, host_url, read_deployment
+    from perpdex.sdk import Exchange
+
+    with connect(DEVNET, host=host_url(port)):
+        yield Exchange(attach(read_deployment(Path(deployment) if deployment else DEPLOYMENT_FILE)))
+
+
+@main.group()
+def keeper() -> None:
+    """Keeper bots, run against the devnet (or any Ape network with a deployment file)."""
+
+
+@keeper.command("funding")
+@click.option("--port", default=8545, show_default=True, help="The devnet's port (reads .perpdex/devnet.json)")
+@click.option("--deployment", default=None, help="Deployment file (default .perpdex/devnet.json)")
+@click.option("--account", "alias", default=None, help="Ape account alias, or N for test account N (default 0)")
+@click.option("--max-idle", default=3600, show_default=True, help="Poke markets not accrued for this many seconds")
+@click.option("--interval", default=5.0, show_default=True, help="Seconds between checks")
+@click.option("--once", is_flag=True, help="Check and poke once, then exit")
+def keeper_funding(port: int, deployment: str | None, alias: str | None, max_idle: int, interval: float, once: bool) -> None:
+    """Poke idle markets so funding stays accrued. Stateless: safe to restart or run twice."""
+    from perpdex.keepers.funding import FundingKeeper
+
+    with _devnet(port, deployment) as x:
+        bot = FundingKeeper(x, signer(alias), max_idle=max_idle, report=console.print)
+        console.print(f"funding keeper: {len(x.market_names())} markets, max idle {max_idle}s, sender {bot.sender.address}")
+        try:
+            bot.run(interval, iterations=1 if once else None)
+        except KeyboardInterrupt:
+            pass
+        console.print(f"funding keeper: {len(bot.poked)} pokes, {sum(p.gas for p in bot.poked):,} gas")
 
 
 @main.group()

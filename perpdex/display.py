@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from perpdex.deploy import Deployment
+from perpdex.funding import HORIZONS
 from perpdex.model import WAD, from_wad, unrealized_pnl
 from perpdex.sdk import Exchange, liquidation_price_of
 
@@ -88,3 +89,31 @@ def print_system(x: Exchange) -> None:
     console.print(addresses_table(x.d))
     console.print(markets_table(x))
     console.print(pool_table(x))
+
+
+def rate(value: int) -> str:
+    """A rate per day (WAD) as a signed percentage."""
+    return f"{Decimal(value) * 100 / WAD:+.4f}%"
+
+
+def funding_tables(markets: list[Any], positions: list[Any] | None = None, owner: str = "") -> list[Table]:
+    """Per market: skew, rate per hour / day / APR, predicted rates and what a 1-unit long
+    pays over a day; per position: funding accrued and the next day's (perpdex.funding)."""
+    table = Table(title="Funding (rates per day unless marked; + means longs pay shorts)")
+    horizons = [f"in {h}h" for h in HORIZONS]
+    for col in ("market", "price", "skew", "skew/scale", "per hour", "per day", "APR", *horizons, "1-unit long, next day"):
+        table.add_column(col, justify="right")
+    for f in markets:
+        table.add_row(
+            f.name, usd(f.price), usd(f.skew, 4), pct(f.skew * WAD // f.skew_scale), rate(f.rate_per_hour),
+            rate(f.rate), rate(f.apr), *(rate(r) for r in f.predicted.values()), usd(f.long_unit_day, 4),
+        )
+    tables = [table]
+    if positions is not None:
+        pos = Table(title=f"Funding of {owner[:10]}… (+ received, - paid), USD")
+        for col in ("market", "size", "accrued, unsettled", "next 24h (today's skew)"):
+            pos.add_column(col, justify="right")
+        for p in positions:
+            pos.add_row(p.name, usd(p.size, 4), usd(p.accrued, 4), usd(p.next_day, 4))
+        tables.append(pos)
+    return tables

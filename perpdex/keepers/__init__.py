@@ -1,0 +1,1 @@
+"""Keeper bots: the funding keeper (pokes idle markets) and, later, the liquidator."""
