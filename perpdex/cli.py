@@ -5,12 +5,15 @@ from __future__ import annotations
 import time
 import warnings
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import click
 
 from perpdex.chain import DEVNET, EMBEDDED, EXACT, connect, signer, test_signers
 from perpdex.display import account_tables, console, funding_tables, print_system
+
+if TYPE_CHECKING:
+    from perpdex.bench import FlatnessRow
 
 # pydantic-settings warns about a field of ape-vyper's config model on every start; it is
 # not ours and changes nothing (the same filter is in pyproject.toml for pytest).
@@ -213,3 +216,50 @@ def bench_gas(network: str) -> None:
         table.add_row(row.action, f"{row.gas:,}", f"{row.target:,}" if row.target else "-", mark if row.target else "")
     console.print(table)
 
+
+
+@bench.command("funding")
+@click.option("--network", default=EXACT, show_default=True, help="Needs real receipts: not the boa provider")
+@click.option("--counts", default="1,100,1000", show_default=True, help="Open positions to measure at, comma-separated")
+def bench_funding(network: str, counts: str) -> None:
+    """Funding accrual is O(1): trade and poke gas with 1, 100 and 1,000 positions open."""
+    from perpdex.bench import funding_flatness
+
+    started = time.monotonic()
+    wanted = tuple(int(c) for c in counts.split(","))
+    with connect(network), console.status("deploying") as status:
+        rows = funding_flatness(wanted, progress=status.update)
+    console.print(_flatness_table(rows, network))
+    _print_flatness_verdict(rows)
+    last = rows[-1]
+    console.print(
+        f"opening {last.positions:,} positions took {last.build_seconds:.1f}s; "
+        f"done in {time.monotonic() - started:.1f}s"
+    )
+
+
+def _flatness_table(rows: list[FlatnessRow], network: str) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"Gas vs open positions in ETH-USD ({network})")
+    for col in ("positions", "increase", "Δ", "reduce", "Δ", "poke", "Δ", "opened in"):
+        table.add_column(col, justify="right")
+    for row in rows:
+        d_inc, d_red, d_poke = row.deviations(rows[0])
+        table.add_row(
+            f"{row.positions:,}", f"{row.increase_gas:,}", f"{d_inc:+.2f}%", f"{row.reduce_gas:,}",
+            f"{d_red:+.2f}%", f"{row.poke_gas:,}", f"{d_poke:+.2f}%", f"{row.build_seconds:.1f}s",
+        )
+    return table
+
+
+def _print_flatness_verdict(rows: list[FlatnessRow]) -> None:
+    from perpdex.bench import FLAT_TOLERANCE, POKE_TARGET, is_flat, max_deviation
+
+    def verdict(ok: bool) -> str:
+        return "[green]PASS[/green]" if ok else "[red]FAIL[/red]"
+
+    worst = max_deviation(rows)
+    poke = max(row.poke_gas for row in rows)
+    console.print(f"flatness: {verdict(is_flat(rows))}  largest deviation {worst:.2f}% (limit {FLAT_TOLERANCE}%)")
+    console.print(f"poke: {verdict(poke <= POKE_TARGET)}  {poke:,} gas (target <= {POKE_TARGET:,}, 21,000 of it the base cost)")
