@@ -19,6 +19,8 @@ from snekmate.auth import ownable
 from snekmate.auth import ownable_2step
 from interfaces import IPriceOracle
 from interfaces import IMarginVault
+from interfaces import ILiquidationKeeper
+from modules import wad_math
 
 initializes: ownable
 initializes: ownable_2step[ownable := ownable]
@@ -51,6 +53,11 @@ MASK88: constant(uint256) = 2**88 - 1
 # rate needs 4,000 years to reach RATE_BIAS; the index, 2**127, is 1.7e20 USD per unit.
 RATE_BIAS: constant(int256) = 2**87
 INDEX_BIAS: constant(int256) = 2**127
+# Liquidation (SPEC 8; model.liquidation_fraction is the same rule): everything is closed when
+# equity is below FULL_LIQUIDATION_RATIO of MM, or when what would remain holds less than
+# DUST_MARGIN of initial margin above the fixed per-position minimums.
+FULL_LIQUIDATION_RATIO: constant(uint256) = 5 * 10**17
+DUST_MARGIN: constant(uint256) = 10**18
 # Virtual shares and assets make the first LP deposit and donations unable to move
 # the share price (no inflation attack): price = (value + VA) / (shares + VS).
 VIRTUAL_SHARES: constant(uint256) = 10**18
@@ -101,9 +108,12 @@ _positions: HashMap[address, HashMap[uint256, HashMap[uint256, StoredPosition]]]
 _accounts: HashMap[address, HashMap[uint256, uint256]]
 
 pool_balance: public(int256)       # LP cash: deposits + fees + trader losses - trader gains
-insurance_fund: public(uint256)
+insurance_fund: public(uint256)    # USD (WAD): liquidation fees in, bad debt out
 lp_shares: public(HashMap[address, uint256])
 total_lp_shares: public(uint256)
+
+liquidator: public(address)        # the LiquidationKeeper: the only caller of `liquidate`
+max_keeper_reward: public(uint256) # USD (WAD): cap on the part of a liquidation fee paid to the caller
 
 
 @deploy
@@ -455,7 +465,118 @@ def accrued_funding(_owner: address, _sub: uint256, _market: uint256) -> int256:
     """
     index: int256 = self._funding_now(_market, self._latest_price(_market))[1]
     pos: IMarginVault.Position = self._load_position(_owner, _sub, _market)
-    return self._floor_div(-pos.size * (index - pos.funding_index), IWAD)
+    return wad_math._floor_div(-pos.size * (index - pos.funding_index), IWAD)
+
+
+# ================================================================== liquidation
+
+
+@external
+@nonreentrant
+def liquidate(_owner: address, _sub: uint256, _keeper: address) -> (bool, uint256):
+    """
+    @notice Liquidate account `(_owner, _sub)` if its equity is below its maintenance margin;
+            returns `(False, 0)` and changes nothing when it is not.
+    @dev Only the LiquidationKeeper calls it (it adds the batch and the revert for a healthy
+         account). Funding is settled first; then every position is closed by the same
+         share (at the oracle price, no price impact): the smallest share that leaves
+         equity >= the initial margin of what remains, or everything (see
+         `_liquidation_fraction`). The fee, `liquidation_fee_ratio` of the notional closed,
+         pays `_keeper` up to `max_keeper_reward` (in tokens, rounded down) and the insurance
+         fund the rest. If a full liquidation leaves negative collateral, the insurance fund
+         covers it, then the LP pool. Works while paused. A second call in the same block
+         finds the account healthy (or empty) and pays nothing.
+    @return (liquidated, keeper reward in token units)
+    """
+    if msg.sender != self.liquidator:
+        self._fail("vault: not liquidator")
+    self._settle_funding(_owner, _sub)
+    h: IMarginVault.AccountHealth = self._health(_owner, _sub, True)
+    if h.equity >= convert(h.maintenance_margin, int256):
+        return False, 0
+    collateral: int256 = 0
+    mask: uint256 = 0
+    collateral, mask = self._load_account(_owner, _sub)
+
+    # pass 1: the fixed minimums and the fee of closing everything decide the share
+    min_margins: uint256 = 0
+    fee_full: uint256 = 0
+    rest: uint256 = mask
+    for m: uint256 in range(MAX_MARKETS):
+        if rest == 0:
+            break
+        if rest & 1 == 1:
+            min_margins += self._params[m].margin >> 160
+            n: uint256 = wad_math._ceil_div(wad_math._abs(self._load_position(_owner, _sub, m).size) * staticcall ORACLE.price(m), WAD)
+            fee_full += wad_math._ceil_div(n * self._params[m].liquidation_fee_ratio, WAD)
+        rest = rest >> 1
+    fraction: uint256 = self._liquidation_fraction(h, min_margins, fee_full)
+
+    # pass 2: close the share of every position
+    notional: uint256 = 0
+    pnl: int256 = 0
+    fee: uint256 = 0
+    rest = mask
+    for m: uint256 in range(MAX_MARKETS):
+        if rest == 0:
+            break
+        if rest & 1 == 1:
+            n: uint256 = 0
+            p: int256 = 0
+            n, p = self._close_share(_owner, _sub, m, fraction)
+            notional += n
+            pnl += p
+            fee += wad_math._ceil_div(n * self._params[m].liquidation_fee_ratio, WAD)
+            if self._positions[_owner][_sub][m].size_entry == 0:
+                mask ^= 1 << m
+        rest = rest >> 1
+
+    reward: uint256 = min(fee, self.max_keeper_reward) // TOKEN_SCALE
+    collateral += pnl - convert(fee, int256)
+    self.pool_balance -= pnl
+    insurance: uint256 = self.insurance_fund + fee - reward * TOKEN_SCALE
+    bad_debt: uint256 = 0
+    if mask == 0 and collateral < 0:
+        bad_debt = convert(-collateral, uint256)
+        from_insurance: uint256 = min(insurance, bad_debt)
+        insurance -= from_insurance
+        self.pool_balance -= convert(bad_debt - from_insurance, int256)
+        collateral = 0
+        log IMarginVault.BadDebtCovered(
+            owner=_owner, sub=_sub, bad_debt=bad_debt, from_insurance=from_insurance, from_pool=bad_debt - from_insurance
+        )
+    self.insurance_fund = insurance
+    self._store_account(_owner, _sub, collateral, mask)
+    if reward != 0:
+        extcall TOKEN.transfer(_keeper, reward, default_return_value=True)
+    log IMarginVault.Liquidation(
+        owner=_owner,
+        sub=_sub,
+        keeper=_keeper,
+        equity=h.equity,
+        maintenance_margin=h.maintenance_margin,
+        fraction=fraction,
+        notional_closed=notional,
+        realized_pnl=pnl,
+        fee=fee,
+        keeper_reward=reward,
+        insurance_fee=fee - reward * TOKEN_SCALE,
+        bad_debt=bad_debt,
+        collateral=collateral,
+    )
+    return True, reward
+
+
+@view
+@external
+def liquidation_price(_owner: address, _sub: uint256, _market: uint256) -> uint256:
+    """
+    @notice The oracle price of `_market` at which the account becomes liquidatable, every
+            other price fixed (0: no position, or no positive price liquidates it).
+    @dev Computed by the LiquidationKeeper from this vault's views (it keeps the vault under
+         the contract size limit); model.liquidation_price is the same formula.
+    """
+    return staticcall ILiquidationKeeper(self.liquidator).liquidation_price(_owner, _sub, _market)
 
 
 # ================================================================== owner
@@ -493,6 +614,21 @@ def set_market_params(_market: uint256, _params: IMarginVault.MarketParams):
     self._accrue(_market, self._latest_price(_market), self._skew(_market))
     self._store_params(_market, _params)
     log IMarginVault.MarketParamsSet(market=_market, params=_params)
+
+
+@external
+def set_liquidator(_liquidator: address, _max_keeper_reward: uint256):
+    """
+    @notice Set the LiquidationKeeper (the only caller of `liquidate`; the zero address
+            stops liquidations) and the cap on the keeper's reward (USD, WAD).
+    @dev Owner only.
+    """
+    ownable._check_owner()
+    if _max_keeper_reward > 1_000_000 * WAD:
+        self._fail("vault: bad max_keeper_reward")
+    self.liquidator = _liquidator
+    self.max_keeper_reward = _max_keeper_reward
+    log IMarginVault.LiquidatorSet(liquidator=_liquidator, max_keeper_reward=_max_keeper_reward)
 
 
 @external
@@ -575,9 +711,9 @@ def _modify(_owner: address, _sub: uint256, _market: uint256, _size_delta: int25
     else:
         if not (fill >= _acceptable_price):
             self._fail("vault: fill below acceptable price")
-    fee: uint256 = self._ceil_div(self._ceil_div(self._abs(_size_delta) * fill, WAD) * (trading & MASK80), WAD)
+    fee: uint256 = wad_math._ceil_div(wad_math._ceil_div(wad_math._abs(_size_delta) * fill, WAD) * (trading & MASK80), WAD)
 
-    funding: int256 = self._floor_div(-pos.size * (st.funding_index - pos.funding_index), IWAD)
+    funding: int256 = wad_math._floor_div(-pos.size * (st.funding_index - pos.funding_index), IWAD)
     pnl: int256 = 0
     entry: uint256 = 0
     pnl, entry = self._trade_pnl_and_entry(pos.size, pos.entry_price, _size_delta, fill)
@@ -656,7 +792,7 @@ def _increases_risk(_old: int256, _new: int256) -> bool:
         return True
     if (_old > 0) != (_new > 0):
         return True
-    return self._abs(_new) > self._abs(_old)
+    return wad_math._abs(_new) > wad_math._abs(_old)
 
 
 @pure
@@ -673,14 +809,14 @@ def _trade_pnl_and_entry(_size: int256, _entry: uint256, _delta: int256, _fill: 
         return 0, _fill
     if (_size > 0) == (_delta > 0):
         # increase on the same side
-        total: uint256 = self._abs(_size) * _entry + self._abs(_delta) * _fill
+        total: uint256 = wad_math._abs(_size) * _entry + wad_math._abs(_delta) * _fill
         if _size > 0:
-            return 0, self._ceil_div(total, self._abs(new_size))
-        return 0, total // self._abs(new_size)
+            return 0, wad_math._ceil_div(total, wad_math._abs(new_size))
+        return 0, total // wad_math._abs(new_size)
     closed: int256 = _size
-    if self._abs(_delta) < self._abs(_size):
+    if wad_math._abs(_delta) < wad_math._abs(_size):
         closed = -_delta
-    pnl: int256 = self._floor_div(closed * (convert(_fill, int256) - convert(_entry, int256)), IWAD)
+    pnl: int256 = wad_math._floor_div(closed * (convert(_fill, int256) - convert(_entry, int256)), IWAD)
     if new_size == 0:
         return pnl, 0
     if (new_size > 0) != (_size > 0):
@@ -701,7 +837,7 @@ def _fill_price(_price: uint256, _skew: int256, _delta: int256, _skew_scale: uin
         self._fail("vault: fill price not positive")
     fill: uint256 = 0
     if _delta > 0:
-        fill = self._ceil_div(convert(numerator, uint256), convert(scale2, uint256))
+        fill = wad_math._ceil_div(convert(numerator, uint256), convert(scale2, uint256))
     else:
         fill = convert(numerator, uint256) // convert(scale2, uint256)
     if not (fill != 0 and fill <= MAX_PRICE):
@@ -721,6 +857,62 @@ def _check_market_count(_mask: uint256):
         mask = mask >> 1
     if not (count <= MAX_MARKETS_PER_ACCOUNT):
         self._fail("vault: too many positions")
+
+
+# ================================================================== internals: liquidation
+
+
+@pure
+@internal
+def _liquidation_fraction(_h: IMarginVault.AccountHealth, _min_margins: uint256, _fee_full: uint256) -> uint256:
+    """
+    @dev The smallest share f (WAD, rounded up) with  E - f * F >= (1 - f) * I + M0, where
+         I is the notional part of IM, M0 the fixed minimums and F the fee of closing
+         everything (closing at the oracle price moves no value but the fee). WAD (close
+         everything) when equity < FULL_LIQUIDATION_RATIO * MM, when f >= 1, or when what
+         would remain is dust. Only called with equity < MM <= IM, so the need is > 0.
+    """
+    if _h.equity * IWAD < convert(_h.maintenance_margin * FULL_LIQUIDATION_RATIO, int256):
+        return WAD
+    im_notional: uint256 = _h.initial_margin - _min_margins
+    if im_notional <= _fee_full:
+        return WAD
+    need: uint256 = convert(convert(_h.initial_margin, int256) - _h.equity, uint256)
+    f: uint256 = wad_math._ceil_div(need * WAD, im_notional - _fee_full)
+    if f >= WAD or (WAD - f) * im_notional < DUST_MARGIN * WAD:
+        return WAD
+    return f
+
+
+@internal
+def _close_share(_owner: address, _sub: uint256, _market: uint256, _fraction: uint256) -> (uint256, int256):
+    """
+    @dev Closes `_fraction` of one position (|size| * fraction rounded up; all of it at WAD)
+         at the oracle price, without price impact; funding is already settled. Returns the
+         notional closed and the realized PnL (floored).
+    """
+    pos: IMarginVault.Position = self._load_position(_owner, _sub, _market)
+    price: uint256 = staticcall ORACLE.price(_market)
+    closed: int256 = pos.size
+    if _fraction < WAD:
+        closed = convert(wad_math._ceil_div(wad_math._abs(pos.size) * _fraction, WAD), int256)
+        if pos.size < 0:
+            closed = -closed
+    left: int256 = pos.size - closed
+    pnl: int256 = wad_math._floor_div(closed * (convert(price, int256) - convert(pos.entry_price, int256)), IWAD)
+    oi: uint256 = self._markets[_market].oi
+    if pos.size > 0:
+        oi -= convert(closed, uint256)
+    else:
+        oi -= convert(-closed, uint256) << 128
+    self._markets[_market].oi = oi
+    self._markets[_market].entry_sum -= closed * convert(pos.entry_price, int256)
+    self._markets[_market].funding_sum -= closed * pos.funding_index
+    self._store_position(_owner, _sub, _market, left, pos.entry_price, pos.funding_index)
+    log IMarginVault.PositionLiquidated(
+        owner=_owner, sub=_sub, market=_market, closed_size=closed, size=left, price=price, realized_pnl=pnl
+    )
+    return wad_math._ceil_div(wad_math._abs(closed) * price, WAD), pnl
 
 
 # ================================================================== internals: funding
@@ -752,7 +944,7 @@ def _advance(_market: uint256, _rate: int256, _index: int256, _dt: uint256, _pri
         return _rate, _index
     elapsed: int256 = convert(_dt, int256)
     new_rate: int256 = _rate + self._velocity(_market, _skew) * elapsed // convert(DAY, int256)
-    index: int256 = _index + self._floor_div((_rate + new_rate) * elapsed * convert(_price, int256), 2 * convert(DAY, int256) * IWAD)
+    index: int256 = _index + wad_math._floor_div((_rate + new_rate) * elapsed * convert(_price, int256), 2 * convert(DAY, int256) * IWAD)
     return new_rate, index
 
 
@@ -811,7 +1003,7 @@ def _settle_funding(_owner: address, _sub: uint256) -> int256:
             index: int256 = self._accrue(m, staticcall ORACLE.price(m), self._skew(m))
             pos: IMarginVault.Position = self._load_position(_owner, _sub, m)
             if index != pos.funding_index:
-                amount: int256 = self._floor_div(-pos.size * (index - pos.funding_index), IWAD)
+                amount: int256 = wad_math._floor_div(-pos.size * (index - pos.funding_index), IWAD)
                 self._markets[m].funding_sum += pos.size * (index - pos.funding_index)
                 self._positions[_owner][_sub][m].funding_index = index
                 settled += amount
@@ -846,13 +1038,13 @@ def _health(_owner: address, _sub: uint256, _strict: bool) -> IMarginVault.Accou
             rate: int256 = 0
             index: int256 = 0
             rate, index = self._funding_now(m, price)
-            h.unrealized_pnl += self._floor_div(pos.size * (convert(price, int256) - convert(pos.entry_price, int256)), IWAD)
-            h.funding += self._floor_div(-pos.size * (index - pos.funding_index), IWAD)
-            notional: uint256 = self._ceil_div(self._abs(pos.size) * price, WAD)
+            h.unrealized_pnl += wad_math._floor_div(pos.size * (convert(price, int256) - convert(pos.entry_price, int256)), IWAD)
+            h.funding += wad_math._floor_div(-pos.size * (index - pos.funding_index), IWAD)
+            notional: uint256 = wad_math._ceil_div(wad_math._abs(pos.size) * price, WAD)
             margin: uint256 = self._params[m].margin
             min_margin: uint256 = margin >> 160
-            h.initial_margin += self._ceil_div(notional * WAD, margin & MASK80) + min_margin
-            h.maintenance_margin += self._ceil_div(notional * ((margin >> 80) & MASK80), WAD) + min_margin
+            h.initial_margin += wad_math._ceil_div(notional * WAD, margin & MASK80) + min_margin
+            h.maintenance_margin += wad_math._ceil_div(notional * ((margin >> 80) & MASK80), WAD) + min_margin
             h.positions += 1
         mask = mask >> 1
     h.equity = h.collateral + h.unrealized_pnl + h.funding
@@ -911,7 +1103,7 @@ def _pool_value(_strict: bool) -> int256:
         skew: int256 = self._skew(m)
         trader_pnl: int256 = skew * convert(price, int256) - self._markets[m].entry_sum
         owed_funding: int256 = skew * index - self._markets[m].funding_sum
-        value += self._floor_div(owed_funding - trader_pnl, IWAD)
+        value += wad_math._floor_div(owed_funding - trader_pnl, IWAD)
     return value
 
 
@@ -933,7 +1125,7 @@ def _pool_backs(_skew: int256, _price: uint256, _cash: int256, _trading: uint256
     @dev The pool carries a net exposure |skew| * price of at most max_pool_exposure (the
          top field of the packed `trading` word) times its cash. model.pool_backs mirrors it.
     """
-    exposure: uint256 = self._abs(_skew) * _price // WAD
+    exposure: uint256 = wad_math._abs(_skew) * _price // WAD
     return convert(exposure, int256) * IWAD <= _cash * convert(_trading >> 160, int256)
 
 
@@ -1130,31 +1322,6 @@ def _pull(_amount: uint256):
 @internal
 def _to_wad(_amount: uint256) -> int256:
     return convert(_amount * TOKEN_SCALE, int256)
-
-
-@pure
-@internal
-def _abs(_x: int256) -> uint256:
-    return convert(abs(_x), uint256)
-
-
-@pure
-@internal
-def _ceil_div(_a: uint256, _b: uint256) -> uint256:
-    q: uint256 = _a // _b
-    if _a % _b != 0:
-        q += 1
-    return q
-
-
-@pure
-@internal
-def _floor_div(_a: int256, _b: int256) -> int256:
-    # _b > 0. EVM signed division truncates toward zero; floor moves negatives down.
-    q: int256 = _a // _b
-    if _a % _b != 0 and _a < 0:
-        q -= 1
-    return q
 
 
 @pure

@@ -90,6 +90,7 @@ def gas_rows(progress: Progress = lambda _: None) -> list[GasRow]:
     measure("open (first position)", 150_000, lambda: x.trade(trader, 0, 10 * WAD))
     measure("increase", 100_000, lambda: x.trade(trader, 0, 5 * WAD))
     measure("reduce", 100_000, lambda: x.trade(trader, 0, -5 * WAD))
+    measure("withdraw (1 position: settles funding)", 70_000, lambda: x.vault.withdraw(0, 100 * TOKEN, sender=trader))
     measure("open 2nd market (cross)", 150_000, lambda: x.trade(trader, 1, -WAD // 10))
     measure("close (2 markets open)", 100_000, lambda: x.close(trader, 1))
     measure("close", 100_000, lambda: x.close(trader, 0))

@@ -32,7 +32,7 @@ class Deployment:
     oracle: Any
     vault: Any
     funding: Any  # FundingIndex is a module compiled into the vault: this is the vault
-    keeper: Any | None  # LiquidationKeeper (None until it is deployed by a later version)
+    keeper: Any  # LiquidationKeeper
     markets: dict[str, int]
     deployer: Any = None
     config: dict[str, Any] = field(default_factory=dict)
@@ -66,6 +66,8 @@ def deploy_system(deployer: Any, **overrides: Any) -> Deployment:
     )
     vault = project.MarginVault.deploy(usd, oracle, int(cfg["token"]["decimals"]), sender=deployer)
     oracle.set_feeder(deployer, True, sender=deployer)
+    keeper = project.LiquidationKeeper.deploy(vault, sender=deployer)
+    vault.set_liquidator(keeper, to_wad(cfg["liquidation"]["max_keeper_reward"]), sender=deployer)
 
     markets: dict[str, int] = {}
     for name, values in cfg["markets"].items():
@@ -75,7 +77,7 @@ def deploy_system(deployer: Any, **overrides: Any) -> Deployment:
         list(markets.values()), [to_wad(cfg["markets"][n]["price"]) for n in markets], sender=deployer
     )
     return Deployment(
-        usd=usd, oracle=oracle, vault=vault, funding=vault, keeper=None, markets=markets, deployer=deployer, config=cfg
+        usd=usd, oracle=oracle, vault=vault, funding=vault, keeper=keeper, markets=markets, deployer=deployer, config=cfg
     )
 
 

@@ -24,6 +24,10 @@ VIRTUAL_ASSETS = WAD
 MAX_ABS_SIZE = 2**120
 MAX_PRICE = 2**128 - 1
 MAX_MARKETS_PER_ACCOUNT = 8
+# Liquidation (SPEC 8): close everything when equity is below this share of MM, or when
+# what would remain holds less than DUST_MARGIN of initial margin above the fixed minimums.
+FULL_LIQUIDATION_RATIO = WAD // 2
+DUST_MARGIN = WAD  # 1 USD
 # Widths of the packed funding word (see MarginVault._pack_funding).
 RATE_BIAS = 2**87
 INDEX_BIAS = 2**127
@@ -283,6 +287,46 @@ class TradeResult:
     entry_price: int
 
 
+@dataclass
+class LiquidationResult:
+    full: bool
+    fraction: int  # WAD share of every position closed
+    equity: int  # before, after funding settled
+    maintenance_margin: int  # before
+    notional_closed: int
+    realized_pnl: int
+    fee: int  # liquidation fee charged to the account
+    keeper_reward: int  # WAD, paid to the caller in tokens (keeper_reward // token_scale)
+    insurance_fee: int  # the rest of the fee, to the insurance fund
+    bad_debt: int  # what the account could not pay
+    from_insurance: int  # covered by the insurance fund
+    from_pool: int  # borne by the LP pool
+
+
+def liquidation_fraction(equity: int, im_notional: int, min_margins: int, fee_full: int, maintenance: int) -> int:
+    """The WAD share of every position to close so that what remains meets its initial margin:
+    the smallest f with  E - f * F >= (1 - f) * I + M0  (closing at the oracle price moves no
+    value except the fee), rounded up; WAD (everything) below the full-liquidation threshold,
+    when f >= 1, or when the remainder would be dust."""
+    if equity * WAD < maintenance * FULL_LIQUIDATION_RATIO:
+        return WAD
+    room = im_notional - fee_full
+    if room <= 0:
+        return WAD
+    f = ceil_div((im_notional + min_margins - equity) * WAD, room)
+    if f >= WAD or (WAD - f) * im_notional < DUST_MARGIN * WAD:
+        return WAD
+    return max(f, 1)
+
+
+def closed_size(size: int, fraction: int) -> int:
+    """The size a liquidation closes: |size| * fraction rounded up (never more than size)."""
+    if fraction >= WAD:
+        return size
+    part = ceil_div(abs(size) * fraction, WAD)
+    return part if size > 0 else -part
+
+
 Account = tuple[str, int]
 
 
@@ -301,6 +345,8 @@ class VaultModel:
     total_lp_shares: int = 0
     paused: bool = False
     now: int = 0
+    max_keeper_reward: int = 50 * WAD
+    keeper_paid: dict[str, int] = field(default_factory=dict)  # token units
 
     # ---- setup
     def add_market(self, params: MarketParams, price: int) -> int:
@@ -475,6 +521,64 @@ class VaultModel:
             require(not self.health(owner, sub).liquidatable, "vault: trade would make account liquidatable")
         return TradeResult(fill, fee, pnl, funding, size, entry)
 
+    # ---- liquidation
+    def liquidate(self, owner: str, sub: int, keeper: str) -> LiquidationResult | None:
+        """Liquidate if `equity < MM` (None, and nothing changes, when healthy)."""
+        return self._atomic(self._liquidate, owner, sub, keeper)
+
+    def _liquidate(self, owner: str, sub: int, keeper: str) -> LiquidationResult | None:
+        self.settle_funding(owner, sub)
+        h = self.health(owner, sub)
+        if not h.liquidatable:
+            return None
+        markets = self.open_markets(owner, sub)
+        min_margins = sum(self.markets[m].params.min_position_margin for m in markets)
+        fee_full = sum(
+            ceil_div(notional(self.positions[(owner, sub, m)].size, self.prices[m])
+                     * self.markets[m].params.liquidation_fee_ratio, WAD)
+            for m in markets
+        )
+        fraction = liquidation_fraction(h.equity, h.initial_margin - min_margins, min_margins, fee_full,
+                                        h.maintenance_margin)
+        closed_notional = pnl_total = fee = 0
+        for m in markets:
+            st, price, pos = self.markets[m], self.prices[m], self.positions[(owner, sub, m)]
+            closed = closed_size(pos.size, fraction)
+            n = notional(closed, price)
+            pnl = unrealized_pnl(closed, pos.entry_price, price)
+            closed_notional, pnl_total = closed_notional + n, pnl_total + pnl
+            fee += ceil_div(n * st.params.liquidation_fee_ratio, WAD)
+            left = pos.size - closed
+            st.oi_long -= max(pos.size, 0) - max(left, 0)
+            st.oi_short -= max(-pos.size, 0) - max(-left, 0)
+            st.entry_sum -= closed * pos.entry_price
+            st.funding_sum -= closed * pos.funding_index
+            if left == 0:
+                del self.positions[(owner, sub, m)]
+            else:
+                pos.size = left
+        reward = min(fee, self.max_keeper_reward)
+        reward_tokens = reward // self.token_scale
+        collateral = h.collateral + pnl_total - fee
+        self.pool_balance -= pnl_total
+        self.insurance_fund += fee - reward_tokens * self.token_scale
+        self.keeper_paid[keeper] = self.keeper_paid.get(keeper, 0) + reward_tokens
+        bad_debt = from_insurance = from_pool = 0
+        if fraction == WAD and collateral < 0:
+            bad_debt = -collateral
+            from_insurance = min(self.insurance_fund, bad_debt)
+            from_pool = bad_debt - from_insurance
+            self.insurance_fund -= from_insurance
+            self.pool_balance -= from_pool
+            collateral = 0
+        self.collateral[(owner, sub)] = collateral
+        return LiquidationResult(
+            full=fraction == WAD, fraction=fraction, equity=h.equity, maintenance_margin=h.maintenance_margin,
+            notional_closed=closed_notional, realized_pnl=pnl_total, fee=fee, keeper_reward=reward_tokens * self.token_scale,
+            insurance_fee=fee - reward_tokens * self.token_scale, bad_debt=bad_debt, from_insurance=from_insurance,
+            from_pool=from_pool,
+        )
+
     # ---- liquidity
     def add_liquidity(self, owner: str, amount: int) -> int:
         require(amount != 0, "vault: zero amount")
@@ -523,6 +627,8 @@ def _copy_state(model: VaultModel) -> dict[str, object]:
         "collateral": dict(model.collateral),
         "positions": {k: replace(v) for k, v in model.positions.items()},
         "pool_balance": model.pool_balance,
+        "insurance_fund": model.insurance_fund,
+        "keeper_paid": dict(model.keeper_paid),
     }
 
 
