@@ -11,11 +11,14 @@ DEVNET = "ethereum:local:foundry"
 
 
 @contextmanager
-def connect(network: str = EMBEDDED, host: str | None = None) -> Iterator[Any]:
-    """Connect Ape to `network` (an Ape network choice) for the duration of the block."""
+def connect(network: str = EMBEDDED, host: str | None = None, manage_process: bool = True) -> Iterator[Any]:
+    """Connect Ape to `network` (an Ape network choice) for the duration of the block.
+    `manage_process=False`: connect to the node at `host`, never start one (keepers)."""
     from ape import networks
 
-    settings = {"host": host} if host else {}
+    settings: dict[str, Any] = {"host": host} if host else {}
+    if not manage_process:
+        settings["manage_process"] = False
     with networks.parse_network_choice(network, provider_settings=settings) as provider:
         yield provider
 

@@ -155,15 +155,16 @@ def _skewed_example() -> tuple[Any, Any]:
 
 
 @contextmanager
-def _devnet(port: int, deployment: str | None = None) -> Iterator[Any]:
-    """The deployment written by `perpdex devnet` (or `deploy --out FILE`) on the Anvil at `port`."""
+def _devnet(port: int, deployment: str | None = None, network: str = DEVNET, rpc: str | None = None) -> Iterator[Any]:
+    """The deployment written by `perpdex devnet` (or `deploy --out FILE`) on the node at `rpc`
+    (default: the Anvil at `port`). Never starts a node of its own: a keeper must not."""
     from pathlib import Path
 
     from perpdex.deploy import attach
     from perpdex.devnet import DEPLOYMENT_FILE, host_url, read_deployment
     from perpdex.sdk import Exchange
 
-    with connect(DEVNET, host=host_url(port)):
+    with connect(network, host=rpc or host_url(port), manage_process=False):
         yield Exchange(attach(read_deployment(Path(deployment) if deployment else DEPLOYMENT_FILE)))
 
 
@@ -193,6 +194,43 @@ def keeper_funding(port: int, deployment: str | None, alias: str | None, max_idl
         console.print(f"funding keeper: {len(bot.poked)} pokes, {sum(p.gas for p in bot.poked):,} gas")
 
 
+@keeper.command("liquidator")
+@click.option("--network", default=DEVNET, show_default=True, help=NETWORK_HELP)
+@click.option("--port", default=8545, show_default=True, help="The devnet's port (ignored with --rpc)")
+@click.option("--rpc", default=None, help="Node URL, e.g. http://127.0.0.1:8545 (default: the devnet at --port)")
+@click.option("--deployment", default=None, help="Deployment file (default .perpdex/devnet.json)")
+@click.option("--db", default=None, help="The bot's SQLite index (default .perpdex/liquidator.db)")
+@click.option("--account", "alias", default=None, help="Ape account alias, or N for test account N (default 0)")
+@click.option("--interval", default=1.0, show_default=True, help="Seconds between passes")
+@click.option("--max-batch", default=50, show_default=True, help="Most accounts in one liquidate_many")
+@click.option("--gas-budget", default=12_000_000, show_default=True, help="Most gas one batch may use")
+@click.option("--once", is_flag=True, help="One pass, then exit")
+def keeper_liquidator(
+    network: str, port: int, rpc: str | None, deployment: str | None, db: str | None, alias: str | None,
+    interval: float, max_batch: int, gas_budget: int, once: bool,
+) -> None:
+    """Liquidate unhealthy accounts: event-indexed (SQLite, survives restarts), batched, crash-safe."""
+    from perpdex.devnet import STATE_DIR
+    from perpdex.keepers.index import AccountIndex
+    from perpdex.keepers.liquidator import Liquidator
+
+    with _devnet(port, deployment, network, rpc) as x:
+        index = AccountIndex(db or STATE_DIR / "liquidator.db")
+        bot = Liquidator(x, signer(alias), index, report=_stamped, max_batch=max_batch, gas_budget=gas_budget)
+        _stamped(f"liquidator: keeper {x.d.keeper.address}, sender {bot.sender.address}, index {index.path}")
+        try:
+            bot.run(interval, iterations=1 if once else None)
+        except KeyboardInterrupt:
+            pass
+        _stamped(f"liquidator stopped: {bot.status_line()}")
+
+
+def _stamped(line: str) -> None:
+    """A keeper's log line: wall-clock time first, flushed at once (logs are read live)."""
+    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {line}", highlight=False, soft_wrap=True)
+    console.file.flush()
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks that print figures."""
@@ -200,22 +238,28 @@ def bench() -> None:
 
 @bench.command("gas")
 @click.option("--network", default=EXACT, show_default=True, help="Needs real receipts: not the boa provider")
-def bench_gas(network: str) -> None:
-    """Gas of every user action (py-evm receipts include the 21,000 intrinsic gas)."""
-    from rich.table import Table
-
-    from perpdex.bench import gas_rows
+@click.option("--batch", default=50, show_default=True, help="Accounts in the measured liquidate_many (0: none)")
+def bench_gas(network: str, batch: int) -> None:
+    """Gas of every user action and of liquidations (py-evm receipts include the 21,000 intrinsic gas)."""
+    from perpdex.bench import gas_rows, liquidation_rows
 
     with connect(network), console.status("measuring") as status:
         rows = gas_rows(progress=lambda step: status.update(f"measured {step}"))
-    table = Table(title=f"Gas used ({network})")
+        liquidations = liquidation_rows(batch, progress=lambda step: status.update(f"liquidations: {step}"))
+    console.print(_gas_table(f"Gas used ({network})", rows))
+    console.print(_gas_table(f"Liquidations through the LiquidationKeeper ({network})", liquidations))
+
+
+def _gas_table(title: str, rows: list[Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
     for col in ("action", "gas", "target", ""):
         table.add_column(col, justify="right")
     for row in rows:
         mark = "[green]ok[/green]" if row.ok else "[red]over[/red]"
         table.add_row(row.action, f"{row.gas:,}", f"{row.target:,}" if row.target else "-", mark if row.target else "")
-    console.print(table)
-
+    return table
 
 
 @bench.command("funding")

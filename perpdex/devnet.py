@@ -43,6 +43,23 @@ def is_listening(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def spawn_anvil(port: int, log_path: Path, timeout: float = 20.0) -> subprocess.Popen[bytes]:
+    """Start Anvil on `port` (in its own session, output to `log_path`) and wait until it
+    answers. The caller owns the process."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [anvil_binary(), "--port", str(port), "--mnemonic", TEST_MNEMONIC, "--accounts", "20", "--hardfork", "prague"],
+        stdout=log_path.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    while not is_listening(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            kill_anvil(proc.pid, signal.SIGKILL)
+            raise RuntimeError(f"anvil did not start on port {port}; see {log_path}")
+        time.sleep(0.1)
+    return proc
+
+
 def start_anvil(port: int = DEFAULT_PORT, timeout: float = 20.0) -> int | None:
     """Start Anvil in the background unless something already listens on `port`.
 
@@ -50,19 +67,25 @@ def start_anvil(port: int = DEFAULT_PORT, timeout: float = 20.0) -> int | None:
     """
     if is_listening(port):
         return None
-    STATE_DIR.mkdir(exist_ok=True)
-    log = LOG_FILE.open("ab")
-    proc = subprocess.Popen(
-        [anvil_binary(), "--port", str(port), "--mnemonic", TEST_MNEMONIC, "--accounts", "20", "--hardfork", "prague"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    proc = spawn_anvil(port, LOG_FILE, timeout)
     PID_FILE.write_text(str(proc.pid))
-    deadline = time.monotonic() + timeout
-    while not is_listening(port):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"anvil did not start on port {port}; see {LOG_FILE}")
-        time.sleep(0.1)
     return proc.pid
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def kill_anvil(pid: int, sig: int = signal.SIGTERM) -> bool:
+    """Signal Anvil's whole process group: `node_modules/.bin/anvil` is a node launcher
+    whose child is the real node, so signalling the launcher alone would leave it running."""
+    try:
+        os.killpg(pid, sig)  # spawn_anvil starts a new session: its group id is its pid
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def stop_anvil() -> bool:
@@ -71,11 +94,7 @@ def stop_anvil() -> bool:
         return False
     pid = int(PID_FILE.read_text())
     PID_FILE.unlink()
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    return True
+    return kill_anvil(pid)
 
 
 def write_deployment(data: str, path: Path = DEPLOYMENT_FILE) -> Path:

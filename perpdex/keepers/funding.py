@@ -10,13 +10,11 @@ and a poke that lands in the same block as another one changes nothing.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
+from perpdex.keepers.common import Report, pending_nonce, run_loop
 from perpdex.sdk import Exchange
-
-Report = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -82,24 +80,4 @@ class FundingKeeper:
 
     def run(self, interval: float, iterations: int | None = None, max_backoff: float = 60.0) -> None:
         """Loop: step, sleep. RPC errors are reported and retried with exponential backoff."""
-        backoff, done = interval, 0
-        while iterations is None or done < iterations:
-            try:
-                self.step()
-                backoff = interval
-            except Exception as exc:  # noqa: BLE001 - a keeper must outlive a flaky RPC
-                self.report(f"error: {type(exc).__name__}: {exc}; retrying in {backoff:.0f}s")
-                backoff = min(backoff * 2, max_backoff)
-            done += 1
-            if iterations is None or done < iterations:
-                time.sleep(backoff)
-
-
-def pending_nonce(account: Any) -> int:
-    """The next nonce counting pending transactions (so a restart never reuses one)."""
-    from ape import chain
-
-    try:
-        return int(chain.provider.get_nonce(account.address, block_id="pending"))
-    except Exception:  # noqa: BLE001 - providers without a pending tag (boa)
-        return int(account.nonce)
+        run_loop(self.step, interval, self.report, iterations, max_backoff)

@@ -103,7 +103,7 @@ def test_keeper__run_survives_errors_with_backoff(x, liquidator, monkeypatch):
         return outcome
 
     monkeypatch.setattr(bot, "step", flaky)
-    monkeypatch.setattr("perpdex.keepers.funding.time.sleep", lambda s: lines.append(f"slept {s}"))
+    monkeypatch.setattr("perpdex.keepers.common.time.sleep", lambda s: lines.append(f"slept {s}"))
     bot.run(interval=1, iterations=2)
     assert "error: ConnectionError: rpc down" in lines[0]
     assert lines[1] == "slept 2"  # backed off

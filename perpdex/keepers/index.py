@@ -1,0 +1,211 @@
+"""The liquidator's local store (SQLite): which accounts hold positions, up to which block
+the vault's events were read, and a journal of every transaction it sent.
+
+Everything that must survive a crash is written in one SQLite transaction with the
+checkpoint that covers it: the positions seen in a block range and the new last block
+commit together, so a process killed mid-scan re-reads that range and misses nothing. A
+liquidation batch is journalled (nonce, hash, accounts) *before* it is broadcast, so a
+restarted bot knows what may be in flight and waits for it instead of sending it again.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS positions (
+    owner TEXT NOT NULL, sub INTEGER NOT NULL, market INTEGER NOT NULL, size TEXT NOT NULL,
+    PRIMARY KEY (owner, sub, market)
+);
+CREATE TABLE IF NOT EXISTS sends (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    nonce INTEGER NOT NULL,
+    tx_hash TEXT NOT NULL,
+    accounts TEXT NOT NULL,           -- JSON list of [owner, sub]
+    status TEXT NOT NULL,             -- sent | mined | reverted | dropped | replaced | orphaned
+    block INTEGER,
+    liquidated INTEGER NOT NULL DEFAULT 0,
+    reward INTEGER NOT NULL DEFAULT 0, -- token units
+    gas INTEGER NOT NULL DEFAULT 0,
+    sent_at REAL NOT NULL
+);
+"""
+IN_FLIGHT = "sent"
+
+
+@dataclass(frozen=True)
+class Account:
+    owner: str
+    sub: int
+
+
+@dataclass(frozen=True)
+class ChainId:
+    """What identifies the chain the index was built from; a devnet reset changes it."""
+
+    chain_id: int
+    genesis: str  # hash of block 0
+    vault: str
+
+
+@dataclass(frozen=True)
+class PositionSeen:
+    """One `PositionModified`/`PositionLiquidated` log: the size after, in log order."""
+
+    owner: str
+    sub: int
+    market: int
+    size: int
+
+
+@dataclass(frozen=True)
+class Send:
+    id: int
+    nonce: int
+    tx_hash: str
+    accounts: tuple[Account, ...]
+    status: str
+
+
+@dataclass(frozen=True)
+class Totals:
+    sends: int
+    mined: int
+    liquidated: int
+    reward: int  # token units
+    gas: int
+    lost: int  # dropped, replaced or orphaned by a reset
+
+
+class AccountIndex:
+    """The SQLite file at `path` (created on first use)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, isolation_level=None)  # explicit transactions only
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ---- the checkpoint
+    def _meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def chain(self) -> ChainId | None:
+        raw = self._meta("chain")
+        return ChainId(**json.loads(raw)) if raw else None
+
+    def last_block(self) -> int:
+        raw = self._meta("last_block")
+        return int(raw) if raw is not None else -1
+
+    def reset(self, chain: ChainId, start_block: int) -> int:
+        """Forget every position and start over on `chain` from `start_block`; journal rows
+        still in flight are marked orphaned (their chain is gone). Returns how many were."""
+        with self._transaction():
+            self.db.execute("DELETE FROM positions")
+            orphaned = self.db.execute(
+                "UPDATE sends SET status = 'orphaned' WHERE status = ?", (IN_FLIGHT,)
+            ).rowcount
+            self._set("chain", json.dumps(chain.__dict__))
+            self._set("last_block", str(start_block - 1))
+        return orphaned
+
+    def record_positions(self, seen: Iterable[PositionSeen], up_to_block: int) -> int:
+        """Apply logs read up to `up_to_block` (inclusive) and move the checkpoint, atomically."""
+        count = 0
+        with self._transaction():
+            for p in seen:
+                self.db.execute(
+                    "INSERT INTO positions (owner, sub, market, size) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (owner, sub, market) DO UPDATE SET size = excluded.size",
+                    (p.owner, p.sub, p.market, str(p.size)),
+                )
+                count += 1
+            self._set("last_block", str(up_to_block))
+        return count
+
+    # ---- accounts
+    def open_accounts(self) -> list[Account]:
+        """Accounts with at least one open position, in a stable order."""
+        rows = self.db.execute(
+            "SELECT DISTINCT owner, sub FROM positions WHERE size != '0' ORDER BY owner, sub"
+        ).fetchall()
+        return [Account(owner, int(sub)) for owner, sub in rows]
+
+    def tracked(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM (SELECT DISTINCT owner, sub FROM positions)").fetchone()[0])
+
+    # ---- the send journal
+    def journal(self, nonce: int, tx_hash: str, accounts: list[Account]) -> int:
+        """Write down a transaction about to be broadcast; returns its journal id."""
+        with self._transaction():
+            cursor = self.db.execute(
+                "INSERT INTO sends (nonce, tx_hash, accounts, status, sent_at) VALUES (?, ?, ?, ?, ?)",
+                (nonce, tx_hash, json.dumps([[a.owner, a.sub] for a in accounts]), IN_FLIGHT, time.time()),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def in_flight(self) -> list[Send]:
+        rows = self.db.execute(
+            "SELECT id, nonce, tx_hash, accounts, status FROM sends WHERE status = ? ORDER BY id", (IN_FLIGHT,)
+        ).fetchall()
+        return [
+            Send(id_, nonce, tx_hash, tuple(Account(o, int(s)) for o, s in json.loads(accounts)), status)
+            for id_, nonce, tx_hash, accounts, status in rows
+        ]
+
+    def settle(self, send_id: int, status: str, block: int | None = None, liquidated: int = 0, reward: int = 0, gas: int = 0) -> None:
+        with self._transaction():
+            self.db.execute(
+                "UPDATE sends SET status = ?, block = ?, liquidated = ?, reward = ?, gas = ? WHERE id = ?",
+                (status, block, liquidated, reward, gas, send_id),
+            )
+
+    def totals(self) -> Totals:
+        row = self.db.execute(
+            "SELECT COUNT(*), SUM(status IN ('mined', 'reverted')), COALESCE(SUM(liquidated), 0), "
+            "COALESCE(SUM(reward), 0), COALESCE(SUM(gas), 0), "
+            "SUM(status IN ('dropped', 'replaced', 'orphaned')) FROM sends"
+        ).fetchone()
+        return Totals(int(row[0]), int(row[1] or 0), int(row[2]), int(row[3]), int(row[4]), int(row[5] or 0))
+
+    # ---- plumbing
+    def _set(self, key: str, value: str) -> None:
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def _transaction(self) -> "_Transaction":
+        return _Transaction(self.db)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on an exception."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def chunks(items: list[Account], size: int) -> Iterator[list[Account]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

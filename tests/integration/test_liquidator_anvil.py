@@ -1,0 +1,343 @@
+"""The liquidator bot on Anvil, as a real separate process (`perpdex keeper liquidator`),
+against an Anvil each test starts and owns: a price crash with 200 accounts under water,
+kill -9 mid-batch and restart, the RPC going away for a while, and Anvil restarting."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+from ape import accounts, chain
+
+from perpdex.chain import DEVNET, connect
+from perpdex.deploy import deploy_system
+from perpdex.devnet import free_port, host_url, is_listening, kill_anvil, spawn_anvil, write_deployment
+from perpdex.keepers.liquidator import liquidations
+from perpdex.model import WAD
+from perpdex.sdk import Exchange
+
+pytestmark = pytest.mark.anvil
+
+BOT_ACCOUNT = 2
+OWNERS = range(4, 12)  # 8 owners (Ape derives 12 test accounts; Anvil funds them)
+COLLATERAL_USD = 300  # per account: 1 ETH long at 3,000 (10x); liquidatable below ~2,781
+CRASH_PRICE = 2_770 * WAD  # partial liquidation for every account (full only below ~2,740)
+
+
+# ---------------------------------------------------------------- an Anvil the test owns
+
+
+class Devnet:
+    """Anvil on a free port, started and killed by the test (so it can also restart it)."""
+
+    def __init__(self, tmp_path: Path):
+        self.port, self.log = free_port(), tmp_path / "anvil.log"
+        self.proc = spawn_anvil(self.port, self.log)
+
+    @property
+    def url(self) -> str:
+        return host_url(self.port)
+
+    def restart(self) -> None:
+        self.stop()
+        self.proc = spawn_anvil(self.port, self.log)
+
+    def stop(self) -> None:
+        kill_anvil(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        wait_until(lambda: not is_listening(self.port), 10, "anvil to stop")
+
+
+@pytest.fixture
+def devnet(tmp_path: Path) -> Iterator[Devnet]:
+    node = Devnet(tmp_path)
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+def populate(x: Exchange, per_owner: int, first_sub: int = 0) -> list[tuple[str, int]]:
+    """`per_owner` sub-accounts for each of 8 owners, each 1 ETH long with 300 USD."""
+    made = []
+    for i in OWNERS:
+        owner = accounts.test_accounts[i]
+        x.fund(owner, x.tokens(COLLATERAL_USD * per_owner))
+        for sub in range(first_sub, first_sub + per_owner):
+            x.deposit(owner, x.tokens(COLLATERAL_USD), sub=sub, mint=False)
+            x.trade(owner, 0, WAD, sub=sub)
+            made.append((owner.address, sub))
+    return made
+
+
+def deploy(devnet: Devnet, tmp_path: Path) -> tuple[Exchange, Path]:
+    admin, lp = accounts.test_accounts[0], accounts.test_accounts[1]
+    d = deploy_system(admin)
+    x = Exchange(d)
+    x.add_liquidity(lp, x.tokens(2_000_000))
+    return x, write_deployment(d.to_json(chain.chain_id, chain.blocks.head.number), tmp_path / "devnet.json")
+
+
+def crash(x: Exchange) -> int:
+    """ETH-USD to 2,770 in one update; returns the block it landed in."""
+    return int(x.set_price(0, CRASH_PRICE).block_number)
+
+
+def liquidated_counts(x: Exchange) -> Counter[tuple[str, int]]:
+    return Counter((seen.owner, seen.sub) for seen in liquidations(x))
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str, bot: "Bot | None" = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}" + (f"\nbot output:\n{bot.text()}" if bot else ""))
+        time.sleep(0.2)
+
+
+# ---------------------------------------------------------------- the bot as a process
+
+
+class Bot:
+    """`perpdex keeper liquidator` in its own process; its output is collected line by line."""
+
+    def __init__(self, rpc: str, deployment: Path, db: Path, max_batch: int = 50):
+        code = (
+            "from perpdex.cli import main; "
+            f"main(['keeper', 'liquidator', '--rpc', '{rpc}', '--deployment', '{deployment}', '--db', '{db}', "
+            f"'--account', '{BOT_ACCOUNT}', '--interval', '0.2', '--max-batch', '{max_batch}'])"
+        )
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip())
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def saw(self, needle: str) -> bool:
+        return any(needle in line for line in self.lines)
+
+    def wait_for(self, needle: str, timeout: float = 60) -> None:
+        wait_until(lambda: self.saw(needle) or self.proc.poll() is not None, timeout, repr(needle), self)
+        assert self.saw(needle), f"bot exited before {needle!r}:\n{self.text()}"
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.reader.join(5)
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.reader.join(5)
+        return self.text()
+
+
+@pytest.fixture
+def bots() -> Iterator[list[Bot]]:
+    started: list[Bot] = []
+    yield started
+    for bot in started:
+        bot.stop()
+
+
+def bot_sends() -> int:
+    """Transactions the bot's account has sent, mined or pending (its pending nonce)."""
+    return int(chain.provider.get_nonce(accounts.test_accounts[BOT_ACCOUNT].address, block_id="pending"))
+
+
+def cleared_rate(output: str) -> str:
+    found = re.findall(r"cleared (\d+) account\(s\) in ([\d.]+)s \(([\d.]+) accounts/s\)", output)
+    return ", ".join(f"{n} in {s}s ({r}/s)" for n, s, r in found)
+
+
+# ---------------------------------------------------------------- the scenarios
+
+
+def test_anvil_bot__200_accounts_under_water__all_liquidated_within_bounded_blocks(devnet, tmp_path, bots):
+    with connect(DEVNET, host=devnet.url, manage_process=False):
+        x, deployment = deploy(devnet, tmp_path)
+        made = populate(x, per_owner=25)
+        assert len(made) == 200
+        bot = Bot(devnet.url, deployment, tmp_path / "bot.db")
+        bots.append(bot)
+        bot.wait_for("tracked 200 | open 200 | liquidatable 0")
+
+        crashed_at = crash(x)
+        wait_until(lambda: len(liquidated_counts(x)) == 200, 120, "200 liquidations", bot)
+        bot.wait_for("cleared 200 account(s)")
+        output = bot.stop()
+
+        seen = liquidations(x)
+        assert Counter((s.owner, s.sub) for s in seen) == Counter(made)  # each exactly once
+        assert {s.keeper for s in seen} == {accounts.test_accounts[BOT_ACCOUNT].address}
+        assert all(0 < s.fraction < WAD for s in seen)  # partial, as the crash price was chosen
+        blocks = {s.block for s in seen}
+        assert max(blocks) - crashed_at <= 200 // 50 + 2  # 4 batches of 50, one per block
+        assert bot_sends() == len({s.tx_hash for s in seen}) == 4  # no wasted or repeated batch
+        assert not any(x.d.keeper.liquidatable([o for o, _ in made[i:i + 100]], [s for _, s in made[i:i + 100]]).count(True) for i in (0, 100))
+        assert "liquidated 200 in 4 tx" in output
+        print(f"\nliquidator cleared: {cleared_rate(output)}")
+
+
+def test_anvil_bot__killed_mid_batch_and_restarted__nothing_missed_nothing_sent_twice(devnet, tmp_path, bots):
+    with connect(DEVNET, host=devnet.url, manage_process=False) as provider:
+        x, deployment = deploy(devnet, tmp_path)
+        made = populate(x, per_owner=25)
+        db = tmp_path / "bot.db"
+        first = Bot(devnet.url, deployment, db, max_batch=25)
+        bots.append(first)
+        first.wait_for("tracked 200 | open 200")
+        # blocks every second from now: a sent batch waits in the mempool, so the kill lands
+        # between broadcast and receipt
+        provider.make_request("evm_setAutomine", [False])
+        provider.make_request("evm_setIntervalMining", [1])
+        crash(x)
+        first.wait_for("sent batch", timeout=60)
+        first.kill9()
+        in_flight = bot_sends()
+        assert in_flight >= 1 and len(liquidated_counts(x)) < 200
+
+        second = Bot(devnet.url, deployment, db, max_batch=25)
+        bots.append(second)
+        wait_until(lambda: len(liquidated_counts(x)) == 200, 120, "200 liquidations after the restart", second)
+        second.wait_for("cleared")
+        output = second.stop()
+
+        seen = liquidations(x)
+        assert Counter((s.owner, s.sub) for s in seen) == Counter(made)  # nothing missed, nothing twice
+        assert bot_sends() == len({s.tx_hash for s in seen}) == 8  # every tx liquidated: none re-sent
+        assert "recovered batch" in output  # the restarted bot settled what the killed one sent
+        assert "liquidated 200 in 8 tx" in output  # and its journal accounts for all of it
+
+
+def test_anvil_bot__rpc_down_for_a_while__it_backs_off_and_catches_up(devnet, tmp_path, bots):
+    with connect(DEVNET, host=devnet.url, manage_process=False):
+        x, deployment = deploy(devnet, tmp_path)
+        made = populate(x, per_owner=5)  # 40 accounts
+        with Proxy(devnet.port) as proxy:
+            bot = Bot(host_url(proxy.port), deployment, tmp_path / "bot.db")
+            bots.append(bot)
+            bot.wait_for("tracked 40 | open 40")
+            proxy.down()
+            crash(x)  # straight to Anvil: the bot cannot see it
+            bot.wait_for("error:", timeout=30)
+            time.sleep(3)
+            assert len(liquidated_counts(x)) == 0
+            proxy.up()
+            wait_until(lambda: len(liquidated_counts(x)) == 40, 90, "40 liquidations after the RPC came back", bot)
+            output = bot.stop()
+        assert liquidated_counts(x) == Counter(made)
+        assert "retrying in" in output
+
+
+def test_anvil_bot__anvil_restarted__reset_detected_and_reindexed(devnet, tmp_path, bots):
+    with connect(DEVNET, host=devnet.url, manage_process=False):
+        x, deployment = deploy(devnet, tmp_path)
+        populate(x, per_owner=2)
+        bot = Bot(devnet.url, deployment, tmp_path / "bot.db")
+        bots.append(bot)
+        bot.wait_for("tracked 16 | open 16")
+    devnet.restart()
+    with connect(DEVNET, host=devnet.url, manage_process=False):
+        again, _ = deploy(devnet, tmp_path)  # same deployer, same nonces: same addresses
+        assert again.d.addresses() == x.d.addresses()
+        made = populate(again, per_owner=1, first_sub=7)
+        bot.wait_for("devnet reset detected", timeout=60)
+        crash(again)
+        wait_until(lambda: len(liquidated_counts(again)) == 8, 90, "8 liquidations on the new chain", bot)
+        bot.wait_for("tracked 8 | open 8")
+        output = bot.stop()
+        assert liquidated_counts(again) == Counter(made)
+    assert "liquidated 8 in 1 tx" in output  # the old chain's 16 accounts are gone from the index
+
+
+# ---------------------------------------------------------------- an RPC that can go down
+
+
+class Proxy:
+    """A TCP forwarder to Anvil that the test can take down (connections refused) and up."""
+
+    def __init__(self, target_port: int):
+        self.target, self.port = target_port, free_port()
+        self.server: socket.socket | None = None
+        self.open: list[socket.socket] = []
+
+    def __enter__(self) -> "Proxy":
+        self.up()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.down()
+
+    def up(self) -> None:
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", self.port))
+        server.listen(64)
+        self.server = server
+        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+
+    def down(self) -> None:
+        if self.server:
+            try:
+                self.server.shutdown(socket.SHUT_RDWR)  # wakes the accept() blocked in its thread
+            except OSError:
+                pass
+            self.server.close()
+            self.server = None
+        for conn in self.open:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+        self.open.clear()
+
+    def _accept(self, server: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self.open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
