@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import click
 
 from perpdex.chain import DEVNET, EMBEDDED, EXACT, connect, signer, test_signers
-from perpdex.display import account_tables, console, funding_tables, print_system
+from perpdex.display import account_tables, console, funding_tables, liquidation_tables, print_system
 
 if TYPE_CHECKING:
     from perpdex.bench import FlatnessRow
@@ -152,6 +152,51 @@ def _skewed_example() -> tuple[Any, Any]:
     chain.mine()
     x.d.oracle.set_prices([0, 1], [x.price(0), x.price(1)], sender=admin)
     return x, long_trader
+
+
+@main.command()
+@click.option("--port", default=8545, show_default=True, help="The devnet's port (reads .perpdex/devnet.json)")
+@click.option("--owner", default=None, help="The account to show (address)")
+@click.option("--sub", default=0, show_default=True)
+@click.option("--example", is_flag=True, help="No devnet needed: on the embedded chain, a 15x long is liquidated step by step")
+def liquidation(port: int, owner: str | None, sub: int, example: bool) -> None:
+    """An account's health breakdown and liquidation prices (the on-chain views a liquidation uses)."""
+    if example:
+        with connect(EMBEDDED):
+            _liquidation_example()
+        return
+    if not owner:
+        raise click.UsageError("give --owner ADDRESS (or --example)")
+    with _devnet(port) as x:
+        for table in account_tables(x, owner, sub):
+            console.print(table)
+
+
+def _liquidation_example() -> None:
+    """10 ETH long on 2,000 USD at 3,000 (15x); ETH falls to 2,860; a keeper liquidates."""
+    from perpdex.deploy import deploy_system
+    from perpdex.model import WAD
+    from perpdex.sdk import Exchange
+
+    admin, lp, trader, keeper = test_signers(4)
+    x = Exchange(deploy_system(admin))
+    x.add_liquidity(lp, x.tokens(1_000_000))
+    x.deposit(trader, x.tokens(2_000))
+    x.trade(trader, 0, 10 * WAD)
+    console.print("[bold]1. A trader opens 10 ETH long on 2,000 USD of collateral at 3,000 (15x)[/bold]")
+    for table in account_tables(x, trader, 0):
+        console.print(table)
+    x.set_price(0, 2_860 * WAD)
+    console.print("[bold]2. ETH falls to 2,860: equity is below the maintenance margin[/bold]")
+    for table in account_tables(x, trader, 0):
+        console.print(table)
+    receipt = x.d.keeper.liquidate(trader, 0, sender=keeper)
+    console.print("[bold]3. A keeper calls LiquidationKeeper.liquidate: the smallest share that restores IM is closed[/bold]")
+    for table in liquidation_tables(x, receipt):
+        console.print(table)
+    console.print("[bold]4. After: healthy again, with the rest of the position still open[/bold]")
+    for table in account_tables(x, trader, 0):
+        console.print(table)
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from rich.table import Table
 from perpdex.deploy import Deployment
 from perpdex.funding import HORIZONS
 from perpdex.model import WAD, from_wad, unrealized_pnl
-from perpdex.sdk import Exchange, liquidation_price_of
+from perpdex.sdk import Exchange
 
 # Wide enough for every table when output is piped (rich falls back to 80 columns).
 console = Console(width=None if sys.stdout.isatty() else 132)
@@ -61,28 +61,68 @@ def pool_table(x: Exchange) -> Table:
 
 
 def account_tables(x: Exchange, owner: Any, sub: int) -> list[Table]:
-    names = x.market_names()
+    """Positions with their liquidation price, and the health breakdown, from the on-chain
+    views (`LiquidationKeeper.liquidation_price` and `.health`): what a liquidation uses."""
+    names, keeper = x.market_names(), x.d.keeper
     positions = Table(title=f"Positions of {str(owner)[:10]}… sub {sub}")
-    for col in ("market", "size", "entry", "price", "unrealized PnL", "liquidation price"):
+    for col in ("market", "size", "entry", "price", "unrealized PnL", "liquidation price", "distance"):
         positions.add_column(col, justify="right")
     for m in x.vault.open_markets(owner, sub):
         market = int(m)
         pos = x.position(owner, sub, market)
         price = x.price(market)
-        liq = liquidation_price_of(x, owner, sub, market)
+        liq = int(keeper.liquidation_price(owner, sub, market))
         positions.add_row(
             names[market], usd(pos.size, 4), usd(pos.entry_price), usd(price),
             usd(unrealized_pnl(pos.size, pos.entry_price, price)), usd(liq) if liq else "none",
+            f"{(liq - price) * 100 / price:+.2f}%" if liq else "-",
         )
-    h = x.health(owner, sub)
-    margin = Table(title="Margin")
-    for col in ("collateral", "unrealized PnL", "funding", "equity", "initial margin", "maint. margin", "withdrawable"):
-        margin.add_column(col, justify="right")
-    margin.add_row(
+    return [positions, health_table(x, owner, sub)]
+
+
+def health_table(x: Exchange, owner: Any, sub: int, title: str = "Margin") -> Table:
+    h = x.d.keeper.health(owner, sub)
+    table = Table(title=title)
+    for col in ("collateral", "unrealized PnL", "funding", "equity", "initial margin", "maint. margin", "margin ratio", "status", "withdrawable"):
+        table.add_column(col, justify="right")
+    ratio = "∞" if int(h.margin_ratio) == 2**256 - 1 else f"{from_wad(int(h.margin_ratio)):.3f}"
+    status = "[red]LIQUIDATABLE[/red]" if h.liquidatable else "[green]healthy[/green]"
+    table.add_row(
         usd(h.collateral), usd(h.unrealized_pnl), usd(h.funding), usd(h.equity), usd(h.initial_margin),
-        usd(h.maintenance_margin), f"{x.vault.withdrawable(owner, sub) / 10 ** int(x.d.usd.decimals()):,.2f}",
+        usd(h.maintenance_margin), ratio, status, f"{x.vault.withdrawable(owner, sub) / 10 ** int(x.d.usd.decimals()):,.2f}",
     )
-    return [positions, margin]
+    return table
+
+
+def liquidation_tables(x: Exchange, receipt: Any) -> list[Table]:
+    """What one liquidation did, from its events: the close per market, the fee split, and
+    the bad-debt waterfall if there was one."""
+    vault, names = x.vault, x.market_names()
+    scale = int(vault.TOKEN_SCALE())
+    tables = []
+    for ev in vault.Liquidation.from_receipt(receipt):
+        summary = Table(title=f"Liquidation of {str(ev.owner)[:10]}… sub {ev.sub}")
+        for col in ("equity before", "maint. margin", "closed", "notional closed", "realized PnL", "fee", "to keeper", "to insurance", "bad debt", "collateral after"):
+            summary.add_column(col, justify="right")
+        closed = "all" if int(ev.fraction) >= WAD else pct(int(ev.fraction))
+        summary.add_row(
+            usd(ev.equity), usd(ev.maintenance_margin), closed, usd(ev.notional_closed), usd(ev.realized_pnl),
+            usd(ev.fee), usd(int(ev.keeper_reward) * scale), usd(ev.insurance_fee), usd(ev.bad_debt), usd(ev.collateral),
+        )
+        tables.append(summary)
+    closes = Table(title="Positions closed at the oracle price (no price impact)")
+    for col in ("market", "closed size", "size after", "price", "realized PnL"):
+        closes.add_column(col, justify="right")
+    for ev in vault.PositionLiquidated.from_receipt(receipt):
+        closes.add_row(names[int(ev.market)], usd(ev.closed_size, 4), usd(ev.size, 4), usd(ev.price), usd(ev.realized_pnl))
+    tables.append(closes)
+    for ev in vault.BadDebtCovered.from_receipt(receipt):
+        debt = Table(title="Bad debt covered")
+        for col in ("bad debt", "from insurance fund", "from pool"):
+            debt.add_column(col, justify="right")
+        debt.add_row(usd(ev.bad_debt), usd(ev.from_insurance), usd(ev.from_pool))
+        tables.append(debt)
+    return tables
 
 
 def print_system(x: Exchange) -> None:

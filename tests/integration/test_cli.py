@@ -10,3 +10,20 @@ def test_demo__prints_system_position_margin_and_liquidation_price():
     assert result.exit_code == 0, result.output
     for expected in ("Contracts", "vault", "ETH-USD", "BTC-USD", "Positions of", "liquidation", "Margin", "equity"):
         assert expected in result.output
+
+
+def test_liquidation_example__health_breakdown_then_partial_liquidation_with_fee_split():
+    result = CliRunner().invoke(main, ["liquidation", "--example"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    for expected in ("margin ratio", "liquidation price", "Liquidation of", "to keeper", "to insurance", "closed size"):
+        assert expected in out
+    before, after = out.split("3. A keeper calls")
+    assert "LIQUIDATABLE" in before.split("2. ETH falls")[1]  # after the fall, before the keeper
+    assert "LIQUIDATABLE" not in after.split("4. After")[1]  # healthy again
+    assert "Bad debt covered" not in out  # a partial liquidation at 2,860 leaves no bad debt
+
+
+def test_liquidation__needs_an_owner_or_the_example():
+    result = CliRunner().invoke(main, ["liquidation"])
+    assert result.exit_code != 0 and "--owner" in result.output
