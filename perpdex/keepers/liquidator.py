@@ -100,7 +100,7 @@ class Liquidator:
             for layout in (_layout(vault.PositionModified, "size"), _layout(vault.PositionLiquidated, "size"))
         }
         self.liquidation = _layout(vault.Liquidation, "keeper_reward")
-        self.token_unit = 10 ** int(self.x.d.usd.decimals())
+        self._token_unit = 0  # read from the token when first needed (the chain may not have it yet)
 
     @property
     def w3(self) -> Any:
@@ -314,7 +314,9 @@ class Liquidator:
     def status_line(self) -> str:
         t = self.index.totals()
         m = self.metrics
-        reward = t.reward / self.token_unit
+        if not self._token_unit:
+            self._token_unit = 10 ** int(self.x.d.usd.decimals())
+        reward = t.reward / self._token_unit
         return (
             f"block {m.last_block} | tracked {m.tracked} | open {m.open} | liquidatable {m.liquidatable} | "
             f"liquidated {t.liquidated} in {t.mined} tx | rewards {reward:,.2f} USD | gas {t.gas:,}"

@@ -117,9 +117,12 @@ class Bot:
             f"main(['keeper', 'liquidator', '--rpc', '{rpc}', '--deployment', '{deployment}', '--db', '{db}', "
             f"'--account', '{BOT_ACCOUNT}', '--interval', '0.2', '--max-batch', '{max_batch}'])"
         )
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.start([sys.executable, "-c", code], {})
+
+    def start(self, command: list[str], env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
         )
         self.lines: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -273,6 +276,30 @@ def test_anvil_bot__anvil_restarted__reset_detected_and_reindexed(devnet, tmp_pa
         output = bot.stop()
         assert liquidated_counts(again) == Counter(made)
     assert "liquidated 8 in 1 tx" in output  # the old chain's 16 accounts are gone from the index
+
+
+class SilverbackRunner(Bot):
+    """The same liquidator run by Silverback (`perpdex.keepers.silverback_bot`)."""
+
+    def __init__(self, rpc: str, deployment: Path, db: Path):  # noqa: D107 - no super(): another command
+        silverback = str(Path(sys.executable).with_name("silverback"))
+        command = [silverback, "run", "perpdex.keepers.silverback_bot:bot", "--network", "ethereum:local:foundry", "--account", f"TEST::{BOT_ACCOUNT}"]
+        self.start(command, {"APE_FOUNDRY_HOST": rpc, "PERPDEX_DEPLOYMENT": str(deployment), "PERPDEX_DB": str(db)})
+
+
+def test_anvil_silverback__same_liquidator_run_by_silverback__liquidates_on_new_blocks(devnet, tmp_path, bots):
+    with connect(DEVNET, host=devnet.url, manage_process=False):
+        x, deployment = deploy(devnet, tmp_path)
+        made = populate(x, per_owner=2)
+        bot = SilverbackRunner(devnet.url, deployment, tmp_path / "bot.db")
+        bots.append(bot)
+        bot.wait_for("Startup complete", timeout=90)
+        crash(x)  # a new block: Silverback calls the handler, which runs one pass
+        wait_until(lambda: len(liquidated_counts(x)) == 16, 90, "16 liquidations by the Silverback bot", bot)
+        seen = liquidations(x)
+        assert Counter((s.owner, s.sub) for s in seen) == Counter(made)
+        assert {s.keeper for s in seen} == {accounts.test_accounts[BOT_ACCOUNT].address}
+        bot.wait_for("liquidated 16 in 1 tx")
 
 
 # ---------------------------------------------------------------- an RPC that can go down
