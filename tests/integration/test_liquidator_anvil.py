@@ -204,6 +204,7 @@ def test_anvil_bot__200_accounts_under_water__all_liquidated_within_bounded_bloc
         assert not any(x.d.keeper.liquidatable([o for o, _ in made[i:i + 100]], [s for _, s in made[i:i + 100]]).count(True) for i in (0, 100))
         assert "liquidated 200 in 4 tx" in output
         print(f"\nliquidator cleared: {cleared_rate(output)}")
+        print([line for line in output.splitlines() if "| liquidated 200" in line][-1])
 
 
 def test_anvil_bot__killed_mid_batch_and_restarted__nothing_missed_nothing_sent_twice(devnet, tmp_path, bots):
