@@ -39,3 +39,15 @@ def test_signers(n: int, start: int = 0) -> list[Any]:
     from ape import accounts
 
     return [accounts.test_accounts[i] for i in range(start, start + n)]
+
+
+def move_time(seconds: int) -> None:
+    """Move chain time `seconds` on for every later transaction and view. py-evm mines a block
+    to get there; boa and Anvil only stamp the next block with the new time, and boa's later
+    transactions would go back to its own clock: an empty block makes the new time stick."""
+    from ape import chain
+
+    head = chain.blocks.head.number
+    chain.pending_timestamp += seconds
+    if chain.blocks.head.number == head:
+        chain.mine()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import click
 
-from perpdex.chain import DEVNET, EMBEDDED, EXACT, connect, signer, test_signers
+from perpdex.chain import DEVNET, EMBEDDED, EXACT, connect, move_time, signer, test_signers
 from perpdex.display import account_tables, console, funding_tables, liquidation_tables, print_system
 
 if TYPE_CHECKING:
@@ -136,8 +136,6 @@ def funding(port: int, owner: str | None, sub: int, example: bool) -> None:
 
 def _skewed_example() -> tuple[Any, Any]:
     """Deploy on the embedded chain; one trader long 150 ETH, one short 30; 12 hours pass."""
-    from ape import chain
-
     from perpdex.deploy import deploy_system
     from perpdex.model import WAD
     from perpdex.sdk import Exchange
@@ -148,9 +146,8 @@ def _skewed_example() -> tuple[Any, Any]:
     for who, size in ((long_trader, 150 * WAD), (short_trader, -30 * WAD)):
         x.deposit(who, x.tokens(100_000))
         x.trade(who, 0, size)
-    chain.pending_timestamp += 12 * 3600
-    chain.mine()
-    x.d.oracle.set_prices([0, 1], [x.price(0), x.price(1)], sender=admin)
+    move_time(12 * 3600)
+    x.refresh_prices()
     return x, long_trader
 
 

@@ -74,6 +74,12 @@ class Exchange:
     def set_price(self, market: int, price: int, feeder: Any | None = None) -> Any:
         return self.d.oracle.set_price(market, price, sender=feeder or self.d.deployer)
 
+    def refresh_prices(self, markets: tuple[int, ...] | None = None, feeder: Any | None = None) -> Any:
+        """Feed every market's (or `markets`') current price again, stamped now: after time
+        passes, trading would otherwise see prices older than `max_price_age`."""
+        wanted = list(markets if markets is not None else self.market_names())
+        return self.d.oracle.set_prices(wanted, [self.price(m) for m in wanted], sender=feeder or self.d.deployer)
+
     # ---- reading
     def position(self, owner: Any, sub: int, market: int) -> Position:
         p = self.vault.position(owner, sub, market)

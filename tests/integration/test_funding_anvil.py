@@ -12,20 +12,13 @@ from pathlib import Path
 import pytest
 from ape import accounts, chain, networks
 
+from perpdex.chain import move_time
 from perpdex.deploy import deploy_system
 from perpdex.model import DAY, WAD
 from perpdex.sdk import Exchange
 
 pytestmark = pytest.mark.anvil
 HOUR = 3600
-
-
-def _refresh_prices(x: Exchange) -> None:
-    x.d.oracle.set_prices([0, 1], [x.price(0), x.price(1)], sender=x.d.deployer)
-
-
-def _warp(seconds: int) -> None:
-    chain.mine(timestamp=chain.blocks.head.timestamp + seconds)
 
 
 def test_anvil__skewed_market_for_days__long_pays_short_receives_pool_takes_the_rest(tmp_path):
@@ -40,8 +33,8 @@ def test_anvil__skewed_market_for_days__long_pays_short_receives_pool_takes_the_
         before = {w: (vault.equity(w, 0), vault.withdrawable(w, 0), vault.collateral(w, 0)) for w in (long_trader, short_trader)}
         pool_before = vault.pool_value()
 
-        _warp(4 * DAY)
-        _refresh_prices(x)  # same prices: every change below is funding
+        move_time(4 * DAY)
+        x.refresh_prices()  # same prices: every change below is funding
 
         paid, received = vault.accrued_funding(long_trader, 0, 0), vault.accrued_funding(short_trader, 0, 0)
         assert paid < -1_000 * WAD and received > 0  # 4 days at a growing positive rate
@@ -85,8 +78,8 @@ def test_anvil__funding_keeper__two_at_once_then_restart(tmp_path):
         x.deposit(trader, x.tokens(50_000))
         x.trade(trader, 0, 100 * WAD)
         path = write_deployment(d.to_json(provider.chain_id, chain.blocks.head.number), tmp_path / "devnet.json")
-        _warp(2 * HOUR)
-        _refresh_prices(x)
+        move_time(2 * HOUR)
+        x.refresh_prices()
         before = [int(d.vault.market_state(m).last_funding_time) for m in (0, 1)]
 
         with ThreadPoolExecutor(2) as pool:  # two keepers race for the same markets

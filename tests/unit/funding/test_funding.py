@@ -12,6 +12,7 @@ import ape
 import pytest
 
 from perpdex import model
+from perpdex.chain import move_time
 from perpdex.model import DAY, WAD
 
 HOUR = 3600
@@ -19,15 +20,13 @@ YEAR = 365 * DAY
 
 
 def warp(chain: Any, seconds: int) -> None:
-    """Move time forward for good (mining makes the boa provider keep the new time)."""
-    chain.pending_timestamp += seconds
-    chain.mine()
+    move_time(seconds)
 
 
 def wait(chain: Any, x: Any, seconds: int, markets: tuple[int, ...] = (0, 1)) -> None:
     """Let time pass, then feed the same prices again so trading does not see them stale."""
-    warp(chain, seconds)
-    x.d.oracle.set_prices(list(markets), [x.price(m) for m in markets], sender=x.d.deployer)
+    move_time(seconds)
+    x.refresh_prices(markets)
 
 
 def skewed_market(x: Any, trader: Any, eth: int, size: int = 100 * WAD, collateral_usd: int = 100_000) -> None:

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from perpdex import model
 from perpdex.cli import main
 from perpdex.funding import funding_overview, position_funding
+from perpdex.chain import move_time
 from perpdex.keepers.funding import FundingKeeper
 from perpdex.model import DAY, WAD
 
@@ -16,10 +17,9 @@ HOUR = 3600
 
 
 def warp(chain: Any, x: Any, seconds: int, refresh: bool = True) -> None:
-    chain.pending_timestamp += seconds
-    chain.mine()
+    move_time(seconds)
     if refresh:
-        x.d.oracle.set_prices([0, 1], [x.price(0), x.price(1)], sender=x.d.deployer)
+        x.refresh_prices()
 
 
 def skew_eth(x: Any, trader: Any, trader2: Any) -> None:
