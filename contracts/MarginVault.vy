@@ -46,8 +46,11 @@ SIZE_BIAS: constant(int256) = 2**127
 COLLATERAL_BIAS: constant(int256) = 2**191
 MASK192: constant(uint256) = 2**192 - 1
 MASK80: constant(uint256) = 2**80 - 1
+MASK60: constant(uint256) = 2**60 - 1
+MASK68: constant(uint256) = 2**68 - 1
 MASK128: constant(uint256) = 2**128 - 1
 MASK88: constant(uint256) = 2**88 - 1
+MASK96: constant(uint256) = 2**96 - 1
 # The funding word packs rate (88 bits), index (128 bits) and time (40 bits), so that an
 # accrual reads and writes one slot. At the largest max_funding_velocity (100 per day) the
 # rate needs 4,000 years to reach RATE_BIAS; the index, 2**127, is 1.7e20 USD per unit.
@@ -83,9 +86,10 @@ struct StoredPosition:
 
 struct StoredParams:
     margin: uint256         # max_leverage | maintenance_margin_ratio << 80 | min_position_margin << 160
-    trading: uint256        # taker_fee | max_funding_velocity << 80 | max_pool_exposure << 160
+    # taker_fee | liquidation_fee_ratio << 60 | max_funding_velocity << 120 | max_pool_exposure << 188
+    # (_check_params: at most 10**17, below 10**18, at most 100 * 10**18 and 10 * 10**18)
+    trading: uint256
     sizes: uint256          # skew_scale | max_open_interest << 128 (never 0 for a market)
-    liquidation_fee_ratio: uint256
 
 
 struct StoredMarket:
@@ -93,6 +97,15 @@ struct StoredMarket:
     funding: uint256        # (rate + 2**87) | (index + 2**127) << 88 | last_funding_time << 216
     entry_sum: int256
     funding_sum: int256
+
+
+struct Leg:
+    # one position of an account being liquidated (an account holds at most
+    # MAX_MARKETS_PER_ACCOUNT), funding settled, with its market's price and fee ratio
+    market: uint256
+    price: uint256
+    pos: IMarginVault.Position
+    fee_ratio: uint256
 
 
 market_count: public(uint256)
@@ -112,8 +125,10 @@ insurance_fund: public(uint256)    # USD (WAD): liquidation fees in, bad debt ou
 lp_shares: public(HashMap[address, uint256])
 total_lp_shares: public(uint256)
 
-liquidator: public(address)        # the LiquidationKeeper: the only caller of `liquidate`
-max_keeper_reward: public(uint256) # USD (WAD): cap on the part of a liquidation fee paid to the caller
+# The cap on the part of a liquidation fee paid to the caller (USD, WAD, <= 10**24) in the
+# low 96 bits, the LiquidationKeeper (the only caller of `liquidate`) in the high 160: a
+# liquidation reads both from one slot.
+_liquidation: uint256
 
 
 @deploy
@@ -488,52 +503,69 @@ def liquidate(_owner: address, _sub: uint256, _keeper: address) -> (bool, uint25
          finds the account healthy (or empty) and pays nothing.
     @return (liquidated, keeper reward in token units)
     """
-    if msg.sender != self.liquidator:
+    config: uint256 = self._liquidation
+    if msg.sender != convert(config >> 96, address):
         self._fail("vault: not liquidator")
-    self._settle_funding(_owner, _sub)
-    h: IMarginVault.AccountHealth = self._health(_owner, _sub, True)
-    if h.equity >= convert(h.maintenance_margin, int256):
-        return False, 0
-    collateral: int256 = 0
+    # One pass settles funding and values the account (as `_settle_funding` then `_health`
+    # would, without reading anything twice) and keeps every position with its price for
+    # the close. Funding is settled, so the health's funding term is 0.
+    h: IMarginVault.AccountHealth = empty(IMarginVault.AccountHealth)
     mask: uint256 = 0
-    collateral, mask = self._load_account(_owner, _sub)
-
-    # pass 1: the fixed minimums and the fee of closing everything decide the share
+    h.collateral, mask = self._load_account(_owner, _sub)
+    legs: DynArray[Leg, MAX_MARKETS_PER_ACCOUNT] = []
+    settled: int256 = 0
     min_margins: uint256 = 0
-    fee_full: uint256 = 0
+    fee_full: uint256 = 0  # the fee of closing everything
     rest: uint256 = mask
     for m: uint256 in range(MAX_MARKETS):
         if rest == 0:
             break
         if rest & 1 == 1:
-            min_margins += self._params[m].margin >> 160
-            n: uint256 = wad_math._ceil_div(wad_math._abs(self._load_position(_owner, _sub, m).size) * staticcall ORACLE.price(m), WAD)
-            fee_full += wad_math._ceil_div(n * self._params[m].liquidation_fee_ratio, WAD)
+            leg: Leg = empty(Leg)
+            leg.market = m
+            leg.price = staticcall ORACLE.price(m)
+            leg.fee_ratio = (self._params[m].trading >> 60) & MASK60
+            amount: int256 = 0
+            leg.pos, amount = self._settle_position(_owner, _sub, m, leg.price)
+            settled += amount
+            n: uint256 = wad_math._ceil_div(wad_math._abs(leg.pos.size) * leg.price, WAD)
+            margin: uint256 = self._params[m].margin
+            min_margin: uint256 = margin >> 160
+            h.unrealized_pnl += wad_math._floor_div(leg.pos.size * (convert(leg.price, int256) - convert(leg.pos.entry_price, int256)), IWAD)
+            h.initial_margin += wad_math._ceil_div(n * WAD, margin & MASK80) + min_margin
+            h.maintenance_margin += wad_math._ceil_div(n * ((margin >> 80) & MASK80), WAD) + min_margin
+            min_margins += min_margin
+            fee_full += wad_math._ceil_div(n * leg.fee_ratio, WAD)
+            legs.append(leg)
         rest = rest >> 1
+    h.collateral += settled
+    h.equity = h.collateral + h.unrealized_pnl
+    if h.equity >= convert(h.maintenance_margin, int256):
+        # not liquidatable: only the funding settlement is booked
+        if settled != 0:
+            self.pool_balance -= settled
+            self._store_account(_owner, _sub, h.collateral, mask)
+        return False, 0
     fraction: uint256 = self._liquidation_fraction(h, min_margins, fee_full)
 
-    # pass 2: close the share of every position
+    # close the same share of every position
     notional: uint256 = 0
     pnl: int256 = 0
     fee: uint256 = 0
-    rest = mask
-    for m: uint256 in range(MAX_MARKETS):
-        if rest == 0:
-            break
-        if rest & 1 == 1:
-            n: uint256 = 0
-            p: int256 = 0
-            n, p = self._close_share(_owner, _sub, m, fraction)
-            notional += n
-            pnl += p
-            fee += wad_math._ceil_div(n * self._params[m].liquidation_fee_ratio, WAD)
-            if self._positions[_owner][_sub][m].size_entry == 0:
-                mask ^= 1 << m
-        rest = rest >> 1
+    for leg: Leg in legs:
+        n: uint256 = 0
+        p: int256 = 0
+        left: int256 = 0
+        n, p, left = self._close_share(_owner, _sub, leg, fraction)
+        notional += n
+        pnl += p
+        fee += wad_math._ceil_div(n * leg.fee_ratio, WAD)
+        if left == 0:
+            mask ^= 1 << leg.market
 
-    reward: uint256 = min(fee, self.max_keeper_reward) // TOKEN_SCALE
-    collateral += pnl - convert(fee, int256)
-    self.pool_balance -= pnl
+    reward: uint256 = min(fee, config & MASK96) // TOKEN_SCALE
+    collateral: int256 = h.collateral + pnl - convert(fee, int256)
+    self.pool_balance -= settled + pnl
     insurance: uint256 = self.insurance_fund + fee - reward * TOKEN_SCALE
     bad_debt: uint256 = 0
     if mask == 0 and collateral < 0:
@@ -576,7 +608,25 @@ def liquidation_price(_owner: address, _sub: uint256, _market: uint256) -> uint2
     @dev Computed by the LiquidationKeeper from this vault's views (it keeps the vault under
          the contract size limit); model.liquidation_price is the same formula.
     """
-    return staticcall ILiquidationKeeper(self.liquidator).liquidation_price(_owner, _sub, _market)
+    return staticcall ILiquidationKeeper(convert(self._liquidation >> 96, address)).liquidation_price(_owner, _sub, _market)
+
+
+@view
+@external
+def liquidator() -> address:
+    """
+    @notice The LiquidationKeeper: the only caller of `liquidate` (zero: liquidations stopped).
+    """
+    return convert(self._liquidation >> 96, address)
+
+
+@view
+@external
+def max_keeper_reward() -> uint256:
+    """
+    @notice Cap on the part of a liquidation fee paid to the caller, USD (WAD).
+    """
+    return self._liquidation & MASK96
 
 
 # ================================================================== owner
@@ -626,8 +676,7 @@ def set_liquidator(_liquidator: address, _max_keeper_reward: uint256):
     ownable._check_owner()
     if _max_keeper_reward > 1_000_000 * WAD:
         self._fail("vault: bad max_keeper_reward")
-    self.liquidator = _liquidator
-    self.max_keeper_reward = _max_keeper_reward
+    self._liquidation = (convert(_liquidator, uint256) << 96) | _max_keeper_reward
     log IMarginVault.LiquidatorSet(liquidator=_liquidator, max_keeper_reward=_max_keeper_reward)
 
 
@@ -711,7 +760,7 @@ def _modify(_owner: address, _sub: uint256, _market: uint256, _size_delta: int25
     else:
         if not (fill >= _acceptable_price):
             self._fail("vault: fill below acceptable price")
-    fee: uint256 = wad_math._ceil_div(wad_math._ceil_div(wad_math._abs(_size_delta) * fill, WAD) * (trading & MASK80), WAD)
+    fee: uint256 = wad_math._ceil_div(wad_math._ceil_div(wad_math._abs(_size_delta) * fill, WAD) * (trading & MASK60), WAD)
 
     funding: int256 = wad_math._floor_div(-pos.size * (st.funding_index - pos.funding_index), IWAD)
     pnl: int256 = 0
@@ -885,34 +934,33 @@ def _liquidation_fraction(_h: IMarginVault.AccountHealth, _min_margins: uint256,
 
 
 @internal
-def _close_share(_owner: address, _sub: uint256, _market: uint256, _fraction: uint256) -> (uint256, int256):
+def _close_share(_owner: address, _sub: uint256, _leg: Leg, _fraction: uint256) -> (uint256, int256, int256):
     """
     @dev Closes `_fraction` of one position (|size| * fraction rounded up; all of it at WAD)
          at the oracle price, without price impact; funding is already settled. Returns the
-         notional closed and the realized PnL (floored).
+         notional closed, the realized PnL (floored) and the size left.
     """
-    pos: IMarginVault.Position = self._load_position(_owner, _sub, _market)
-    price: uint256 = staticcall ORACLE.price(_market)
+    pos: IMarginVault.Position = _leg.pos
     closed: int256 = pos.size
     if _fraction < WAD:
         closed = convert(wad_math._ceil_div(wad_math._abs(pos.size) * _fraction, WAD), int256)
         if pos.size < 0:
             closed = -closed
     left: int256 = pos.size - closed
-    pnl: int256 = wad_math._floor_div(closed * (convert(price, int256) - convert(pos.entry_price, int256)), IWAD)
-    oi: uint256 = self._markets[_market].oi
+    pnl: int256 = wad_math._floor_div(closed * (convert(_leg.price, int256) - convert(pos.entry_price, int256)), IWAD)
+    oi: uint256 = self._markets[_leg.market].oi
     if pos.size > 0:
         oi -= convert(closed, uint256)
     else:
         oi -= convert(-closed, uint256) << 128
-    self._markets[_market].oi = oi
-    self._markets[_market].entry_sum -= closed * convert(pos.entry_price, int256)
-    self._markets[_market].funding_sum -= closed * pos.funding_index
-    self._store_position(_owner, _sub, _market, left, pos.entry_price, pos.funding_index)
+    self._markets[_leg.market].oi = oi
+    self._markets[_leg.market].entry_sum -= closed * convert(pos.entry_price, int256)
+    self._markets[_leg.market].funding_sum -= closed * pos.funding_index
+    self._store_position(_owner, _sub, _leg.market, left, pos.entry_price, pos.funding_index)
     log IMarginVault.PositionLiquidated(
-        owner=_owner, sub=_sub, market=_market, closed_size=closed, size=left, price=price, realized_pnl=pnl
+        owner=_owner, sub=_sub, market=_leg.market, closed_size=closed, size=left, price=_leg.price, realized_pnl=pnl
     )
-    return wad_math._ceil_div(wad_math._abs(closed) * price, WAD), pnl
+    return wad_math._ceil_div(wad_math._abs(closed) * _leg.price, WAD), pnl, left
 
 
 # ================================================================== internals: funding
@@ -952,7 +1000,7 @@ def _advance(_market: uint256, _rate: int256, _index: int256, _dt: uint256, _pri
 @internal
 def _velocity(_market: uint256, _skew: int256) -> int256:
     skew_scale: int256 = convert(self._params[_market].sizes & MASK128, int256)
-    max_velocity: int256 = convert((self._params[_market].trading >> 80) & MASK80, int256)
+    max_velocity: int256 = convert((self._params[_market].trading >> 120) & MASK68, int256)
     proportional: int256 = max(min(_skew * IWAD // skew_scale, IWAD), -IWAD)
     return proportional * max_velocity // IWAD
 
@@ -1000,20 +1048,32 @@ def _settle_funding(_owner: address, _sub: uint256) -> int256:
         if rest == 0:
             break
         if rest & 1 == 1:
-            index: int256 = self._accrue(m, staticcall ORACLE.price(m), self._skew(m))
-            pos: IMarginVault.Position = self._load_position(_owner, _sub, m)
-            if index != pos.funding_index:
-                amount: int256 = wad_math._floor_div(-pos.size * (index - pos.funding_index), IWAD)
-                self._markets[m].funding_sum += pos.size * (index - pos.funding_index)
-                self._positions[_owner][_sub][m].funding_index = index
-                settled += amount
-                log IMarginVault.FundingSettled(owner=_owner, sub=_sub, market=m, amount=amount, funding_index=index)
+            settled += self._settle_position(_owner, _sub, m, staticcall ORACLE.price(m))[1]
         rest = rest >> 1
     if settled != 0:
         collateral += settled
         self.pool_balance -= settled
         self._store_account(_owner, _sub, collateral, mask)
     return collateral
+
+
+@internal
+def _settle_position(_owner: address, _sub: uint256, _market: uint256, _price: uint256) -> (IMarginVault.Position, int256):
+    """
+    @dev Accrues the market's funding, then settles what the position received (+) or owes
+         (-) since its last settlement: returns the position with its new funding snapshot
+         and that amount, which the caller books into collateral and the pool.
+    """
+    index: int256 = self._accrue(_market, _price, self._skew(_market))
+    pos: IMarginVault.Position = self._load_position(_owner, _sub, _market)
+    if index == pos.funding_index:
+        return pos, 0
+    amount: int256 = wad_math._floor_div(-pos.size * (index - pos.funding_index), IWAD)
+    self._markets[_market].funding_sum += pos.size * (index - pos.funding_index)
+    self._positions[_owner][_sub][_market].funding_index = index
+    log IMarginVault.FundingSettled(owner=_owner, sub=_sub, market=_market, amount=amount, funding_index=index)
+    pos.funding_index = index
+    return pos, amount
 
 
 # ================================================================== internals: valuation
@@ -1126,7 +1186,7 @@ def _pool_backs(_skew: int256, _price: uint256, _cash: int256, _trading: uint256
          top field of the packed `trading` word) times its cash. model.pool_backs mirrors it.
     """
     exposure: uint256 = wad_math._abs(_skew) * _price // WAD
-    return convert(exposure, int256) * IWAD <= _cash * convert(_trading >> 160, int256)
+    return convert(exposure, int256) * IWAD <= _cash * convert(_trading >> 188, int256)
 
 
 @view
@@ -1268,24 +1328,24 @@ def _load_params(_market: uint256) -> IMarginVault.MarketParams:
     return IMarginVault.MarketParams(
         max_leverage=stored.margin & MASK80,
         maintenance_margin_ratio=(stored.margin >> 80) & MASK80,
-        taker_fee=stored.trading & MASK80,
+        taker_fee=stored.trading & MASK60,
         skew_scale=stored.sizes & MASK128,
-        max_funding_velocity=(stored.trading >> 80) & MASK80,
+        max_funding_velocity=(stored.trading >> 120) & MASK68,
         max_open_interest=stored.sizes >> 128,
-        liquidation_fee_ratio=stored.liquidation_fee_ratio,
+        liquidation_fee_ratio=(stored.trading >> 60) & MASK60,
         min_position_margin=stored.margin >> 160,
-        max_pool_exposure=stored.trading >> 160,
+        max_pool_exposure=stored.trading >> 188,
     )
 
 
 @internal
 def _store_params(_market: uint256, _p: IMarginVault.MarketParams):
-    # _check_params bounds every packed field below its width (80 or 128 bits)
+    # _check_params bounds every packed field below its width (see StoredParams); the
+    # liquidation fee ratio is below the MMR, itself below 1 / max_leverage <= 1
     self._params[_market] = StoredParams(
         margin=_p.max_leverage | (_p.maintenance_margin_ratio << 80) | (_p.min_position_margin << 160),
-        trading=_p.taker_fee | (_p.max_funding_velocity << 80) | (_p.max_pool_exposure << 160),
+        trading=_p.taker_fee | (_p.liquidation_fee_ratio << 60) | (_p.max_funding_velocity << 120) | (_p.max_pool_exposure << 188),
         sizes=_p.skew_scale | (_p.max_open_interest << 128),
-        liquidation_fee_ratio=_p.liquidation_fee_ratio,
     )
 
 

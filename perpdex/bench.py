@@ -1,7 +1,9 @@
 """Gas benchmarks on a realistic state, measured from real receipts.
 
-`gas_rows`: every user action. `funding_flatness`: a trade and a `poke` with 1, 100 and
-1,000 positions open in a market, to show that funding accrual is O(1).
+`gas_rows`: every user action. `liquidation_rows`: liquidations through the
+LiquidationKeeper (partial, full, cross-margin, bad debt, a `liquidate_many` batch).
+`funding_flatness`: a trade and a `poke` with 1, 100 and 1,000 positions open in a market,
+to show that funding accrual is O(1).
 
 Run on `ethereum:local:test` (py-evm) or Anvil: the boa provider leaves out the 21,000
 intrinsic gas. Time moves a minute before every measured action, so funding accrual runs
@@ -14,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from perpdex.chain import move_time
 from perpdex.deploy import deploy_system
 from perpdex.model import WAD
 from perpdex.sdk import Exchange
@@ -37,29 +40,33 @@ class GasRow:
         return self.target is None or self.gas <= self.target
 
 
-def move_time(seconds: int) -> None:
-    """Move chain time `seconds` on for every later transaction. py-evm mines a block to
-    get there; boa (and Anvil) only stamp the next block with the new time, and boa's later
-    transactions would go back to its clock: an empty block makes the new time stick."""
-    from ape import chain
-
-    head = chain.blocks.head.number
-    chain.pending_timestamp += seconds
-    if chain.blocks.head.number == head:
-        chain.mine()
+def send_after(send: Callable[[], Any], seconds: int = STEP) -> Any:
+    """Move chain time `seconds` on, send one transaction, return its receipt."""
+    move_time(seconds)
+    return send()
 
 
 def gas_after(send: Callable[[], Any], seconds: int = STEP) -> int:
     """Move chain time `seconds` on, send one transaction, return the gas its receipt used."""
-    move_time(seconds)
-    return int(send().gas_used)
+    return int(send_after(send, seconds).gas_used)
 
 
-def pooled_exchange(admin: Any, lp: Any) -> Exchange:
-    """A fresh deployment with 1,000,000 USD of LP liquidity."""
+def pooled_exchange(admin: Any, lp: Any, tokens: int = POOL_TOKENS) -> Exchange:
+    """A fresh deployment with `tokens` (1,000,000 USD) of LP liquidity."""
     x = Exchange(deploy_system(admin))
-    x.add_liquidity(lp, POOL_TOKENS)
+    x.add_liquidity(lp, tokens)
     return x
+
+
+def live_markets(x: Exchange, other: Any) -> None:
+    """Open interest on both markets and funding already accrued, so that the markets'
+    aggregate slots are non-zero (a first-ever write would cost 17,100 more)."""
+    x.deposit(other, 100_000 * TOKEN)
+    x.trade(other, 0, 20 * WAD)
+    x.trade(other, 1, -WAD)
+    move_time(600)
+    x.trade(other, 0, WAD)
+    x.trade(other, 1, -WAD // 10)
 
 
 def gas_rows(progress: Progress = lambda _: None) -> list[GasRow]:
@@ -76,14 +83,7 @@ def gas_rows(progress: Progress = lambda _: None) -> list[GasRow]:
         progress(action)
 
     x.fund(lp2, 100_000 * TOKEN)
-    x.deposit(other, 100_000 * TOKEN)
-    # A live market: open interest on both markets, funding already accrued, so the
-    # market's aggregate slots are non-zero (a first-ever write would cost 17,100 more).
-    x.trade(other, 0, 20 * WAD)
-    x.trade(other, 1, -WAD)
-    move_time(600)
-    x.trade(other, 0, WAD)
-    x.trade(other, 1, -WAD // 10)
+    live_markets(x, other)
     x.fund(trader, 20_000 * TOKEN)
 
     measure("deposit", 70_000, lambda: x.vault.deposit(0, 10_000 * TOKEN, sender=trader))
@@ -100,6 +100,128 @@ def gas_rows(progress: Progress = lambda _: None) -> list[GasRow]:
     measure("remove liquidity", None, lambda: x.vault.remove_liquidity(x.vault.lp_shares(lp2) // 2, sender=lp2))
     measure("poke (funding accrual)", POKE_TARGET, lambda: x.vault.poke(0, sender=other))
     return rows
+
+
+# ------------------------------------------------------------------ liquidations
+
+LIQUIDATION_TARGET = 150_000  # one account through LiquidationKeeper.liquidate
+BATCH_TARGET = 90_000  # per account of a liquidate_many batch of BATCH_SIZE
+BATCH_SIZE = 50
+# Backs the long skew of every account below (max_pool_exposure: 50% of pool cash).
+LIQUIDATION_POOL_TOKENS = 10_000_000 * TOKEN
+# A liquidated account: 10 ETH long on 2,000 USD opened at 3,000, liquidatable below ~2,874:
+# partially at 2,860, fully (equity below half the MM) at 2,830, in bad debt at 2,400.
+LONG_SIZE = 10 * WAD
+LONG_TOKENS = 2_000 * TOKEN
+CROSS_BTC_SIZE = WAD // 10  # the cross-margin account also holds 0.1 BTC long
+PARTIAL_PRICE = 2_860 * WAD
+FULL_PRICE = 2_830 * WAD
+BAD_DEBT_PRICE = 2_400 * WAD
+# An earlier liquidation (400 ETH on 68,000 USD, fully liquidated at 2,860) leaves about
+# 5,670 USD in the insurance fund, enough to cover the bad-debt account (~4,140 USD), and a
+# token balance with the keeper: the measured liquidations write no slot for the first time.
+WHALE_SIZE = 400 * WAD
+WHALE_TOKENS = 68_000 * TOKEN
+
+
+@dataclass
+class LiquidationRow(GasRow):
+    liquidated: int = 1  # accounts the transaction liquidated (Liquidation events)
+
+
+def liquidation_rows(batch: int = BATCH_SIZE, progress: Progress = lambda _: None) -> list[LiquidationRow]:
+    """Deploy, warm the markets up, open every account at 3,000, then move the ETH price
+    down (a feeder's transaction, in steps within the oracle's jump limit) and measure each
+    liquidation in its own transaction, as a keeper would send it: one partial, a batch of
+    `batch` partial ones through `liquidate_many`, one full, one full of a cross-margin
+    account (ETH and BTC), one in bad debt that the insurance fund covers. Raises if a
+    liquidation is not of the kind its row names."""
+    from ape import accounts
+
+    admin, lp, other, liquidator, whale, *owners = (accounts.test_accounts[i] for i in range(12))
+    x = pooled_exchange(admin, lp, LIQUIDATION_POOL_TOKENS)
+    eth, btc = x.d.markets["ETH-USD"], x.d.markets["BTC-USD"]
+    live_markets(x, other)
+    progress("deployed")
+
+    # one sub-account per liquidated account, spread over the owners
+    partial, full, cross, bad, *batched = ((owners[i % len(owners)], i // len(owners)) for i in range(4 + batch))
+    for owner in owners:
+        x.fund(owner, (4 + batch) * LONG_TOKENS)
+    x.deposit(whale, WHALE_TOKENS)
+    x.trade(whale, eth, WHALE_SIZE)
+    for i, (owner, sub) in enumerate([partial, full, cross, bad, *batched]):
+        x.vault.deposit(sub, LONG_TOKENS, sender=owner)
+        x.trade(owner, eth, LONG_SIZE, sub=sub)
+        if i % 10 == 0:
+            progress(f"opened {i + 1} of {4 + batch} accounts")
+    x.trade(cross[0], btc, CROSS_BTC_SIZE, sub=cross[1])
+
+    rows: list[LiquidationRow] = []
+    keeper = x.d.keeper
+
+    def measure(action: str, target: int | None, account: tuple[Any, int], kind: str, markets: int = 1) -> None:
+        receipt = send_after(lambda: keeper.liquidate(*account, sender=liquidator))
+        _expect(x, receipt, action, kind, accounts=1, markets=markets)
+        rows.append(LiquidationRow(action, int(receipt.gas_used), target))
+        progress(action)
+
+    feed_prices(x, {eth: PARTIAL_PRICE})
+    _expect(x, keeper.liquidate(whale, 0, sender=liquidator), "earlier liquidation", "full")
+    measure("liquidate: partial (1 position)", LIQUIDATION_TARGET, partial, "partial")
+    if batched:
+        batch_owners, batch_subs = [a for a, _ in batched], [s for _, s in batched]
+        receipt = send_after(lambda: keeper.liquidate_many(batch_owners, batch_subs, sender=liquidator))
+        action = f"liquidate_many: {batch} partial"
+        _expect(x, receipt, action, "partial", accounts=batch)
+        total = int(receipt.gas_used)
+        rows.append(LiquidationRow(f"{action} (total)", total, None, batch))
+        rows.append(LiquidationRow(f"{action} (per account)", total // batch, BATCH_TARGET, batch))
+        progress(action)
+    feed_prices(x, {eth: FULL_PRICE})
+    measure("liquidate: full (1 position)", LIQUIDATION_TARGET, full, "full")
+    measure("liquidate: full, cross-margin (2 markets)", LIQUIDATION_TARGET, cross, "full", markets=2)
+    feed_prices(x, {eth: BAD_DEBT_PRICE})
+    measure("liquidate: bad debt (insurance covers)", LIQUIDATION_TARGET, bad, "bad debt")
+    return rows
+
+
+def feed_prices(x: Exchange, prices: dict[int, int]) -> None:
+    """Move the oracle to `prices` as a feeder would: every market in each update (the
+    others at their current price, so that none goes stale), in steps within the jump limit."""
+    jump = int(x.d.oracle.max_price_jump())
+    target = {m: prices.get(m, x.price(m)) for m in x.d.markets.values()}
+    current = {m: x.price(m) for m in target}
+    while True:
+        current = {m: _step_toward(current[m], target[m], jump) for m in target}
+        x.d.oracle.set_prices(list(current), list(current.values()), sender=x.d.deployer)
+        if current == target:
+            return
+
+
+def _step_toward(price: int, target: int, jump: int) -> int:
+    most = price * jump // WAD
+    return min(target, price + most) if target > price else max(target, price - most)
+
+
+def _expect(x: Exchange, receipt: Any, action: str, kind: str, accounts: int = 1, markets: int = 1) -> None:
+    """Raise unless `receipt` liquidated `accounts` accounts of `kind` (partial, full, bad
+    debt covered by the insurance fund), closing `markets` positions each."""
+    events = receipt.decode_logs(x.vault.Liquidation)
+    closed = receipt.decode_logs(x.vault.PositionLiquidated)
+    covered = receipt.decode_logs(x.vault.BadDebtCovered)
+    kinds = {
+        "partial": all(e.fraction < WAD for e in events),
+        "full": all(e.fraction == WAD and e.bad_debt == 0 for e in events),
+        "bad debt": all(e.fraction == WAD for e in events)
+        and len(covered) == len(events)
+        and all(e.bad_debt > 0 and e.from_pool == 0 for e in covered),
+    }
+    if len(events) != accounts or len(closed) != accounts * markets or not kinds[kind]:
+        raise RuntimeError(
+            f"bench setup: {action}: expected {accounts} {kind} liquidation(s) of {markets} market(s), got "
+            f"{len(events)} ({[(e.fraction, e.bad_debt) for e in events]}) closing {len(closed)} position(s)"
+        )
 
 
 # ------------------------------------------------------------------ funding accrual is O(1)

@@ -1,9 +1,10 @@
-"""`perpdex bench funding` in small: trade gas does not grow with the open positions.
+"""`perpdex bench` in small: trade gas does not grow with the open positions, and every
+liquidation row is measured on a liquidation of the kind it names.
 
-On the boa provider receipts leave out the 21,000 intrinsic gas; flatness does not need it.
+On the boa provider receipts leave out the 21,000 intrinsic gas; neither check needs it.
 """
 
-from perpdex.bench import FLAT_TOLERANCE, funding_flatness, is_flat
+from perpdex.bench import BATCH_TARGET, FLAT_TOLERANCE, LIQUIDATION_TARGET, funding_flatness, is_flat, liquidation_rows
 
 
 def test_funding_flatness__trade_gas_at_5_positions_within_2_percent_of_1():
@@ -14,3 +15,24 @@ def test_funding_flatness__trade_gas_at_5_positions_within_2_percent_of_1():
     assert abs(five.reduce_gas - one.reduce_gas) <= one.reduce_gas * FLAT_TOLERANCE / 100
     assert one.poke_gas > 0 and five.poke_gas > 0
     assert is_flat([one, five])
+
+
+def test_liquidation_rows__every_kind_measured__the_batch_liquidates_all_3():
+    # liquidation_rows raises when a liquidation is not of the kind its row names
+    # (partial, full, 2 markets, bad debt covered by insurance) or the batch skips an account
+    rows = {row.action: row for row in liquidation_rows(batch=3)}
+
+    assert list(rows) == [
+        "liquidate: partial (1 position)",
+        "liquidate_many: 3 partial (total)",
+        "liquidate_many: 3 partial (per account)",
+        "liquidate: full (1 position)",
+        "liquidate: full, cross-margin (2 markets)",
+        "liquidate: bad debt (insurance covers)",
+    ]
+    assert all(row.gas > 21_000 for row in rows.values())
+    total, per_account = rows["liquidate_many: 3 partial (total)"], rows["liquidate_many: 3 partial (per account)"]
+    assert total.liquidated == per_account.liquidated == 3 and per_account.gas == total.gas // 3
+    assert (total.target, per_account.target) == (None, BATCH_TARGET)
+    assert rows["liquidate: full, cross-margin (2 markets)"].gas > rows["liquidate: full (1 position)"].gas
+    assert rows["liquidate: partial (1 position)"].target == LIQUIDATION_TARGET
