@@ -42,12 +42,17 @@ def test_signers(n: int, start: int = 0) -> list[Any]:
 
 
 def move_time(seconds: int) -> None:
-    """Move chain time `seconds` on for every later transaction and view. py-evm mines a block
-    to get there; boa and Anvil only stamp the next block with the new time, and boa's later
-    transactions would go back to its own clock: an empty block makes the new time stick."""
+    """Move chain time `seconds` on for every later transaction and view. On Anvil: mine a
+    block stamped `seconds` after the head (moving Anvil's clock offset instead would make
+    views depend on the wall clock). py-evm mines a block to get there; boa only stamps the
+    next transaction with the new time and later ones would go back to its own clock: an
+    empty block makes the new time stick."""
     from ape import chain
 
-    head = chain.blocks.head.number
+    head = chain.blocks.head
+    if chain.provider.name == "foundry":
+        chain.mine(timestamp=int(head.timestamp) + seconds)
+        return
     chain.pending_timestamp += seconds
-    if chain.blocks.head.number == head:
+    if chain.blocks.head.number == head.number:
         chain.mine()
