@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -66,11 +67,12 @@ class PositionSeen:
 
 @dataclass(frozen=True)
 class Send:
+    """A journalled batch still in flight."""
+
     id: int
     nonce: int
     tx_hash: str
     accounts: tuple[Account, ...]
-    status: str
 
 
 @dataclass(frozen=True)
@@ -161,11 +163,11 @@ class AccountIndex:
 
     def in_flight(self) -> list[Send]:
         rows = self.db.execute(
-            "SELECT id, nonce, tx_hash, accounts, status FROM sends WHERE status = ? ORDER BY id", (IN_FLIGHT,)
+            "SELECT id, nonce, tx_hash, accounts FROM sends WHERE status = ? ORDER BY id", (IN_FLIGHT,)
         ).fetchall()
         return [
-            Send(id_, nonce, tx_hash, tuple(Account(o, int(s)) for o, s in json.loads(accounts)), status)
-            for id_, nonce, tx_hash, accounts, status in rows
+            Send(id_, nonce, tx_hash, tuple(Account(o, int(s)) for o, s in json.loads(accounts)))
+            for id_, nonce, tx_hash, accounts in rows
         ]
 
     def settle(self, send_id: int, status: str, block: int | None = None, liquidated: int = 0, reward: int = 0, gas: int = 0) -> None:
@@ -190,22 +192,16 @@ class AccountIndex:
             (key, value),
         )
 
-    def _transaction(self) -> "_Transaction":
-        return _Transaction(self.db)
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on an exception."""
-
-    def __init__(self, db: sqlite3.Connection):
-        self.db = db
-
-    def __enter__(self) -> sqlite3.Connection:
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (a kill leaves nothing half-written)."""
         self.db.execute("BEGIN IMMEDIATE")
-        return self.db
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
 
 def chunks(items: list[Account], size: int) -> Iterator[list[Account]]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Collection
 
 from eth_utils import keccak, to_checksum_address
 
@@ -67,6 +67,58 @@ def _topic_address(topic: bytes) -> str:
     return to_checksum_address(bytes(topic)[-20:])
 
 
+@dataclass(frozen=True)
+class LiquidationSeen:
+    """One `Liquidation` log, as read back from the chain."""
+
+    owner: str
+    sub: int
+    keeper: str
+    block: int
+    tx_hash: str
+    fraction: int  # WAD; WAD = full
+    keeper_reward: int  # token units
+
+
+@dataclass(frozen=True)
+class LiquidationLogs:
+    """Decodes the vault's `Liquidation` logs (from `eth_getLogs` or a receipt)."""
+
+    fraction: EventLayout
+    reward: EventLayout
+
+    @classmethod
+    def of(cls, vault: Any) -> "LiquidationLogs":
+        return cls(_layout(vault.Liquidation, "fraction"), _layout(vault.Liquidation, "keeper_reward"))
+
+    @property
+    def topic(self) -> bytes:
+        return self.fraction.topic
+
+    def decode(self, log: Any) -> LiquidationSeen | None:
+        """The liquidation a log records; None for a log of another event."""
+        topics = log["topics"]
+        if not topics or bytes(topics[0]) != self.topic:
+            return None
+        data = bytes(log["data"])
+        return LiquidationSeen(
+            _topic_address(topics[1]), _topic_int(topics[2]), _topic_address(topics[3]),
+            int(log["blockNumber"]), "0x" + bytes(log["transactionHash"]).hex(),
+            _word(data, self.fraction), _word(data, self.reward),
+        )
+
+
+def liquidations(x: Exchange, from_block: int = 0, to_block: int | str = "latest") -> list[LiquidationSeen]:
+    """Every `Liquidation` the vault emitted in the block range (needs a node with eth_getLogs)."""
+    from ape import chain
+
+    decoder = LiquidationLogs.of(x.vault)
+    logs = chain.provider.web3.eth.get_logs(
+        {"address": str(x.vault.address), "fromBlock": from_block, "toBlock": to_block, "topics": [[decoder.topic]]}
+    )
+    return [seen for log in logs if (seen := decoder.decode(log)) is not None]
+
+
 @dataclass
 class Metrics:
     tracked: int = 0
@@ -99,7 +151,7 @@ class Liquidator:
             layout.topic: layout
             for layout in (_layout(vault.PositionModified, "size"), _layout(vault.PositionLiquidated, "size"))
         }
-        self.liquidation = _layout(vault.Liquidation, "keeper_reward")
+        self.liquidation = LiquidationLogs.of(vault)
         self._token_unit = 0  # read from the token when first needed (the chain may not have it yet)
 
     @property
@@ -138,24 +190,27 @@ class Liquidator:
         pending = []
         for send in self.index.in_flight():
             receipt = self._receipt(send.tx_hash)
-            if receipt is None:
-                latest = int(self.w3.eth.get_transaction_count(self.sender.address, "latest"))
-                if latest > send.nonce:
+            if receipt is None and self._nonce_used(send):
+                receipt = self._receipt(send.tx_hash)  # mined since the first look, or replaced
+                if receipt is None:
                     self.index.settle(send.id, "replaced")
                     self.report(f"recovered batch {send.tx_hash[:10]}: nonce {send.nonce} used by another transaction")
                     continue
-                if pending_nonce(self.sender) > send.nonce:  # still in the mempool: wait for it
-                    receipt = self._wait(send.tx_hash)
+            if receipt is None and pending_nonce(self.sender) <= send.nonce:
+                self.index.settle(send.id, "dropped")
+                self.report(f"recovered batch {send.tx_hash[:10]}: never broadcast (dropped); its accounts are re-checked")
+                continue
+            if receipt is None:  # in the mempool: wait for it
+                receipt = self._wait(send.tx_hash)
                 if receipt is None:
-                    if pending_nonce(self.sender) > send.nonce:
-                        pending.append(send)
-                        continue
-                    self.index.settle(send.id, "dropped")
-                    self.report(f"recovered batch {send.tx_hash[:10]}: never broadcast (dropped); its accounts are re-checked")
+                    pending.append(send)
                     continue
             done = self._settle(send, receipt)
             self.report(f"recovered batch {send.tx_hash[:10]}: mined in block {receipt['blockNumber']}, liquidated {done}")
         return pending
+
+    def _nonce_used(self, send: Send) -> bool:
+        return int(self.w3.eth.get_transaction_count(self.sender.address, "latest")) > send.nonce
 
     def _receipt(self, tx_hash: str) -> Any | None:
         from web3.exceptions import TransactionNotFound
@@ -175,13 +230,11 @@ class Liquidator:
 
     def _settle(self, send: Send, receipt: Any) -> int:
         """Record what a mined batch did, from its own logs: liquidations paid to us, rewards."""
-        me = self.sender.address
-        liquidated, reward = 0, 0
-        for log in receipt["logs"]:
-            topics = log["topics"]
-            if topics and bytes(topics[0]) == self.liquidation.topic and _topic_address(topics[3]) == me:
-                liquidated += 1
-                reward += _word(bytes(log["data"]), self.liquidation)
+        ours = [
+            seen for log in receipt["logs"]
+            if (seen := self.liquidation.decode(log)) is not None and seen.keeper == self.sender.address
+        ]
+        liquidated, reward = len(ours), sum(seen.keeper_reward for seen in ours)
         status = "mined" if receipt["status"] == 1 else "reverted"
         gas = int(receipt["gasUsed"])
         self.index.settle(send.id, status, int(receipt["blockNumber"]), liquidated, reward, gas)
@@ -210,7 +263,7 @@ class Liquidator:
         return PositionSeen(_topic_address(topics[1]), _topic_int(topics[2]), _topic_int(topics[3]), _word(bytes(log["data"]), layout))
 
     # ---- 4. evaluate
-    def liquidatable(self, exclude: set[Account] = frozenset()) -> list[Account]:  # type: ignore[assignment]
+    def liquidatable(self, exclude: Collection[Account] = ()) -> list[Account]:
         accounts = [a for a in self.index.open_accounts() if a not in exclude]
         self.metrics.tracked, self.metrics.open = self.index.tracked(), len(accounts)
         found = []
@@ -235,31 +288,29 @@ class Liquidator:
         return done
 
     def _send_sized(self, batch: list[Account]) -> int | None:
+        """Simulate, halve while over the gas budget or reverting, send. None: stop the round."""
         from ape.exceptions import VirtualMachineError
 
-        keeper = self.x.d.keeper
         owners, subs = [a.owner for a in batch], [a.sub for a in batch]
         try:
-            gas = int(keeper.liquidate_many.estimate_gas_cost(owners, subs, sender=self.sender))
+            gas = int(self.x.d.keeper.liquidate_many.estimate_gas_cost(owners, subs, sender=self.sender))
         except VirtualMachineError as err:
-            return self._would_revert(batch, err)
+            if len(batch) > 1:
+                return self._halves(batch)
+            reason = getattr(err, "revert_message", None) or str(err)
+            self.report(f"not sent: liquidating {batch[0].owner}/{batch[0].sub} would revert ({reason})")
+            return None if "stale" in reason or "price" in reason else 0
         if gas > self.gas_budget and len(batch) > 1:
-            half = len(batch) // 2
-            first, second = self._send_sized(batch[:half]), self._send_sized(batch[half:])
-            return None if first is None or second is None else first + second
+            return self._halves(batch)
         return self._broadcast(batch, gas)
 
-    def _would_revert(self, batch: list[Account], err: Exception) -> int | None:
-        reason = getattr(err, "revert_message", None) or str(err)
-        if len(batch) > 1:
-            half = len(batch) // 2
-            first = self._send_sized(batch[:half])
-            if first is None:
-                return None
-            second = self._send_sized(batch[half:])
-            return None if second is None else first + second
-        self.report(f"not sent: liquidating {batch[0].owner}/{batch[0].sub} would revert ({reason})")
-        return None if "stale" in reason or "price" in reason else 0
+    def _halves(self, batch: list[Account]) -> int | None:
+        half = len(batch) // 2
+        first = self._send_sized(batch[:half])
+        if first is None:
+            return None
+        second = self._send_sized(batch[half:])
+        return None if second is None else first + second
 
     def _broadcast(self, batch: list[Account], gas: int) -> int:
         keeper = self.x.d.keeper
@@ -276,11 +327,11 @@ class Liquidator:
         if receipt is None:  # recovery picks it up on the next step
             self.report(f"batch {tx_hash[:10]} not mined after {self.receipt_timeout:.0f}s; will check again")
             return 0
-        send = Send(send_id, nonce, tx_hash, tuple(batch), "sent")
-        done = self._settle(send, receipt)
+        done = self._settle(Send(send_id, nonce, tx_hash, tuple(batch)), receipt)
+        gas_used = int(receipt["gasUsed"])
         self.report(
             f"batch {tx_hash[:10]} mined in block {receipt['blockNumber']}: liquidated {done}/{len(batch)}, "
-            f"gas {int(receipt['gasUsed']):,} ({int(receipt['gasUsed']) // max(done, 1):,}/account)"
+            f"gas {gas_used:,} ({gas_used // max(done, 1):,}/account)"
         )
         return done
 
@@ -293,9 +344,8 @@ class Liquidator:
         self.scan()
         busy = {a for send in still_pending for a in send.accounts}
         candidates = self.liquidatable(exclude=busy)
-        started = time.monotonic()
         if candidates and self.metrics.cleared_since is None:
-            self.metrics.cleared_since, self.metrics.cleared_count = started, 0
+            self.metrics.cleared_since, self.metrics.cleared_count = time.monotonic(), 0
         done = self.liquidate(candidates) if candidates else 0
         self.metrics.cleared_count += done
         if not candidates and self.metrics.cleared_since is not None:
@@ -331,34 +381,3 @@ class Liquidator:
     def run(self, interval: float, iterations: int | None = None, max_backoff: float = 30.0) -> None:
         run_loop(self.step, interval, self.report, iterations, max_backoff)
 
-
-@dataclass(frozen=True)
-class LiquidationSeen:
-    """One `Liquidation` log, as read back from the chain."""
-
-    owner: str
-    sub: int
-    keeper: str
-    block: int
-    tx_hash: str
-    fraction: int  # WAD; WAD = full
-    keeper_reward: int  # token units
-
-
-def liquidations(x: Exchange, from_block: int = 0, to_block: int | str = "latest") -> list[LiquidationSeen]:
-    """Every `Liquidation` the vault emitted in the block range (needs a node with eth_getLogs)."""
-    from ape import chain
-
-    vault = x.vault
-    fraction, reward = _layout(vault.Liquidation, "fraction"), _layout(vault.Liquidation, "keeper_reward")
-    logs = chain.provider.web3.eth.get_logs(
-        {"address": str(vault.address), "fromBlock": from_block, "toBlock": to_block, "topics": [[fraction.topic]]}
-    )
-    return [
-        LiquidationSeen(
-            _topic_address(log["topics"][1]), _topic_int(log["topics"][2]), _topic_address(log["topics"][3]),
-            int(log["blockNumber"]), "0x" + bytes(log["transactionHash"]).hex(),
-            _word(bytes(log["data"]), fraction), _word(bytes(log["data"]), reward),
-        )
-        for log in logs
-    ]

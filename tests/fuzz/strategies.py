@@ -1,4 +1,5 @@
-"""Hypothesis strategies for the exchange state machine (tests/fuzz/test_exchange_machine.py).
+"""Hypothesis strategies for the exchange state machine (tests/fuzz/test_exchange_machine.py),
+and the action types the sequence tests share.
 
 Every strategy draws an *intent* in bounded, valid ranges; the machine turns it into exact
 amounts from the reference model's current state (a share of what is withdrawable, a share of
@@ -64,3 +65,22 @@ small_drift_bps = st.integers(-100, 100).filter(bool)
 large_jump_bps = st.one_of(st.integers(-MAX_JUMP_BPS, -500), st.integers(500, MAX_JUMP_BPS))
 wait_seconds = st.one_of(st.integers(1, 600), st.integers(600, 3_600), st.integers(3_600, 3 * 86_400))
 lp_usd = st.integers(1, 200_000)
+
+
+# ---- actions shared by the sequence tests (test_model_vs_contract, test_funding_zero_sum)
+
+
+@dataclass(frozen=True)
+class Move:
+    market: int
+    bps: int  # price change, basis points (within the oracle's jump limit)
+
+
+@dataclass(frozen=True)
+class Wait:
+    seconds: int
+
+
+@dataclass(frozen=True)
+class Poke:
+    market: int

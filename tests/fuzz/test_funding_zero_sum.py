@@ -32,6 +32,8 @@ from hypothesis import strategies as st
 from perpdex.model import DAY, WAD
 from perpdex.sdk import MAX_UINT256
 
+from strategies import Move, Poke, Wait  # tests/fuzz is on sys.path (prepend import mode)
+
 TOKEN = 10**6
 COLLATERAL_USD = 300_000
 # Trades are clamped (never expected to revert): a position stays within POSITION_CAP and a
@@ -89,22 +91,6 @@ class Withdraw:
 class Transfer:
     who: int
     usd: int  # sub-account 0 -> 1, capped at what is withdrawable
-
-
-@dataclass(frozen=True)
-class Move:
-    market: int
-    bps: int
-
-
-@dataclass(frozen=True)
-class Wait:
-    seconds: int
-
-
-@dataclass(frozen=True)
-class Poke:
-    market: int
 
 
 WHO = st.integers(0, 3)

@@ -20,6 +20,8 @@ from perpdex import model
 from perpdex.model import WAD, ModelRevert
 from perpdex.sdk import MAX_UINT256
 
+from strategies import Move, Poke, Wait  # tests/fuzz is on sys.path (prepend import mode)
+
 TOKEN = 10**6
 SUBS = (0, 1)
 MARKETS = (0, 1)
@@ -49,22 +51,6 @@ class Withdraw:
     who: int
     sub: int
     share: float  # of withdrawable; > 1 asks for more than allowed
-
-
-@dataclass(frozen=True)
-class Move:
-    market: int
-    bps: int  # price change, basis points (within the oracle's jump limit)
-
-
-@dataclass(frozen=True)
-class Wait:
-    seconds: int
-
-
-@dataclass(frozen=True)
-class Poke:
-    market: int
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,15 @@ def liquidated_counts(x: Exchange) -> Counter[tuple[str, int]]:
     return Counter((seen.owner, seen.sub) for seen in liquidations(x))
 
 
+def still_liquidatable(x: Exchange, made: list[tuple[str, int]]) -> int:
+    """How many of `made` `LiquidationKeeper.liquidatable` still flags (100 per call)."""
+    flags = []
+    for i in range(0, len(made), 100):
+        chunk = made[i : i + 100]
+        flags += x.d.keeper.liquidatable([owner for owner, _ in chunk], [sub for _, sub in chunk])
+    return sum(bool(flag) for flag in flags)
+
+
 def wait_until(condition: Callable[[], bool], timeout: float, what: str, bot: "Bot | None" = None) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -109,17 +118,10 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, bot: "B
 
 
 class Bot:
-    """`perpdex keeper liquidator` in its own process; its output is collected line by line."""
+    """A liquidator in its own process (`keeper_bot`, `silverback_bot`); its output is
+    collected line by line."""
 
-    def __init__(self, rpc: str, deployment: Path, db: Path, max_batch: int = 50):
-        code = (
-            "from perpdex.cli import main; "
-            f"main(['keeper', 'liquidator', '--rpc', '{rpc}', '--deployment', '{deployment}', '--db', '{db}', "
-            f"'--account', '{BOT_ACCOUNT}', '--interval', '0.2', '--max-batch', '{max_batch}'])"
-        )
-        self.start([sys.executable, "-c", code], {})
-
-    def start(self, command: list[str], env: dict[str, str]) -> None:
+    def __init__(self, command: list[str], env: dict[str, str]):
         self.proc = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
@@ -159,6 +161,23 @@ class Bot:
         return self.text()
 
 
+def keeper_bot(rpc: str, deployment: Path, db: Path, max_batch: int = 50) -> Bot:
+    """`perpdex keeper liquidator`, signing with test account BOT_ACCOUNT."""
+    code = (
+        "from perpdex.cli import main; "
+        f"main(['keeper', 'liquidator', '--rpc', '{rpc}', '--deployment', '{deployment}', '--db', '{db}', "
+        f"'--account', '{BOT_ACCOUNT}', '--interval', '0.2', '--max-batch', '{max_batch}'])"
+    )
+    return Bot([sys.executable, "-c", code], {})
+
+
+def silverback_bot(rpc: str, deployment: Path, db: Path) -> Bot:
+    """The same liquidator run by Silverback (`perpdex.keepers.silverback_bot`)."""
+    silverback = str(Path(sys.executable).with_name("silverback"))
+    command = [silverback, "run", "perpdex.keepers.silverback_bot:bot", "--network", "ethereum:local:foundry", "--account", f"TEST::{BOT_ACCOUNT}"]
+    return Bot(command, {"APE_FOUNDRY_HOST": rpc, "PERPDEX_DEPLOYMENT": str(deployment), "PERPDEX_DB": str(db)})
+
+
 @pytest.fixture
 def bots() -> Iterator[list[Bot]]:
     started: list[Bot] = []
@@ -185,7 +204,7 @@ def test_anvil_bot__200_accounts_under_water__all_liquidated_within_bounded_bloc
         x, deployment = deploy(devnet, tmp_path)
         made = populate(x, per_owner=25)
         assert len(made) == 200
-        bot = Bot(devnet.url, deployment, tmp_path / "bot.db")
+        bot = keeper_bot(devnet.url, deployment, tmp_path / "bot.db")
         bots.append(bot)
         bot.wait_for("tracked 200 | open 200 | liquidatable 0")
 
@@ -201,7 +220,7 @@ def test_anvil_bot__200_accounts_under_water__all_liquidated_within_bounded_bloc
         blocks = {s.block for s in seen}
         assert max(blocks) - crashed_at <= 200 // 50 + 2  # 4 batches of 50, one per block
         assert bot_sends() == len({s.tx_hash for s in seen}) == 4  # no wasted or repeated batch
-        assert not any(x.d.keeper.liquidatable([o for o, _ in made[i:i + 100]], [s for _, s in made[i:i + 100]]).count(True) for i in (0, 100))
+        assert still_liquidatable(x, made) == 0
         assert "liquidated 200 in 4 tx" in output
         print(f"\nliquidator cleared: {cleared_rate(output)}")
         print([line for line in output.splitlines() if "| liquidated 200" in line][-1])
@@ -212,7 +231,7 @@ def test_anvil_bot__killed_mid_batch_and_restarted__nothing_missed_nothing_sent_
         x, deployment = deploy(devnet, tmp_path)
         made = populate(x, per_owner=25)
         db = tmp_path / "bot.db"
-        first = Bot(devnet.url, deployment, db, max_batch=25)
+        first = keeper_bot(devnet.url, deployment, db, max_batch=25)
         bots.append(first)
         first.wait_for("tracked 200 | open 200")
         # blocks every second from now: a sent batch waits in the mempool, so the kill lands
@@ -225,7 +244,7 @@ def test_anvil_bot__killed_mid_batch_and_restarted__nothing_missed_nothing_sent_
         in_flight = bot_sends()
         assert in_flight >= 1 and len(liquidated_counts(x)) < 200
 
-        second = Bot(devnet.url, deployment, db, max_batch=25)
+        second = keeper_bot(devnet.url, deployment, db, max_batch=25)
         bots.append(second)
         wait_until(lambda: len(liquidated_counts(x)) == 200, 120, "200 liquidations after the restart", second)
         second.wait_for("cleared")
@@ -243,7 +262,7 @@ def test_anvil_bot__rpc_down_for_a_while__it_backs_off_and_catches_up(devnet, tm
         x, deployment = deploy(devnet, tmp_path)
         made = populate(x, per_owner=5)  # 40 accounts
         with Proxy(devnet.port) as proxy:
-            bot = Bot(host_url(proxy.port), deployment, tmp_path / "bot.db")
+            bot = keeper_bot(host_url(proxy.port), deployment, tmp_path / "bot.db")
             bots.append(bot)
             bot.wait_for("tracked 40 | open 40")
             proxy.down()
@@ -262,7 +281,7 @@ def test_anvil_bot__anvil_restarted__reset_detected_and_reindexed(devnet, tmp_pa
     with connect(DEVNET, host=devnet.url, manage_process=False):
         x, deployment = deploy(devnet, tmp_path)
         populate(x, per_owner=2)
-        bot = Bot(devnet.url, deployment, tmp_path / "bot.db")
+        bot = keeper_bot(devnet.url, deployment, tmp_path / "bot.db")
         bots.append(bot)
         bot.wait_for("tracked 16 | open 16")
     devnet.restart()
@@ -279,20 +298,11 @@ def test_anvil_bot__anvil_restarted__reset_detected_and_reindexed(devnet, tmp_pa
     assert "liquidated 8 in 1 tx" in output  # the old chain's 16 accounts are gone from the index
 
 
-class SilverbackRunner(Bot):
-    """The same liquidator run by Silverback (`perpdex.keepers.silverback_bot`)."""
-
-    def __init__(self, rpc: str, deployment: Path, db: Path):  # noqa: D107 - no super(): another command
-        silverback = str(Path(sys.executable).with_name("silverback"))
-        command = [silverback, "run", "perpdex.keepers.silverback_bot:bot", "--network", "ethereum:local:foundry", "--account", f"TEST::{BOT_ACCOUNT}"]
-        self.start(command, {"APE_FOUNDRY_HOST": rpc, "PERPDEX_DEPLOYMENT": str(deployment), "PERPDEX_DB": str(db)})
-
-
 def test_anvil_silverback__same_liquidator_run_by_silverback__liquidates_on_new_blocks(devnet, tmp_path, bots):
     with connect(DEVNET, host=devnet.url, manage_process=False):
         x, deployment = deploy(devnet, tmp_path)
         made = populate(x, per_owner=2)
-        bot = SilverbackRunner(devnet.url, deployment, tmp_path / "bot.db")
+        bot = silverback_bot(devnet.url, deployment, tmp_path / "bot.db")
         bots.append(bot)
         bot.wait_for("Startup complete", timeout=90)
         crash(x)  # a new block: Silverback calls the handler, which runs one pass
