@@ -10,7 +10,10 @@ cap, the pool's backing, a reduce that would make the account liquidatable), the
 halved a few times; if every try is refused, the chain must refuse the first one with the
 same reason (and nothing changes on either side).
 
-Profiles: PERPDEX_FUZZ_PROFILE=quick (default) | ci | long. `pytest -s` prints a summary.
+Profiles: PERPDEX_FUZZ_PROFILE=quick (default) | ci | long | seeded. `pytest -s` prints a summary;
+PERPDEX_FUZZ_SUMMARY=FILE also writes it as JSON (with `failed`). `seeded` is `ci` without
+shrinking or the example database, so that the steps counted up to a failure are the steps it
+took to find it (tests/fuzz/seeded_bugs.py runs it against deliberately broken contracts).
 
 Time: the test clock is stopped (conftest `deterministic_time`); time moves only in the
 `wait` rule, by mining a block at a later timestamp (on ape-titanoboa a bare pending
@@ -19,13 +22,14 @@ timestamp applies to one transaction only), after which every price is fed again
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
 
 import ape
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
 
@@ -56,11 +60,13 @@ _COMMON = dict(deadline=None, suppress_health_check=list(HealthCheck), print_blo
 settings.register_profile("perpdex-quick", max_examples=12, stateful_step_count=25, **_COMMON)
 settings.register_profile("perpdex-ci", max_examples=60, stateful_step_count=40, **_COMMON)
 settings.register_profile("perpdex-long", max_examples=400, stateful_step_count=80, **_COMMON)
+settings.register_profile("perpdex-seeded", settings.get_profile("perpdex-ci"), database=None,
+                          phases=(Phase.explicit, Phase.generate))
 PROFILE = os.environ.get("PERPDEX_FUZZ_PROFILE", "quick")
 
 SUMMARY: dict[str, Any] = {
     "examples": 0, "steps": 0, "checks": 0, "seconds": 0.0, "check_seconds": 0.0, "rules": {}, "refused": {}, "skipped": {},
-    "liquidations": 0, "full_liquidations": 0, "bad_debt_events": 0,
+    "liquidations": 0, "full_liquidations": 0, "bad_debt_events": 0, "failed": None,
 }
 
 
@@ -512,6 +518,9 @@ def summary():
     refused = ", ".join(f"{v} x {k}" for k, v in sorted(s["refused"].items(), key=lambda kv: -kv[1])) or "none"
     skipped = ", ".join(f"{v} x {k}" for k, v in sorted(s["skipped"].items(), key=lambda kv: -kv[1])) or "none"
     rate = s["steps"] / s["seconds"] if s["seconds"] else 0.0
+    if os.environ.get("PERPDEX_FUZZ_SUMMARY"):
+        with open(os.environ["PERPDEX_FUZZ_SUMMARY"], "w") as out:
+            json.dump({**s, "profile": PROFILE, "steps_per_second": rate}, out, indent=1)
     print(
         f"\nexchange machine [{PROFILE}]: {s['examples']} examples, {s['steps']} steps, {s['checks']} invariant "
         f"checks (x6 invariants), {s['seconds']:.1f} s, {rate:.1f} steps/s ({s['check_seconds']:.1f} s reading the chain for checks); liquidations {s['liquidations']} "
@@ -527,5 +536,8 @@ def test_exchange_state_machine(x, chain, trader, trader2, attacker, lp, account
             lambda: ExchangeMachine(x, chain, [trader, trader2, attacker], [lp, accounts[6]], liquidator, model_of),
             settings=settings.get_profile(f"perpdex-{PROFILE}"),
         )
+    except BaseException as exc:
+        SUMMARY["failed"] = f"{type(exc).__name__}: {str(exc)[:2000]}"
+        raise
     finally:
         SUMMARY["seconds"] += time.perf_counter() - start
