@@ -1,0 +1,187 @@
+"""End-of-run invariant checks on a live deployment (SPEC 11.1, 11.2, 11.11), shared by the
+fuzz suite, the simulation's report and the stress tests.
+
+Each check reads the chain only. `everyone_exits` changes it, inside a snapshot that it
+always rolls back: it liquidates what is liquidatable, closes every position (paused markets
+included: closing never needs the market open), pays every trader and LP out, and checks that
+what stays in the vault is the insurance fund plus rounding dust kept by the protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from perpdex.sdk import MAX_UINT256, Exchange
+
+Account = tuple[Any, int]  # (owner: an Ape account or address, sub-account)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One invariant check, as reports and tests show it."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+def _unique(accounts: Iterable[Account]) -> list[Account]:
+    seen: dict[tuple[str, int], Account] = {}
+    for owner, sub in accounts:
+        seen.setdefault((str(owner), int(sub)), (owner, int(sub)))
+    return list(seen.values())
+
+
+def ledger_check(x: Exchange, accounts: Iterable[Account]) -> Check:
+    """SPEC 11.1: the vault's tokens (in WAD) cover the accounts' collateral + pool cash +
+    insurance fund. Equal unless someone sent tokens straight to the vault (a donation,
+    which the books ignore); `accounts` must name every account that holds collateral."""
+    vault = x.vault
+    collateral = sum(int(vault.collateral(owner, sub)) for owner, sub in _unique(accounts))
+    pool, insurance = int(vault.pool_balance()), int(vault.insurance_fund())
+    held = int(x.d.usd.balanceOf(vault)) * x.token_scale
+    ledger = collateral + pool + insurance
+    detail = f"vault holds {held} WAD; collateral {collateral} + pool cash {pool} + insurance {insurance} = {ledger}"
+    if held > ledger:
+        detail += f" (surplus {held - ledger}: donations)"
+    elif held < ledger:
+        detail += f" (SHORT by {ledger - held})"
+    return Check("vault balance == ledger", held >= ledger, detail)
+
+
+def open_interest_check(x: Exchange, accounts: Iterable[Account]) -> Check:
+    """SPEC 11.2: per market, open interest long/short == the sums of the accounts' long and
+    short sizes (`accounts` must name every account that holds a position)."""
+    vault, wrong = x.vault, []
+    listed = _unique(accounts)
+    for market, name in x.market_names().items():
+        sizes = [int(vault.position(owner, sub, market).size) for owner, sub in listed]
+        longs, shorts = sum(s for s in sizes if s > 0), -sum(s for s in sizes if s < 0)
+        state = vault.market_state(market)
+        if (int(state.oi_long), int(state.oi_short)) != (longs, shorts):
+            wrong.append(f"{name}: OI {int(state.oi_long)}/{int(state.oi_short)} != positions {longs}/{shorts}")
+    detail = "; ".join(wrong) or f"{len(x.market_names())} markets, {len(listed)} accounts: OI == sum of positions"
+    return Check("open interest == positions", not wrong, detail)
+
+
+@dataclass(frozen=True)
+class ExitResult:
+    """What `everyone_exits` saw (token units unless named WAD)."""
+
+    ok: bool
+    detail: str
+    tokens_in: int  # in the vault before everyone left
+    tokens_out: int  # paid to traders, LPs and the keeper while they left
+    dust: int  # WAD left in the vault beyond the insurance fund
+    closed: int  # positions closed by their owners
+    liquidated: int  # accounts a keeper had to liquidate first
+    withdrawn: int  # accounts that withdrew collateral
+    problems: tuple[str, ...] = field(default=())
+
+    def check(self) -> Check:
+        return Check("everyone can exit", self.ok, self.detail)
+
+
+def everyone_exits(x: Exchange, accounts: Iterable[Account], lps: Iterable[Any], keeper: Any,
+                   feeder: Any | None = None, donations: int = 0) -> ExitResult:
+    """SPEC 11.11, in a snapshot that is rolled back whatever happens: every position can be
+    closed, then every trader and LP can withdraw everything, and the tokens that stay are
+    the insurance fund plus dust of less than one token unit per payout (plus the pool's
+    virtual-share remainder, which protects the share price from inflation). `donations`:
+    token units sent straight to the vault, which nobody can take out (they stay too)."""
+    from ape import chain
+
+    snapshot = chain.snapshot()
+    try:
+        return _exit_all(x, _unique(accounts), list(dict.fromkeys(lps)), keeper, feeder or x.d.deployer, donations)
+    finally:
+        chain.restore(snapshot)
+
+
+def _exit_all(x: Exchange, accounts: list[Account], lps: list[Any], keeper: Any, feeder: Any,
+              donations: int) -> ExitResult:
+    vault, token = x.vault, x.d.usd
+    held_before = int(token.balanceOf(vault))
+    x.refresh_prices(feeder=feeder)
+    problems: list[str] = []
+    closed = liquidated = withdrawn = 0
+    for owner, sub in accounts:
+        done, forced = _close_all(x, owner, sub, keeper, problems)
+        closed, liquidated = closed + done, liquidated + forced
+    for owner, sub in accounts:
+        amount = int(vault.withdrawable(owner, sub))
+        if amount and _sent(problems, f"{str(owner)[:10]}/{sub}: withdraw {amount}", vault.withdraw, sub, amount,
+                            sender=owner):
+            withdrawn += 1
+        left = int(vault.collateral(owner, sub))
+        if not 0 <= left < x.token_scale:
+            problems.append(f"{str(owner)[:10]}/{sub}: {left} WAD of collateral left after withdrawing")
+    bound = _lp_dust_bound(x)
+    for lp in lps:
+        shares = int(vault.lp_shares(lp))
+        if shares:
+            _sent(problems, f"LP {str(lp)[:10]}: remove {shares} shares", vault.remove_liquidity, shares, sender=lp)
+    held_after = int(token.balanceOf(vault))
+    dust = (held_after - donations) * x.token_scale - int(vault.insurance_fund())
+    bound += (len(accounts) + len(lps)) * x.token_scale
+    if dust < 0:
+        problems.append(f"the vault holds {-dust} WAD less than the insurance fund")
+    elif dust > bound:
+        problems.append(f"{dust} WAD stuck in the vault (dust bound {bound})")
+    if int(vault.total_lp_shares()):
+        problems.append(f"{int(vault.total_lp_shares())} LP shares not redeemed")
+    detail = "; ".join(problems) or (
+        f"{closed} positions closed, {liquidated} accounts liquidated first, {withdrawn} withdrew, {len(lps)} LPs out; "
+        f"{held_before - held_after:,} of {held_before:,} token units paid out, insurance fund and "
+        f"{dust} WAD dust stay")
+    return ExitResult(not problems, detail, held_before, held_before - held_after, dust, closed, liquidated,
+                      withdrawn, tuple(problems))
+
+
+def _sent(problems: list[str], what: str, send: Any, *args: Any, sender: Any) -> bool:
+    """Send one transaction; a revert is recorded in `problems` instead of raised."""
+    from ape.exceptions import ContractLogicError
+
+    try:
+        send(*args, sender=sender)
+        return True
+    except ContractLogicError as exc:
+        problems.append(f"{what} refused: {exc}")
+        return False
+
+
+def _close_all(x: Exchange, owner: Any, sub: int, keeper: Any, problems: list[str]) -> tuple[int, int]:
+    """Close every open position of one account: (positions closed, liquidations needed).
+    A liquidatable account is liquidated first (by `keeper`); a close that would leave the
+    account liquidatable is refused, and then another market is tried first. A position that
+    cannot be closed at all is recorded in `problems`."""
+    vault, closed, liquidated = x.vault, 0, 0
+    refused: list[str] = []
+    for _ in range(2 * len(x.market_names()) + 1):
+        markets = [int(m) for m in vault.open_markets(owner, sub)]
+        if not markets:
+            break
+        if bool(vault.is_liquidatable(owner, sub)):
+            x.d.keeper.liquidate(owner, sub, sender=keeper)
+            liquidated += 1
+            continue
+        for market in markets[len(refused) % len(markets):] + markets[:len(refused) % len(markets)]:
+            size = int(vault.position(owner, sub, market).size)
+            bound = 0 if size > 0 else MAX_UINT256
+            if _sent(refused, f"close market {market}", vault.close_position, sub, market, bound, sender=owner):
+                closed += 1
+                break
+        else:
+            break
+    if left := [int(m) for m in vault.open_markets(owner, sub)]:
+        problems.append(f"{str(owner)[:10]}/{sub}: cannot close markets {left}: {'; '.join(refused)}")
+    return closed, liquidated
+
+
+def _lp_dust_bound(x: Exchange) -> int:
+    """What the last LP cannot take out: the virtual shares' part of the pool (WAD)."""
+    vault = x.vault
+    virtual = 10**18  # VIRTUAL_SHARES == VIRTUAL_ASSETS in MarginVault.vy
+    value = max(0, int(vault.pool_value()))
+    return (value + virtual) * virtual // (int(vault.total_lp_shares()) + virtual) + 1
