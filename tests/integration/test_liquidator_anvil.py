@@ -4,26 +4,23 @@ kill -9 mid-batch and restart, the RPC going away for a while, and Anvil restart
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 from ape import accounts, chain
 
 from perpdex.chain import DEVNET, connect
 from perpdex.deploy import deploy_system
-from perpdex.devnet import free_port, host_url, is_listening, kill_anvil, spawn_anvil, write_deployment
+from perpdex.devnet import free_port, host_url, write_deployment
 from perpdex.keepers.liquidator import liquidations
 from perpdex.model import WAD
+from perpdex.processes import Devnet, KeeperProcess, liquidator_process, silverback_liquidator, wait_until
 from perpdex.sdk import Exchange
 
 pytestmark = pytest.mark.anvil
@@ -35,27 +32,6 @@ CRASH_PRICE = 2_770 * WAD  # partial liquidation for every account (full only be
 
 
 # ---------------------------------------------------------------- an Anvil the test owns
-
-
-class Devnet:
-    """Anvil on a free port, started and killed by the test (so it can also restart it)."""
-
-    def __init__(self, tmp_path: Path):
-        self.port, self.log = free_port(), tmp_path / "anvil.log"
-        self.proc = spawn_anvil(self.port, self.log)
-
-    @property
-    def url(self) -> str:
-        return host_url(self.port)
-
-    def restart(self) -> None:
-        self.stop()
-        self.proc = spawn_anvil(self.port, self.log)
-
-    def stop(self) -> None:
-        kill_anvil(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-        wait_until(lambda: not is_listening(self.port), 10, "anvil to stop")
 
 
 @pytest.fixture
@@ -106,81 +82,21 @@ def still_liquidatable(x: Exchange, made: list[tuple[str, int]]) -> int:
     return sum(bool(flag) for flag in flags)
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str, bot: "Bot | None" = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}" + (f"\nbot output:\n{bot.text()}" if bot else ""))
-        time.sleep(0.2)
-
-
 # ---------------------------------------------------------------- the bot as a process
 
 
-class Bot:
-    """A liquidator in its own process (`keeper_bot`, `silverback_bot`); its output is
-    collected line by line."""
-
-    def __init__(self, command: list[str], env: dict[str, str]):
-        self.proc = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-        )
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip())
-
-    def text(self) -> str:
-        return "\n".join(self.lines)
-
-    def saw(self, needle: str) -> bool:
-        return any(needle in line for line in self.lines)
-
-    def wait_for(self, needle: str, timeout: float = 60) -> None:
-        wait_until(lambda: self.saw(needle) or self.proc.poll() is not None, timeout, repr(needle), self)
-        assert self.saw(needle), f"bot exited before {needle!r}:\n{self.text()}"
-
-    def kill9(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        self.reader.join(5)
-
-    def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.reader.join(5)
-        return self.text()
-
-
-def keeper_bot(rpc: str, deployment: Path, db: Path, max_batch: int = 50) -> Bot:
+def keeper_bot(rpc: str, deployment: Path, db: Path, max_batch: int = 50) -> KeeperProcess:
     """`perpdex keeper liquidator`, signing with test account BOT_ACCOUNT."""
-    code = (
-        "from perpdex.cli import main; "
-        f"main(['keeper', 'liquidator', '--rpc', '{rpc}', '--deployment', '{deployment}', '--db', '{db}', "
-        f"'--account', '{BOT_ACCOUNT}', '--interval', '0.2', '--max-batch', '{max_batch}'])"
-    )
-    return Bot([sys.executable, "-c", code], {})
+    return liquidator_process(rpc, deployment, db, BOT_ACCOUNT, max_batch=max_batch)
 
 
-def silverback_bot(rpc: str, deployment: Path, db: Path) -> Bot:
-    """The same liquidator run by Silverback (`perpdex.keepers.silverback_bot`)."""
-    silverback = str(Path(sys.executable).with_name("silverback"))
-    command = [silverback, "run", "perpdex.keepers.silverback_bot:bot", "--network", "ethereum:local:foundry", "--account", f"TEST::{BOT_ACCOUNT}"]
-    return Bot(command, {"APE_FOUNDRY_HOST": rpc, "PERPDEX_DEPLOYMENT": str(deployment), "PERPDEX_DB": str(db)})
+def silverback_bot(rpc: str, deployment: Path, db: Path) -> KeeperProcess:
+    return silverback_liquidator(rpc, deployment, db, BOT_ACCOUNT)
 
 
 @pytest.fixture
-def bots() -> Iterator[list[Bot]]:
-    started: list[Bot] = []
+def bots() -> Iterator[list[KeeperProcess]]:
+    started: list[KeeperProcess] = []
     yield started
     for bot in started:
         bot.stop()

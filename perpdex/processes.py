@@ -1,0 +1,118 @@
+"""Nodes and keepers as real separate processes: an Anvil the caller owns (start, restart,
+kill), and keeper bots whose output is collected line by line. Used by the Anvil tests,
+`perpdex demo --network ethereum:local:foundry` and `perpdex bench`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from perpdex.devnet import host_url, is_listening, kill_anvil, free_port, spawn_anvil
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str, proc: "KeeperProcess | None" = None) -> None:
+    """Poll `condition` every 0.2 s; raise with `what` (and the process's output) on timeout."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}" + (f"\noutput:\n{proc.text()}" if proc else ""))
+        time.sleep(0.2)
+
+
+class Devnet:
+    """Anvil on a free port, started and killed by its owner (who can also restart it)."""
+
+    def __init__(self, workdir: Path, port: int | None = None):
+        self.port, self.log = port or free_port(), workdir / "anvil.log"
+        self.proc = spawn_anvil(self.port, self.log)
+
+    @property
+    def url(self) -> str:
+        return host_url(self.port)
+
+    def restart(self) -> None:
+        self.stop()
+        self.proc = spawn_anvil(self.port, self.log)
+
+    def stop(self) -> None:
+        kill_anvil(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        wait_until(lambda: not is_listening(self.port), 10, "anvil to stop")
+
+
+class KeeperProcess:
+    """A command in its own process (a keeper bot); stdout and stderr collected by a thread."""
+
+    def __init__(self, command: list[str], env: dict[str, str] | None = None):
+        self.proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip())
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def saw(self, needle: str) -> bool:
+        return any(needle in line for line in self.lines)
+
+    def wait_for(self, needle: str, timeout: float = 60) -> None:
+        wait_until(lambda: self.saw(needle) or self.proc.poll() is not None, timeout, repr(needle), self)
+        assert self.saw(needle), f"process exited before {needle!r}:\n{self.text()}"
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.reader.join(5)
+
+    def stop(self) -> str:
+        """SIGINT (the keepers finish their pass and exit), SIGKILL after 20 s; the output."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.reader.join(5)
+        return self.text()
+
+
+def _cli(*args: str) -> list[str]:
+    """`perpdex ARGS` run by this interpreter (no PATH lookup)."""
+    quoted = ", ".join(repr(a) for a in args)
+    return [sys.executable, "-c", f"from perpdex.cli import main; main([{quoted}])"]
+
+
+def liquidator_process(rpc: str, deployment: Path, db: Path, account: int, interval: float = 0.2,
+                       max_batch: int = 50) -> KeeperProcess:
+    """`perpdex keeper liquidator` against the node at `rpc`, signing with test account `account`."""
+    return KeeperProcess(_cli("keeper", "liquidator", "--rpc", rpc, "--deployment", str(deployment), "--db", str(db),
+                              "--account", str(account), "--interval", str(interval), "--max-batch", str(max_batch)))
+
+
+def funding_process(port: int, deployment: Path, account: int, max_idle: int = 3600,
+                    interval: float = 1.0) -> KeeperProcess:
+    """`perpdex keeper funding` against the devnet on `port`, signing with test account `account`."""
+    return KeeperProcess(_cli("keeper", "funding", "--port", str(port), "--deployment", str(deployment),
+                              "--account", str(account), "--max-idle", str(max_idle), "--interval", str(interval)))
+
+
+def silverback_liquidator(rpc: str, deployment: Path, db: Path, account: int) -> KeeperProcess:
+    """The same liquidator run by Silverback (`perpdex.keepers.silverback_bot`)."""
+    silverback = str(Path(sys.executable).with_name("silverback"))
+    command = [silverback, "run", "perpdex.keepers.silverback_bot:bot", "--network", "ethereum:local:foundry",
+               "--account", f"TEST::{account}"]
+    return KeeperProcess(command, {"APE_FOUNDRY_HOST": rpc, "PERPDEX_DEPLOYMENT": str(deployment), "PERPDEX_DB": str(db)})
