@@ -4,7 +4,10 @@ liquidation row is measured on a liquidation of the kind it names.
 On the boa provider receipts leave out the 21,000 intrinsic gas; neither check needs it.
 """
 
+import pytest
+
 from perpdex.bench import BATCH_TARGET, FLAT_TOLERANCE, LIQUIDATION_TARGET, funding_flatness, is_flat, liquidation_rows
+from perpdex.bench_live import liquidator_rate
 
 
 def test_funding_flatness__trade_gas_at_5_positions_within_2_percent_of_1():
@@ -36,3 +39,12 @@ def test_liquidation_rows__every_kind_measured__the_batch_liquidates_all_3():
     assert (total.target, per_account.target) == (None, BATCH_TARGET)
     assert rows["liquidate: full, cross-margin (2 markets)"].gas > rows["liquidate: full (1 position)"].gas
     assert rows["liquidate: partial (1 position)"].target == LIQUIDATION_TARGET
+
+
+@pytest.mark.anvil
+def test_liquidator_rate__16_accounts_on_anvil__all_cleared_in_one_batch():
+    rate = liquidator_rate(per_owner=2)
+
+    assert rate.accounts == 16 and rate.transactions == 1  # one liquidate_many of 16
+    assert rate.seconds > 0 and rate.per_second == pytest.approx(16 / rate.seconds, rel=0.05)
+    assert "liquidated 16 in 1 tx" in rate.status

@@ -15,6 +15,7 @@ from typing import Any, Iterator
 import pytest
 from ape import accounts, chain
 
+from perpdex.bench_live import BOOK_CRASH_PRICE, BOT_ACCOUNT, underwater_book
 from perpdex.chain import DEVNET, connect
 from perpdex.deploy import deploy_system
 from perpdex.devnet import free_port, host_url, write_deployment
@@ -24,11 +25,6 @@ from perpdex.processes import Devnet, KeeperProcess, liquidator_process, silverb
 from perpdex.sdk import Exchange
 
 pytestmark = pytest.mark.anvil
-
-BOT_ACCOUNT = 2
-OWNERS = range(4, 12)  # 8 owners (Ape derives 12 test accounts; Anvil funds them)
-COLLATERAL_USD = 300  # per account: 1 ETH long at 3,000 (10x); liquidatable below ~2,781
-CRASH_PRICE = 2_770 * WAD  # partial liquidation for every account (full only below ~2,740)
 
 
 # ---------------------------------------------------------------- an Anvil the test owns
@@ -43,19 +39,6 @@ def devnet(tmp_path: Path) -> Iterator[Devnet]:
         node.stop()
 
 
-def populate(x: Exchange, per_owner: int, first_sub: int = 0) -> list[tuple[str, int]]:
-    """`per_owner` sub-accounts for each of 8 owners, each 1 ETH long with 300 USD."""
-    made = []
-    for i in OWNERS:
-        owner = accounts.test_accounts[i]
-        x.fund(owner, x.tokens(COLLATERAL_USD * per_owner))
-        for sub in range(first_sub, first_sub + per_owner):
-            x.deposit(owner, x.tokens(COLLATERAL_USD), sub=sub, mint=False)
-            x.trade(owner, 0, WAD, sub=sub)
-            made.append((owner.address, sub))
-    return made
-
-
 def deploy(devnet: Devnet, tmp_path: Path) -> tuple[Exchange, Path]:
     admin, lp = accounts.test_accounts[0], accounts.test_accounts[1]
     d = deploy_system(admin)
@@ -66,7 +49,7 @@ def deploy(devnet: Devnet, tmp_path: Path) -> tuple[Exchange, Path]:
 
 def crash(x: Exchange) -> int:
     """ETH-USD to 2,770 in one update; returns the block it landed in."""
-    return int(x.set_price(0, CRASH_PRICE).block_number)
+    return int(x.set_price(0, BOOK_CRASH_PRICE).block_number)
 
 
 def liquidated_counts(x: Exchange) -> Counter[tuple[str, int]]:
@@ -118,7 +101,7 @@ def cleared_rate(output: str) -> str:
 def test_anvil_bot__200_accounts_under_water__all_liquidated_within_bounded_blocks(devnet, tmp_path, bots):
     with connect(DEVNET, host=devnet.url, manage_process=False):
         x, deployment = deploy(devnet, tmp_path)
-        made = populate(x, per_owner=25)
+        made = underwater_book(x, per_owner=25)
         assert len(made) == 200
         bot = keeper_bot(devnet.url, deployment, tmp_path / "bot.db")
         bots.append(bot)
@@ -145,7 +128,7 @@ def test_anvil_bot__200_accounts_under_water__all_liquidated_within_bounded_bloc
 def test_anvil_bot__killed_mid_batch_and_restarted__nothing_missed_nothing_sent_twice(devnet, tmp_path, bots):
     with connect(DEVNET, host=devnet.url, manage_process=False) as provider:
         x, deployment = deploy(devnet, tmp_path)
-        made = populate(x, per_owner=25)
+        made = underwater_book(x, per_owner=25)
         db = tmp_path / "bot.db"
         first = keeper_bot(devnet.url, deployment, db, max_batch=25)
         bots.append(first)
@@ -176,7 +159,7 @@ def test_anvil_bot__killed_mid_batch_and_restarted__nothing_missed_nothing_sent_
 def test_anvil_bot__rpc_down_for_a_while__it_backs_off_and_catches_up(devnet, tmp_path, bots):
     with connect(DEVNET, host=devnet.url, manage_process=False):
         x, deployment = deploy(devnet, tmp_path)
-        made = populate(x, per_owner=5)  # 40 accounts
+        made = underwater_book(x, per_owner=5)  # 40 accounts
         with Proxy(devnet.port) as proxy:
             bot = keeper_bot(host_url(proxy.port), deployment, tmp_path / "bot.db")
             bots.append(bot)
@@ -196,7 +179,7 @@ def test_anvil_bot__rpc_down_for_a_while__it_backs_off_and_catches_up(devnet, tm
 def test_anvil_bot__anvil_restarted__reset_detected_and_reindexed(devnet, tmp_path, bots):
     with connect(DEVNET, host=devnet.url, manage_process=False):
         x, deployment = deploy(devnet, tmp_path)
-        populate(x, per_owner=2)
+        underwater_book(x, per_owner=2)
         bot = keeper_bot(devnet.url, deployment, tmp_path / "bot.db")
         bots.append(bot)
         bot.wait_for("tracked 16 | open 16")
@@ -204,7 +187,7 @@ def test_anvil_bot__anvil_restarted__reset_detected_and_reindexed(devnet, tmp_pa
     with connect(DEVNET, host=devnet.url, manage_process=False):
         again, _ = deploy(devnet, tmp_path)  # same deployer, same nonces: same addresses
         assert again.d.addresses() == x.d.addresses()
-        made = populate(again, per_owner=1, first_sub=7)
+        made = underwater_book(again, per_owner=1, first_sub=7)
         bot.wait_for("devnet reset detected", timeout=60)
         crash(again)
         wait_until(lambda: len(liquidated_counts(again)) == 8, 90, "8 liquidations on the new chain", bot)
@@ -217,7 +200,7 @@ def test_anvil_bot__anvil_restarted__reset_detected_and_reindexed(devnet, tmp_pa
 def test_anvil_silverback__same_liquidator_run_by_silverback__liquidates_on_new_blocks(devnet, tmp_path, bots):
     with connect(DEVNET, host=devnet.url, manage_process=False):
         x, deployment = deploy(devnet, tmp_path)
-        made = populate(x, per_owner=2)
+        made = underwater_book(x, per_owner=2)
         bot = silverback_bot(devnet.url, deployment, tmp_path / "bot.db")
         bots.append(bot)
         bot.wait_for("Startup complete", timeout=90)
