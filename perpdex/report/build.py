@@ -1,0 +1,264 @@
+"""`build_report`: the run's figures from events and samples, the invariant checks, and the
+simulator's own bookkeeping compared with what the chain says."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Iterable
+
+from perpdex.checks import Check, everyone_exits, ledger_check, open_interest_check
+from perpdex.model import WAD, from_wad
+from perpdex.report.events import ChainEvent, EventLog
+from perpdex.report.figures import Tally, add_unsettled_funding, funding_baseline, funding_rounding_bound, tally
+from perpdex.report.samples import Sample, Sampler
+from perpdex.sdk import Exchange
+
+Account = tuple[Any, int]
+Number = int | float | str
+
+
+@dataclass
+class Expected:
+    """The simulator's own bookkeeping; None = not known. Each known field must equal the
+    chain's figure of the same name (token units, counts)."""
+
+    trades: int | None = None
+    liquidations: int | None = None
+    deposits_tokens: int | None = None
+    withdrawals_tokens: int | None = None
+    lp_added_tokens: int | None = None
+    price_updates: int | None = None
+
+
+@dataclass(frozen=True)
+class LiquidationRow:
+    block: int
+    timestamp: int
+    owner: str
+    sub: int
+    keeper: str
+    fraction: int  # WAD; WAD = full
+    notional_closed: int  # WAD USD
+    fee: int  # WAD USD
+    keeper_reward_tokens: int
+    bad_debt: int  # WAD USD
+
+    @property
+    def full(self) -> bool:
+        return self.fraction >= WAD
+
+
+@dataclass
+class Report:
+    title: str
+    summary: dict[str, Number]
+    markets: dict[str, dict[str, Number]]  # market name -> its figures
+    liquidations: list[LiquidationRow]
+    checks: list[Check]
+    events: list[ChainEvent] = field(repr=False)
+    samples: list[Sample] = field(repr=False)
+    market_names: dict[int, str] = field(repr=False)
+    equities_usd: list[float] = field(repr=False)  # every account's equity at the end
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+
+def usd(wad: int) -> float:
+    return round(float(from_wad(wad)), 6)
+
+
+def build_report(
+    x: Exchange,
+    log: EventLog,
+    sampler: Sampler,
+    accounts: Iterable[Account] | None = None,
+    lps: Iterable[Any] | None = None,
+    keeper: Any | None = None,
+    title: str = "perpdex",
+    expected: Expected | None = None,
+    exit_check: bool = True,
+) -> Report:
+    """Figures from `log` and `sampler` (a last sample is taken now if the head moved since),
+    then the checks. `accounts`/`lps` default to every account/LP the events name; `keeper`
+    (liquidates during the exit check) defaults to the deployer."""
+    from ape import chain
+
+    if not sampler.rows or sampler.rows[-1].block < int(chain.blocks.head.number):
+        sampler.sample()
+    events, names = log.events, x.market_names()
+    t = tally(events, names, funding_baseline(sampler.rows[0], events))
+    add_unsettled_funding(t, x.vault)
+    accounts = list(accounts) if accounts is not None else [(signer_of(o), sub) for o, sub in accounts_in(events)]
+    lps = list(lps) if lps is not None else [signer_of(p) for p in lps_in(events)]
+    summary = _summary(title, events, sampler.rows, t, len(accounts))
+    markets = {name: _market_figures(m, t, events, sampler.rows) for m, name in names.items()}
+    for name, figures in markets.items():
+        summary.update({f"{name}.{k}": v for k, v in figures.items()})
+    checks = [ledger_check(x, accounts), open_interest_check(x, accounts), *_funding_check(t)]
+    if exit_check:
+        checks.append(everyone_exits(x, accounts, lps, keeper or x.d.deployer).check())
+    checks += compare(expected or Expected(), t)
+    equities = [usd(int(x.vault.equity(owner, sub))) for owner, sub in accounts]
+    return Report(title, summary, markets, _liquidations(events), checks, events, sampler.rows, names, equities)
+
+
+def accounts_in(events: Iterable[ChainEvent]) -> list[Account]:
+    """Every (owner, sub) the events name, in order of first appearance."""
+    seen: dict[Account, None] = {}
+    for e in events:
+        if e.name == "MarginTransferred":
+            seen.setdefault((e.args["owner"], int(e.args["from_sub"])))
+            seen.setdefault((e.args["owner"], int(e.args["to_sub"])))
+        elif "owner" in e.args and "sub" in e.args:
+            seen.setdefault((e.args["owner"], int(e.args["sub"])))
+    return list(seen)
+
+
+def signer_of(address: Any) -> Any:
+    """The Ape account that signs for `address` when Ape knows it (test accounts), else the
+    address itself (then the exit check reports that it could not act for it)."""
+    from ape import accounts
+    from ape.exceptions import ApeException
+
+    try:
+        return accounts[str(address)]
+    except (ApeException, IndexError, KeyError):
+        return address
+
+
+def lps_in(events: Iterable[ChainEvent]) -> list[Any]:
+    return list(dict.fromkeys(e.args["provider"] for e in events if e.name == "LiquidityAdded"))
+
+
+def compare(expected: Expected, t: Tally) -> list[Check]:
+    """One check per field the simulator knows: its count or sum against the chain's."""
+    chain_figures = {
+        "trades": t.trades, "liquidations": t.liquidations, "deposits_tokens": t.deposits_tokens,
+        "withdrawals_tokens": t.withdrawals_tokens, "lp_added_tokens": t.lp_added_tokens,
+        "price_updates": t.price_updates,
+    }
+    checks = []
+    for f in fields(Expected):
+        mine = getattr(expected, f.name)
+        if mine is None:
+            continue
+        theirs = chain_figures[f.name]
+        detail = f"simulator {mine:,}, chain {theirs:,}" + ("" if mine == theirs else f" (off by {mine - theirs:+,})")
+        checks.append(Check(f"simulator == chain: {f.name}", mine == theirs, detail))
+    return checks
+
+
+def _funding_check(t: Tally) -> list[Check]:
+    """Longs + shorts + pool funding == 0 up to rounding; only when the log holds the whole
+    history (otherwise the pool's side cannot be known from events)."""
+    if t.gaps:
+        return []
+    longs = sum(m.funding_longs for m in t.markets.values())
+    shorts = sum(m.funding_shorts for m in t.markets.values())
+    pool = sum(m.funding_pool for m in t.markets.values())
+    total, bound = longs + shorts + pool, funding_rounding_bound(t)
+    detail = f"longs {longs:+} + shorts {shorts:+} + pool {pool:+} = {total:+} WAD (rounding bound {bound})"
+    return [Check("funding is zero-sum", abs(total) <= bound, detail)]
+
+
+def _summary(title: str, events: list[ChainEvent], rows: list[Sample], t: Tally, accounts: int) -> dict[str, Number]:
+    start, end = rows[0], rows[-1]
+    first_time = min([start.timestamp, *(e.timestamp for e in events[:1])])
+    ms = t.markets.values()
+    return {
+        "title": title,
+        "first_block": min([start.block, *(e.block for e in events[:1])]),
+        "last_block": end.block,
+        "duration_hours": round((end.timestamp - first_time) / 3600, 3),
+        "events": len(events),
+        "accounts": accounts,
+        "trades": t.trades,
+        "volume_usd": usd(sum(m.volume for m in ms)),
+        "fees_usd": usd(sum(m.fees for m in ms)),
+        "deposits_tokens": t.deposits_tokens,
+        "withdrawals_tokens": t.withdrawals_tokens,
+        "margin_transfers": t.margin_transfers,
+        "lp_added_tokens": t.lp_added_tokens,
+        "lp_removed_tokens": t.lp_removed_tokens,
+        "price_updates": t.price_updates,
+        "funding_paid_by_longs_usd": usd(-sum(m.funding_longs for m in ms)),
+        "funding_received_by_shorts_usd": usd(sum(m.funding_shorts for m in ms)),
+        "funding_to_pool_usd": usd(sum(m.funding_pool for m in ms)),
+        "funding_history": "complete" if not t.gaps else f"partial: {t.gaps[0]}",
+        "liquidations": t.liquidations,
+        "liquidations_partial": t.liquidations_partial,
+        "liquidations_full": t.liquidations - t.liquidations_partial,
+        "liquidated_notional_usd": usd(sum(m.liquidated_notional for m in ms)),
+        "liquidation_fees_usd": usd(t.liquidation_fees),
+        "keeper_rewards_tokens": t.keeper_rewards_tokens,
+        "insurance_fees_usd": usd(t.insurance_fees),
+        "bad_debt_usd": usd(t.bad_debt),
+        "bad_debt_from_insurance_usd": usd(t.bad_debt_from_insurance),
+        "bad_debt_from_pool_usd": usd(t.bad_debt_from_pool),
+        "insurance_start_usd": usd(start.insurance_fund),
+        "insurance_end_usd": usd(end.insurance_fund),
+        "pool_value_start_usd": usd(start.pool_value),
+        "pool_value_end_usd": usd(end.pool_value),
+        "pool_value_min_usd": usd(min(r.pool_value for r in rows)),
+        "pool_max_drawdown_pct": round(max_drawdown(r.pool_value for r in rows) * 100, 4),
+        "vault_tokens_end": end.vault_tokens,
+    }
+
+
+def _market_figures(market: int, t: Tally, events: list[ChainEvent], rows: list[Sample]) -> dict[str, Number]:
+    m = t.markets[market]
+    prices = [p for _, p in price_path(market, events, rows)]
+    last = rows[-1].markets[market]
+    return {
+        "trades": m.trades,
+        "volume_usd": usd(m.volume),
+        "fees_usd": usd(m.fees),
+        "liquidated_notional_usd": usd(m.liquidated_notional),
+        "funding_paid_by_longs_usd": usd(-m.funding_longs),
+        "funding_received_by_shorts_usd": usd(m.funding_shorts),
+        "funding_to_pool_usd": usd(m.funding_pool),
+        "price_start_usd": usd(prices[0]),
+        "price_end_usd": usd(prices[-1]),
+        "price_min_usd": usd(min(prices)),
+        "price_max_usd": usd(max(prices)),
+        "oi_long_end": usd(last.oi_long),
+        "oi_short_end": usd(last.oi_short),
+        "funding_rate_end_pct_per_day": round(float(from_wad(last.funding_rate * 100)), 6),
+    }
+
+
+def price_path(market: int, events: list[ChainEvent], rows: list[Sample]) -> list[tuple[int, int]]:
+    """(timestamp, price) of every PriceUpdated and every sample of `market`, in chain order
+    (a sample reads the state after its block)."""
+    points = [((e.block, e.log_index), e.timestamp, int(e.args["price"]))
+              for e in events if e.name == "PriceUpdated" and int(e.args["market"]) == market]
+    points += [((r.block, 1 << 64), r.timestamp, r.markets[market].price) for r in rows]
+    return [(ts, price) for _, ts, price in sorted(points, key=lambda p: p[0])]
+
+
+def max_drawdown(values: Iterable[int]) -> float:
+    """The largest fall from a running peak, as a fraction of the peak (0 when it never fell)."""
+    peak, worst = None, 0.0
+    for v in values:
+        peak = v if peak is None or v > peak else peak
+        if peak > 0:
+            worst = max(worst, (peak - v) / peak)
+    return worst
+
+
+def _liquidations(events: list[ChainEvent]) -> list[LiquidationRow]:
+    return [
+        LiquidationRow(
+            e.block, e.timestamp, str(e.args["owner"]), int(e.args["sub"]), str(e.args["keeper"]),
+            int(e.args["fraction"]), int(e.args["notional_closed"]), int(e.args["fee"]),
+            int(e.args["keeper_reward"]), int(e.args["bad_debt"]),
+        )
+        for e in events
+        if e.name == "Liquidation"
+    ]

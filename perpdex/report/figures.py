@@ -1,0 +1,194 @@
+"""The report's numbers from events alone (one pass, exact integers: WAD USD unless named
+tokens), plus the funding still unsettled at the end, read from chain views."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from perpdex.model import WAD
+from perpdex.report.events import ChainEvent
+from perpdex.report.samples import Sample
+
+Key = tuple[str, int, int]  # (owner, sub, market)
+
+
+@dataclass
+class MarketTally:
+    trades: int = 0
+    volume: int = 0  # WAD USD: sum |size_delta| * fill_price
+    fees: int = 0
+    liquidated_notional: int = 0  # WAD USD at oracle prices
+    funding_longs: int = 0  # what long positions got from funding (+ received, - paid)
+    funding_shorts: int = 0
+    funding_pool: int = 0  # what the pool got: index change * skew at each accrual
+    accruals: int = 0
+    last_index: int | None = None
+
+
+@dataclass
+class Tally:
+    markets: dict[int, MarketTally]
+    deposits_tokens: int = 0
+    withdrawals_tokens: int = 0
+    margin_transfers: int = 0
+    lp_added_tokens: int = 0
+    lp_removed_tokens: int = 0
+    price_updates: int = 0
+    liquidations: int = 0
+    liquidations_partial: int = 0
+    liquidation_fees: int = 0
+    keeper_rewards_tokens: int = 0
+    insurance_fees: int = 0
+    bad_debt: int = 0
+    bad_debt_from_insurance: int = 0
+    bad_debt_from_pool: int = 0
+    settlements: int = 0
+    book: dict[Key, int] = field(default_factory=dict)  # position size after the last event
+    gaps: list[str] = field(default_factory=list)  # why the funding history is incomplete
+
+    @property
+    def trades(self) -> int:
+        return sum(m.trades for m in self.markets.values())
+
+    @property
+    def open_positions(self) -> dict[Key, int]:
+        return {k: size for k, size in self.book.items() if size}
+
+    def funding_side(self, key: Key, size: int, amount: int, settled: bool = True) -> None:
+        """Books `amount` of funding of a position of `size` (before the settlement);
+        `settled=False`: accrued and not settled yet."""
+        m = self.markets[key[2]]
+        if size > 0:
+            m.funding_longs += amount
+        elif size < 0:
+            m.funding_shorts += amount
+        elif amount:
+            self.gaps.append(f"funding {amount} settled by a position the log never saw open ({key[0][:10]}/{key[1]})")
+        self.settlements += settled
+
+
+def tally(events: Iterable[ChainEvent], markets: Iterable[int], baseline: dict[int, int] | None = None) -> Tally:
+    """`baseline`: per market, the funding index before the first event, when known (see
+    `funding_baseline`); without it a market's first accrual must find no skew."""
+    t = Tally({m: MarketTally(last_index=(baseline or {}).get(m)) for m in markets})
+    for e in events:
+        handler = _HANDLERS.get(e.name)
+        if handler is not None:
+            handler(t, e.args)
+    return t
+
+
+def _key(a: dict[str, Any]) -> Key:
+    return (str(a["owner"]), int(a["sub"]), int(a["market"]))
+
+
+def _modified(t: Tally, a: dict[str, Any]) -> None:
+    m, key = t.markets[int(a["market"])], _key(a)
+    before = int(a["size"]) - int(a["size_delta"])
+    if before != t.book.get(key, 0):
+        t.gaps.append(f"{key[0][:10]}/{key[1]} held {before} in market {key[2]} before the log started")
+    if before:
+        t.funding_side(key, before, int(a["funding"]))
+    m.trades += 1
+    m.volume += abs(int(a["size_delta"])) * int(a["fill_price"]) // WAD
+    m.fees += int(a["fee"])
+    t.book[key] = int(a["size"])
+
+
+def _settled(t: Tally, a: dict[str, Any]) -> None:
+    key = _key(a)
+    t.funding_side(key, t.book.get(key, 0), int(a["amount"]))
+
+
+def _position_liquidated(t: Tally, a: dict[str, Any]) -> None:
+    key = _key(a)
+    t.markets[key[2]].liquidated_notional += abs(int(a["closed_size"])) * int(a["price"]) // WAD
+    t.book[key] = int(a["size"])
+
+
+def _accrued(t: Tally, a: dict[str, Any]) -> None:
+    m = t.markets[int(a["market"])]
+    index, skew = int(a["funding_index"]), int(a["skew"])
+    if m.last_index is None:
+        if skew:
+            t.gaps.append(f"market {a['market']}: first accrual in the log had skew {skew}")
+    else:
+        m.funding_pool += (index - m.last_index) * skew // WAD
+    m.last_index = index
+    m.accruals += 1
+
+
+def _liquidation(t: Tally, a: dict[str, Any]) -> None:
+    t.liquidations += 1
+    t.liquidations_partial += int(a["fraction"]) < WAD
+    t.liquidation_fees += int(a["fee"])
+    t.keeper_rewards_tokens += int(a["keeper_reward"])
+    t.insurance_fees += int(a["insurance_fee"])
+    t.bad_debt += int(a["bad_debt"])
+
+
+def _bad_debt(t: Tally, a: dict[str, Any]) -> None:
+    t.bad_debt_from_insurance += int(a["from_insurance"])
+    t.bad_debt_from_pool += int(a["from_pool"])
+
+
+def _adder(name: str, arg: str = "amount") -> Any:
+    def add(t: Tally, a: dict[str, Any]) -> None:
+        setattr(t, name, getattr(t, name) + int(a[arg]))
+
+    return add
+
+
+def _counter(name: str) -> Any:
+    def count(t: Tally, _: dict[str, Any]) -> None:
+        setattr(t, name, getattr(t, name) + 1)
+
+    return count
+
+
+_HANDLERS = {
+    "PositionModified": _modified,
+    "FundingSettled": _settled,
+    "PositionLiquidated": _position_liquidated,
+    "FundingAccrued": _accrued,
+    "Liquidation": _liquidation,
+    "BadDebtCovered": _bad_debt,
+    "Deposit": _adder("deposits_tokens"),
+    "Withdraw": _adder("withdrawals_tokens"),
+    "LiquidityAdded": _adder("lp_added_tokens"),
+    "LiquidityRemoved": _adder("lp_removed_tokens"),
+    "MarginTransferred": _counter("margin_transfers"),
+    "PriceUpdated": _counter("price_updates"),
+}
+
+
+def funding_baseline(first: Sample, events: list[ChainEvent]) -> dict[int, int]:
+    """The funding index of each market that had no open interest at the `first` sample,
+    taken before every event: no position owed anything then, and the sample's index
+    (accrued to its time) is what an accrual at that time would store."""
+    if events and events[0].block <= first.block:
+        return {}
+    return {m: s.funding_index for m, s in first.markets.items() if s.oi_long == 0 and s.oi_short == 0}
+
+
+def add_unsettled_funding(t: Tally, vault: Any) -> None:
+    """Adds what open positions have accrued and not settled (vault views, now), and the
+    pool's side of it: index now minus the last accrual's, times the skew now."""
+    for (owner, sub, market), size in t.open_positions.items():
+        t.funding_side((owner, sub, market), size, int(vault.accrued_funding(owner, sub, market)), settled=False)
+    for market, m in t.markets.items():
+        st = vault.market_state(market)
+        skew = int(st.oi_long) - int(st.oi_short)
+        index = int(vault.funding(market)[1])
+        if m.last_index is None:
+            if skew:
+                t.gaps.append(f"market {market}: skew {skew} but no accrual in the log")
+            continue
+        m.funding_pool += (index - m.last_index) * skew // WAD
+
+
+def funding_rounding_bound(t: Tally) -> int:
+    """Wei of rounding the funding sums may be off by: each settlement and open position
+    floors once against the trader, and each pool step floors once here."""
+    return t.settlements + len(t.open_positions) + sum(m.accruals + 1 for m in t.markets.values())
