@@ -291,7 +291,13 @@ def remove_liquidity(_shares: uint256) -> uint256:
     value: int256 = self._pool_value(True)
     if not (value > 0):
         self._fail("vault: pool insolvent")
-    owed_wad: uint256 = _shares * (convert(value, uint256) + VIRTUAL_ASSETS) // (self.total_lp_shares + VIRTUAL_SHARES)
+    # The virtual shares and assets dampen the first deposit; on the way out they would pay
+    # more than a pro-rata part when a share is worth less than one unit (the last LP could
+    # then never leave), so the payout is the smaller of the two, in the pool's favour.
+    owed_wad: uint256 = min(
+        _shares * (convert(value, uint256) + VIRTUAL_ASSETS) // (self.total_lp_shares + VIRTUAL_SHARES),
+        _shares * convert(value, uint256) // self.total_lp_shares,
+    )
     amount: uint256 = owed_wad // TOKEN_SCALE
     if not (amount != 0):
         self._fail("vault: zero amount")
@@ -324,7 +330,8 @@ def position(_owner: address, _sub: uint256, _market: uint256) -> IMarginVault.P
 @external
 def collateral(_owner: address, _sub: uint256) -> int256:
     """
-    @notice Settled collateral in USD (WAD); negative only for an account in bad debt.
+    @notice Settled collateral in USD (WAD); negative only while positions are open (an account
+            that ends empty and short has its shortfall covered as bad debt).
     """
     return self._load_account(_owner, _sub)[0]
 
@@ -360,7 +367,8 @@ def maintenance_margin(_owner: address, _sub: uint256) -> uint256:
 @external
 def is_liquidatable(_owner: address, _sub: uint256) -> bool:
     """
-    @notice True when equity < maintenance margin (an empty account in bad debt included).
+    @notice True when equity < maintenance margin (an empty account never is: its collateral is
+            never negative).
     """
     h: IMarginVault.AccountHealth = self._health(_owner, _sub, False)
     return h.equity < convert(h.maintenance_margin, int256)
@@ -566,18 +574,12 @@ def liquidate(_owner: address, _sub: uint256, _keeper: address) -> (bool, uint25
     reward: uint256 = min(fee, config & MASK96) // TOKEN_SCALE
     collateral: int256 = h.collateral + pnl - convert(fee, int256)
     self.pool_balance -= settled + pnl
-    insurance: uint256 = self.insurance_fund + fee - reward * TOKEN_SCALE
+    self.insurance_fund += fee - reward * TOKEN_SCALE
     bad_debt: uint256 = 0
     if mask == 0 and collateral < 0:
         bad_debt = convert(-collateral, uint256)
-        from_insurance: uint256 = min(insurance, bad_debt)
-        insurance -= from_insurance
-        self.pool_balance -= convert(bad_debt - from_insurance, int256)
+        self._cover_bad_debt(_owner, _sub, bad_debt)
         collateral = 0
-        log IMarginVault.BadDebtCovered(
-            owner=_owner, sub=_sub, bad_debt=bad_debt, from_insurance=from_insurance, from_pool=bad_debt - from_insurance
-        )
-    self.insurance_fund = insurance
     self._store_account(_owner, _sub, collateral, mask)
     if reward != 0:
         extcall TOKEN.transfer(_keeper, reward, default_return_value=True)
@@ -788,8 +790,13 @@ def _modify(_owner: address, _sub: uint256, _market: uint256, _size_delta: int25
     collateral += delta
     if pos.size == 0 or size == 0:
         mask ^= 1 << _market
-    self._store_account(_owner, _sub, collateral, mask)
     self.pool_balance -= delta
+    if mask == 0 and collateral < 0:
+        # An underwater owner closed their last position: what they cannot pay is bad debt,
+        # covered now, never left as negative collateral on an empty account (SPEC 11.6).
+        self._cover_bad_debt(_owner, _sub, convert(-collateral, uint256))
+        collateral = 0
+    self._store_account(_owner, _sub, collateral, mask)
 
     self._store_position(_owner, _sub, _market, size, entry, st.funding_index)
 
@@ -828,6 +835,19 @@ def _modify(_owner: address, _sub: uint256, _market: uint256, _size_delta: int25
         realized_pnl=pnl,
         funding=funding,
         collateral=collateral,
+    )
+
+
+@internal
+def _cover_bad_debt(_owner: address, _sub: uint256, _bad_debt: uint256):
+    """
+    @dev The bad-debt waterfall: the insurance fund pays what it can, the LP pool the rest.
+    """
+    from_insurance: uint256 = min(self.insurance_fund, _bad_debt)
+    self.insurance_fund -= from_insurance
+    self.pool_balance -= convert(_bad_debt - from_insurance, int256)
+    log IMarginVault.BadDebtCovered(
+        owner=_owner, sub=_sub, bad_debt=_bad_debt, from_insurance=from_insurance, from_pool=_bad_debt - from_insurance
     )
 
 

@@ -501,12 +501,17 @@ class VaultModel:
         st.funding_sum += size * st.funding_index - pos.size * pos.funding_index
 
         change = pnl + funding - fee
-        self.collateral[(owner, sub)] = self.collateral.get((owner, sub), 0) + change
+        collateral = self.collateral.get((owner, sub), 0) + change
         self.pool_balance -= change
         if size == 0:
             self.positions.pop((owner, sub, market), None)
         else:
             self.positions[(owner, sub, market)] = Position(size, entry, st.funding_index)
+        if collateral < 0 and not self.open_markets(owner, sub):
+            # the owner closed their last position underwater: the shortfall is bad debt
+            self._cover_bad_debt(-collateral)
+            collateral = 0
+        self.collateral[(owner, sub)] = collateral
 
         if risky:
             require(not self.paused and not st.paused, "vault: market paused")
@@ -566,10 +571,7 @@ class VaultModel:
         bad_debt = from_insurance = from_pool = 0
         if fraction == WAD and collateral < 0:
             bad_debt = -collateral
-            from_insurance = min(self.insurance_fund, bad_debt)
-            from_pool = bad_debt - from_insurance
-            self.insurance_fund -= from_insurance
-            self.pool_balance -= from_pool
+            from_insurance, from_pool = self._cover_bad_debt(bad_debt)
             collateral = 0
         self.collateral[(owner, sub)] = collateral
         return LiquidationResult(
@@ -578,6 +580,13 @@ class VaultModel:
             insurance_fee=fee - reward_tokens * self.token_scale, bad_debt=bad_debt, from_insurance=from_insurance,
             from_pool=from_pool,
         )
+
+    def _cover_bad_debt(self, bad_debt: int) -> tuple[int, int]:
+        """The waterfall: the insurance fund pays what it can, the LP pool the rest."""
+        from_insurance = min(self.insurance_fund, bad_debt)
+        self.insurance_fund -= from_insurance
+        self.pool_balance -= bad_debt - from_insurance
+        return from_insurance, bad_debt - from_insurance
 
     # ---- liquidity
     def add_liquidity(self, owner: str, amount: int) -> int:
@@ -618,7 +627,9 @@ def lp_shares_for_deposit(amount_wad: int, total_shares: int, pool_value: int) -
 
 
 def lp_value_of_shares(shares: int, total_shares: int, pool_value: int) -> int:
-    return shares * (pool_value + VIRTUAL_ASSETS) // (total_shares + VIRTUAL_SHARES)
+    """What `shares` are paid: the smaller of the virtual-share price and the pro-rata part."""
+    return min(shares * (pool_value + VIRTUAL_ASSETS) // (total_shares + VIRTUAL_SHARES),
+               shares * pool_value // total_shares)
 
 
 def _copy_state(model: VaultModel) -> dict[str, object]:

@@ -162,6 +162,27 @@ def test_bad_debt__insurance_fund_first_then_pool(x, vault, keeper, trader, trad
     mirror.check(trader)
 
 
+def test_underwater_owner_closes_last_position__shortfall_is_bad_debt_not_negative_collateral(
+        x, vault, keeper, trader, trader2, liquidator, mirror):
+    # SPEC 11.6: an owner who closes their own underwater position before a keeper gets there
+    # leaves an empty account; what it cannot pay goes through the same waterfall
+    mirror.open(trader2, 100 * WAD, 20_000, sub=1)
+    mirror.price(0, 2_860 * WAD)
+    mirror.liquidate(keeper, liquidator, trader2, sub=1)  # funds the insurance fund
+    insurance = vault.insurance_fund()
+    mirror.open(trader, 10 * WAD, 2_000)
+    mirror.price(0, 2_400 * WAD)
+    assert x.health(trader).equity < 0
+    receipt = vault.modify_position(0, 0, -10 * WAD, 0, sender=trader)
+    mirror.m.modify_position(str(trader), 0, 0, -10 * WAD, 0)
+    debt = event(receipt, vault.BadDebtCovered)
+    assert debt.bad_debt > 0 and debt.from_insurance == min(insurance, debt.bad_debt)
+    assert debt.from_pool == debt.bad_debt - debt.from_insurance
+    assert vault.collateral(trader, 0) == 0 and event(receipt, vault.PositionModified).collateral == 0
+    assert not vault.is_liquidatable(trader, 0)
+    mirror.check(trader)
+
+
 # ---------------------------------------------------------------- awkward cases
 
 

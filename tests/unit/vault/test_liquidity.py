@@ -95,3 +95,19 @@ def test_pool_value__moves_against_trader_pnl(x, vault, trader, eth, open_positi
     assert pnl_gain > 2_900 * WAD
     drop = before - vault.pool_value()
     assert 2_999 * WAD <= drop <= 3_001 * WAD  # the pool is short what the trader is long
+
+
+def test_remove_liquidity__last_lp_after_pool_loss__gets_everything_left(admin, lp, trader):
+    # a share worth less than one unit: the virtual shares must not promise more than the pool has
+    x = Exchange(deploy_system(admin))
+    vault = x.vault
+    x.add_liquidity(lp, 100_000 * TOKEN)
+    x.deposit(trader, x.tokens(10_000))
+    x.trade(trader, 0, 10 * WAD)
+    x.set_price(0, 3_300 * WAD)
+    x.close(trader, 0)  # the trader's profit is the pool's loss
+    value = vault.pool_value()
+    assert value < vault.total_lp_shares()
+    paid = vault.remove_liquidity(vault.lp_shares(lp), sender=lp).return_value
+    assert paid == value // x.token_scale  # everything, down to the last token unit
+    assert vault.total_lp_shares() == 0 and 0 <= vault.pool_balance() < x.token_scale
