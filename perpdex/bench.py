@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 from perpdex.chain import move_time
 from perpdex.deploy import deploy_system
 from perpdex.model import WAD
-from perpdex.sdk import Exchange
+from perpdex.sdk import Exchange, feed_prices
 
 TOKEN = 10**6
 POOL_TOKENS = 1_000_000 * TOKEN
@@ -184,24 +184,6 @@ def liquidation_rows(batch: int = BATCH_SIZE, progress: Progress = lambda _: Non
     feed_prices(x, {eth: BAD_DEBT_PRICE})
     measure("liquidate: bad debt (insurance covers)", LIQUIDATION_TARGET, bad, "bad debt")
     return rows
-
-
-def feed_prices(x: Exchange, prices: dict[int, int]) -> None:
-    """Move the oracle to `prices` as a feeder would: every market in each update (the
-    others at their current price, so that none goes stale), in steps within the jump limit."""
-    jump = int(x.d.oracle.max_price_jump())
-    target = {m: prices.get(m, x.price(m)) for m in x.d.markets.values()}
-    current = {m: x.price(m) for m in target}
-    while True:
-        current = {m: _step_toward(current[m], target[m], jump) for m in target}
-        x.d.oracle.set_prices(list(current), list(current.values()), sender=x.d.deployer)
-        if current == target:
-            return
-
-
-def _step_toward(price: int, target: int, jump: int) -> int:
-    most = price * jump // WAD
-    return min(target, price + most) if target > price else max(target, price - most)
 
 
 def _expect(x: Exchange, receipt: Any, action: str, kind: str, accounts: int = 1, markets: int = 1) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from perpdex import model
 from perpdex.deploy import Deployment
-from perpdex.model import WAD, Health, MarketParams, Position
+from perpdex.model import WAD, Health, MarketParams, Position, VaultModel
 
 MAX_UINT256 = 2**256 - 1
 DEFAULT_SLIPPAGE = WAD // 100  # 1%
@@ -111,3 +111,61 @@ def liquidation_price_of(x: Exchange, owner: Any, sub: int, market: int) -> int 
     equity_excluding = h.equity - model.unrealized_pnl(pos.size, pos.entry_price, price) - own_funding
     mm_excluding = h.maintenance_margin - model.maintenance_margin(pos.size, price, params)
     return model.liquidation_price(equity_excluding, mm_excluding, pos.size, pos.entry_price, own_funding, params)
+
+
+# ---- feeding prices as a feeder would
+
+
+def step_toward(price: int, target: int, jump: int) -> int:
+    """One oracle update from `price` toward `target` that moves at most `jump` (WAD fraction)."""
+    most = price * jump // WAD
+    return min(target, price + most) if target > price else max(target, price - most)
+
+
+def price_steps(price: int, target: int, jump: int) -> list[int]:
+    """The prices a feeder sends to get from `price` to `target` within the jump limit
+    (the last one is `target`; empty when already there)."""
+    steps: list[int] = []
+    while price != target:
+        price = step_toward(price, target, jump)
+        steps.append(price)
+    return steps
+
+
+def feed_prices(x: Exchange, prices: dict[int, int], feeder: Any | None = None) -> list[Any]:
+    """Move the oracle to `prices` as a feeder would: every market in each update (the
+    others at their current price, so that none goes stale), in steps within the jump limit.
+    Returns the receipts, one per update (at least one)."""
+    jump = int(x.d.oracle.max_price_jump())
+    target = {m: prices.get(m, x.price(m)) for m in x.d.markets.values()}
+    current = {m: x.price(m) for m in target}
+    receipts = []
+    while True:
+        current = {m: step_toward(current[m], target[m], jump) for m in target}
+        receipts.append(x.d.oracle.set_prices(list(current), list(current.values()), sender=feeder or x.d.deployer))
+        if current == target:
+            return receipts
+
+
+# ---- the reference model of a running system
+
+
+def model_from_chain(x: Exchange, now: int) -> VaultModel:
+    """A VaultModel holding the chain's markets (open interest, funding state), prices, pool,
+    insurance fund, pauses and total LP shares; not the traders' accounts nor who owns the
+    shares: the model a test or the fuzz machine starts from on a system already running."""
+    v = x.vault
+    m = VaultModel(token_scale=x.token_scale, now=now)
+    for market in range(int(v.market_count())):
+        state = v.market_state(market)
+        m.add_market(MarketParams.from_chain(v.market_params(market)), x.price(market))
+        mine = m.markets[market]
+        for name in ("oi_long", "oi_short", "entry_sum", "funding_sum", "funding_rate", "funding_index",
+                     "last_funding_time"):
+            setattr(mine, name, int(getattr(state, name)))
+        mine.paused = bool(v.market_paused(market))
+    m.pool_balance = int(v.pool_balance())
+    m.total_lp_shares = int(v.total_lp_shares())
+    m.insurance_fund = int(v.insurance_fund())
+    m.paused = bool(v.paused())
+    return m

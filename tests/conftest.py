@@ -13,8 +13,8 @@ from typing import Any, Callable
 import pytest
 
 from perpdex.deploy import Deployment, deploy_system
-from perpdex.model import WAD, MarketParams, VaultModel
-from perpdex.sdk import Exchange
+from perpdex.model import WAD, VaultModel
+from perpdex.sdk import Exchange, model_from_chain
 
 ETH_PRICE = 3000 * WAD
 BTC_PRICE = 60_000 * WAD
@@ -104,20 +104,10 @@ def open_position(x: Exchange, eth: int) -> Callable[..., Any]:
 @pytest.fixture
 def model_of(x: Exchange, chain: Any) -> Callable[[], VaultModel]:
     """A VaultModel holding the chain's current markets (with their open interest and funding
-    state), prices, pool and LP shares; not the traders' accounts."""
+    state), prices, pool, insurance fund and LP share total; not the traders' accounts."""
 
     def _model() -> VaultModel:
-        m = VaultModel(token_scale=x.token_scale, now=chain.pending_timestamp)
-        for market in range(int(x.vault.market_count())):
-            st = x.vault.market_state(market)
-            m.add_market(MarketParams.from_chain(x.vault.market_params(market)), x.price(market))
-            mine = m.markets[market]
-            for name in ("oi_long", "oi_short", "entry_sum", "funding_sum", "funding_rate", "funding_index",
-                         "last_funding_time"):
-                setattr(mine, name, int(getattr(st, name)))
-        m.pool_balance = int(x.vault.pool_balance())
-        m.total_lp_shares = int(x.vault.total_lp_shares())
-        return m
+        return model_from_chain(x, chain.pending_timestamp)
 
     return _model
 

@@ -65,6 +65,11 @@ small_drift_bps = st.integers(-100, 100).filter(bool)
 large_jump_bps = st.one_of(st.integers(-MAX_JUMP_BPS, -500), st.integers(500, MAX_JUMP_BPS))
 wait_seconds = st.one_of(st.integers(1, 600), st.integers(600, 3_600), st.integers(3_600, 3 * 86_400))
 lp_usd = st.integers(1, 200_000)
+donation_usd = st.one_of(st.integers(1, 1_000), st.integers(1_000, 500_000))
+# a crash: 3-6 oracle updates in one direction, each within the jump limit, seconds apart
+crash_legs = st.lists(st.tuples(st.integers(300, MAX_JUMP_BPS - 100), st.integers(1, 120)), min_size=3, max_size=6)
+too_large_jump_bps = st.integers(MAX_JUMP_BPS + 1, 9_000)  # past the oracle's jump limit
+extra_tokens = st.one_of(st.integers(1, 10), st.integers(10, 10**12))  # beyond what is allowed, token units
 
 
 # ---- actions shared by the sequence tests (test_model_vs_contract, test_funding_zero_sum)

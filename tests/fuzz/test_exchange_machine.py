@@ -3,84 +3,174 @@ trader, LP, keeper, oracle and admin action of the exchange against the chain an
 reference model (perpdex.model.VaultModel) in lock step, and checks after every step that the
 chain equals the model and that the SPEC 11 invariants hold.
 
-Inputs are valid by construction: the strategies (tests/fuzz/strategies.py) draw intents
-(a share of the free margin, of a position, of what is withdrawable), and the machine turns
-them into exact amounts from the model's state. When the model still refuses an amount (a
-cap, the pool's backing, a reduce that would make the account liquidatable), the amount is
-halved a few times; if every try is refused, the chain must refuse the first one with the
-same reason (and nothing changes on either side).
+Valid rules draw intents (a share of the free margin, of a position, of what is withdrawable),
+and the machine turns them into exact amounts from the model's state. When the model still
+refuses an amount (a cap, the pool's backing, a reduce that would make the account
+liquidatable), the amount is halved a few times; if every try is refused, the chain must refuse
+the first one with the same reason (and nothing changes on either side).
 
-Profiles: PERPDEX_FUZZ_PROFILE=quick (default) | ci | long | seeded. `pytest -s` prints a summary;
-PERPDEX_FUZZ_SUMMARY=FILE also writes it as JSON (with `failed`). `seeded` is `ci` without
+Invalid rules (`invalid_*`) each try one action that must fail: the chain must revert with the
+exact reason (the model names it where it depends on the state, `ModelRevert.reason`), the
+model must not change, the actor's tokens must not move, and `_compare` after the step proves
+the chain still equals the model.
+
+Liquidations: `crash` / `crash_again` move one market 3-6 times in one direction (each update
+within the oracle's jump limit and the price band, seconds apart); `liquidate` by the keeper,
+or a rival keeper goes first (either way a second attempt in the same block is refused alone
+and pays nothing in a batch), or `liquidate_many` over a batch mixing liquidatable and healthy
+accounts. Owners of liquidatable accounts trade too: closing an underwater account leaves
+no negative collateral (the shortfall goes through the bad-debt waterfall).
+
+SPEC 11.11 (`everyone_can_exit`, and at every teardown) runs perpdex.checks.everyone_exits
+unless PERPDEX_FUZZ_EXIT=0 (EXIT_CHECK). A separate Hypothesis test covers the first LP deposit
+after the pool emptied (SPEC 11.10).
+
+Profiles: PERPDEX_FUZZ_PROFILE=quick (default: 16 x 28 steps, derandomized) | ci (200 x 50) |
+long (2,000 x 50) | seeded | anvil (tests/integration/test_fuzz_anvil.py). `pytest -s` prints a summary
+(with the rules never hit); PERPDEX_FUZZ_SUMMARY=FILE also writes it as JSON (with `failed`).
+In the quick and ci profiles the test fails when a rule was never hit. `seeded` is `ci` without
 shrinking or the example database, so that the steps counted up to a failure are the steps it
 took to find it (tests/fuzz/seeded_bugs.py runs it against deliberately broken contracts).
 
-Time: the test clock is stopped (conftest `deterministic_time`); time moves only in the
-`wait` rule, by mining a block at a later timestamp (on ape-titanoboa a bare pending
-timestamp applies to one transaction only), after which every price is fed again.
+Time: the test clock is stopped (conftest `deterministic_time`; on Anvil the block timestamp
+interval is 0); time moves only in `wait` and the crashes, by mining a block at a later timestamp
+(perpdex.chain.move_time), after which every price is fed again.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import ape
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
 
-from perpdex.model import WAD, ModelRevert, VaultModel, accrued_funding, floor_div
-from perpdex.sdk import MAX_UINT256
+from perpdex.chain import move_time
+from perpdex.checks import everyone_exits
+from perpdex.model import (
+    DAY,
+    VIRTUAL_ASSETS,
+    VIRTUAL_SHARES,
+    WAD,
+    LiquidationResult,
+    ModelRevert,
+    VaultModel,
+    accrued_funding,
+    fill_price,
+    floor_div,
+)
+from perpdex.sdk import MAX_UINT256, Exchange, model_from_chain
 
+from fastchain import FastChain, model_state  # tests/fuzz is on sys.path
 from strategies import (  # tests/fuzz is on sys.path (rootdir-less test dirs, prepend mode)
     MARKETS,
     SUBS,
+    Account,
     TradeIntent,
     Transfer,
     accounts,
+    crash_legs,
     deposit_usd,
+    donation_usd,
+    extra_tokens,
     large_jump_bps,
     lp_usd,
     shares,
     small_drift_bps,
+    too_large_jump_bps,
     trade_intents,
     transfers,
     wait_seconds,
 )
 
+# SPEC 11.11 in a rolled-back snapshot; PERPDEX_FUZZ_EXIT=0 turns it off (it is the slowest check)
+EXIT_CHECK = os.environ.get("PERPDEX_FUZZ_EXIT", "1") != "0"
+
 TOKEN = 10**6
 PRICE_BAND = (WAD // 2, 2 * WAD)  # prices stay within [0.5x, 2x] of where they started (WAD ratio)
 HALVINGS = 6
+NOT_OWNER = "ownable: caller is not the owner"
+WITHDRAW_REASONS = ("vault: insufficient collateral", "vault: below initial margin",
+                    "vault: unrealized profit not withdrawable")
+EXIT_EVERY = 15  # steps between two `everyone_can_exit` checks in one example
+CRASH_DIRECTIONS = ("crowd", "crowd", "down", "up")  # mostly against the side with the larger OI
 
 _COMMON = dict(deadline=None, suppress_health_check=list(HealthCheck), print_blob=True)
-settings.register_profile("perpdex-quick", max_examples=12, stateful_step_count=25, **_COMMON)
-settings.register_profile("perpdex-ci", max_examples=60, stateful_step_count=40, **_COMMON)
-settings.register_profile("perpdex-long", max_examples=400, stateful_step_count=80, **_COMMON)
+# quick is derandomized: Hypothesis' swarm testing turns a random half of the rules off in
+# each example, so 16 random examples leave a rule that needs a chain of events (a crash, then
+# `liquidate`) unhit about one run in three; the same examples every run keep the every-rule
+# check stable (ci / long stay random and large enough for it).
+settings.register_profile("perpdex-quick", max_examples=16, stateful_step_count=28, derandomize=True, **_COMMON)
+settings.register_profile("perpdex-ci", max_examples=200, stateful_step_count=50, **_COMMON)
+settings.register_profile("perpdex-long", max_examples=2_000, stateful_step_count=50, **_COMMON)
+settings.register_profile("perpdex-anvil", max_examples=3, stateful_step_count=12, database=None, **_COMMON)
 settings.register_profile("perpdex-seeded", settings.get_profile("perpdex-ci"), database=None,
                           phases=(Phase.explicit, Phase.generate))
 PROFILE = os.environ.get("PERPDEX_FUZZ_PROFILE", "quick")
+MUST_HIT_EVERY_RULE = ("quick", "ci")
 
-SUMMARY: dict[str, Any] = {
-    "examples": 0, "steps": 0, "checks": 0, "seconds": 0.0, "check_seconds": 0.0, "rules": {}, "refused": {}, "skipped": {},
-    "liquidations": 0, "full_liquidations": 0, "bad_debt_events": 0, "failed": None,
-}
+
+def new_summary() -> dict[str, Any]:
+    return {
+        "examples": 0, "steps": 0, "checks": 0, "seconds": 0.0, "check_seconds": 0.0, "rules": {}, "kinds": {},
+        "refused": {}, "skipped": {}, "liquidations": 0, "partial_liquidations": 0, "full_liquidations": 0,
+        "bad_debt_events": 0, "race_refusals": 0, "exit_checks": 0, "donated_tokens": 0, "never_hit": [],
+        "failed": None,
+    }
+
+
+SUMMARY: dict[str, Any] = new_summary()
 
 
 def _count(table: str, key: str) -> None:
     SUMMARY[table][key] = SUMMARY[table].get(key, 0) + 1
 
 
+def counted(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Count a rule's calls under its own name (the summary's `rules`, and the hole check)."""
+
+    @functools.wraps(fn)
+    def wrapper(self: "ExchangeMachine", *args: Any, **kwargs: Any) -> Any:
+        SUMMARY["steps"] += 1
+        _count("rules", fn.__name__)
+        return fn(self, *args, **kwargs)
+
+    return wrapper
+
+
+def share_price(m: VaultModel) -> tuple[int, int]:
+    """What one LP share is worth, as the vault prices it: (pool_value + VA) / (shares + VS),
+    as a (numerator, denominator) pair (compare by cross-multiplying, no rounding)."""
+    return m.pool_value() + VIRTUAL_ASSETS, m.total_lp_shares + VIRTUAL_SHARES
+
+
+@dataclass(frozen=True)
+class Roles:
+    """Who does what. traders[2] (the attacker) also makes the owner-only and feeder-only
+    calls that must fail."""
+
+    traders: list[Any]
+    lps: list[Any]
+    keeper: Any
+    rival_keeper: Any
+    donor: Any
+
+
 class ExchangeMachine(RuleBasedStateMachine):
-    def __init__(self, x: Any, chain: Any, traders: list[Any], lps: list[Any], keeper_caller: Any,
-                 model_of: Any) -> None:
+    def __init__(self, x: Exchange, chain: Any, roles: Roles) -> None:
         super().__init__()
-        self.x, self.vault, self.chain = x, x.vault, chain
-        self.traders, self.names = traders, [str(t) for t in traders]
-        self.lps, self.keeper_caller = lps, keeper_caller
+        self.x, self.vault, self.chain, self.usd = x, x.vault, chain, x.d.usd
+        self.traders, self.names = roles.traders, [str(t) for t in roles.traders]
+        self.lps, self.keeper_caller, self.rival, self.donor = roles.lps, roles.keeper, roles.rival_keeper, roles.donor
+        self.attacker = roles.traders[2]
         self.admin = x.d.deployer
         # Ape 0.8's chain.isolate() swallows exceptions: snapshot here, restore in teardown().
         self.snapshot = chain.snapshot()
@@ -89,25 +179,23 @@ class ExchangeMachine(RuleBasedStateMachine):
         self._advance(13)
         self.base = {m: x.price(m) for m in MARKETS}
         self.x.refresh_prices()
-        self.m: VaultModel = model_of()
-        self.m.now = self.now
-        self.m.insurance_fund = int(self.vault.insurance_fund())
-        self.m.paused = bool(self.vault.paused())
-        for mk in MARKETS:
-            self.m.markets[mk].paused = bool(self.vault.market_paused(mk))
-        for lp in lps:
+        self.m: VaultModel = model_from_chain(x, self.now)
+        for lp in self.lps:
             self.m.lp_shares[str(lp)] = int(self.vault.lp_shares(lp))
-        self.keeper_start = int(x.d.usd.balanceOf(keeper_caller))
-        self.last_funding = {mk: (self.now, (st_.funding_rate, st_.funding_index, st_.last_funding_time))
+        self.fast = FastChain(x)
+        self.keepers = (self.keeper_caller, self.rival)
+        self.keeper_start = {str(k): self._tokens(k) for k in self.keepers}
+        self.donated = 0  # tokens sent straight to the vault (SPEC 11.1, 11.10)
+        self.steps_since_exit = 0
+        self.last_funding = {mk: (st_.funding_rate, st_.funding_index, st_.last_funding_time)
                              for mk, st_ in enumerate(self.m.markets)}
-        self._read_at = -1
 
     @initialize(opening=st.lists(st.tuples(st.sampled_from([0, 1_000, 5_000, 20_000]), st.sampled_from(MARKETS),
-                                           st.integers(0, 1_000)), min_size=3, max_size=3))
+                                           st.integers(500, 1_000)), min_size=3, max_size=3))
     def fund_traders(self, opening):
         """Each trader's sub-account 0 starts funded (or empty) and, if funded, opens a
-        position using a random share of its margin (often highly levered), so that trades
-        mostly go through and price jumps soon make accounts liquidatable."""
+        position using half or more of its margin (about 10x-19x), so that trades mostly go
+        through and a crash soon makes accounts liquidatable."""
         for who, (usd, mk, share) in enumerate(opening):
             if usd:
                 self.x.deposit(self.traders[who], usd * TOKEN, sub=0)
@@ -116,20 +204,22 @@ class ExchangeMachine(RuleBasedStateMachine):
                     self._trade(who, 0, mk, "open", share)
 
     def teardown(self) -> None:
-        self.chain.restore(self.snapshot)
+        try:
+            if EXIT_CHECK:
+                self._check_everyone_exits()
+        finally:
+            self.chain.restore(self.snapshot)
 
     # ------------------------------------------------------------------ plumbing
 
-    def _step(self, name: str) -> None:
-        SUMMARY["steps"] += 1
-        _count("rules", name)
-
     def _advance(self, seconds: int) -> None:
-        self.chain.pending_timestamp = int(self.chain.blocks.head.timestamp) + seconds
-        self.chain.mine()
+        move_time(seconds)
         self.now = int(self.chain.blocks.head.timestamp)
         if hasattr(self, "m"):
             self.m.now = self.now
+
+    def _tokens(self, who: Any) -> int:
+        return int(self.fast.call(self.usd, "balanceOf", who))
 
     def _attempt(self, name: str, tries: list[Any], on_model: Any, on_chain: Any) -> Any:
         """Apply the first of `tries` the model accepts to the model, then to the chain.
@@ -165,32 +255,32 @@ class ExchangeMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------------ traders: collateral
 
     @rule(acct=accounts, usd=deposit_usd)
+    @counted
     def deposit(self, acct, usd):
-        self._step("deposit")
         self.x.deposit(self.traders[acct.who], usd * TOKEN, sub=acct.sub)
         self.m.deposit(self.names[acct.who], acct.sub, usd * TOKEN)
 
     @rule(acct=accounts, share=shares)
+    @counted
     def withdraw(self, acct, share):
-        self._step("withdraw")
         name, trader = self.names[acct.who], self.traders[acct.who]
         amount = self.m.withdrawable(name, acct.sub) * share // 1_000
         if amount == 0:
             _count("skipped", "withdraw: nothing withdrawable")
             return
-        before = int(self.x.d.usd.balanceOf(trader))
+        before = self._tokens(trader)
         done, _, _ = self._attempt(
             "withdraw", self._halvings(amount),
             lambda a: self.m.withdraw(name, acct.sub, a),
             lambda a: self.vault.withdraw(acct.sub, a, sender=trader),
         )
         if done:
-            assert int(self.x.d.usd.balanceOf(trader)) - before == done
+            assert self._tokens(trader) - before == done
             assert not self.m.health(name, acct.sub).liquidatable  # SPEC 11.5
 
     @rule(t=transfers())
+    @counted
     def move_collateral(self, t: Transfer):
-        self._step("move_collateral")
         name, trader = self.names[t.who], self.traders[t.who]
         amount = self.m.withdrawable(name, t.from_sub) * t.share // 1_000
         if amount == 0:
@@ -218,29 +308,34 @@ class ExchangeMachine(RuleBasedStateMachine):
         return sorted((self.names.index(o), s, mk) for (o, s, mk), p in self.m.positions.items() if p.size)
 
     @rule(intent=trade_intents())
+    @counted
     def trade(self, intent: TradeIntent):
         """open / increase on any account (reduce, flip, close fall back to open when flat)."""
         self._trade(intent.account.who, intent.account.sub, intent.market, intent.kind, intent.share)
 
     @rule(intent=trade_intents())
+    @counted
     def trade_again(self, intent: TradeIntent):
         """The same as `trade`: a second rule doubles how often risk is taken."""
         self._trade(intent.account.who, intent.account.sub, intent.market, intent.kind, intent.share)
 
     @precondition(lambda self: bool(self._positions()))
     @rule(pick=st.integers(0, 1_000), share=shares)
+    @counted
     def reduce(self, pick, share):
         who, sub, mk = (ps := self._positions())[pick % len(ps)]
         self._trade(who, sub, mk, "reduce", share)
 
     @precondition(lambda self: bool(self._positions()))
     @rule(pick=st.integers(0, 1_000), share=shares)
+    @counted
     def flip(self, pick, share):
         who, sub, mk = (ps := self._positions())[pick % len(ps)]
         self._trade(who, sub, mk, "flip", share)
 
     @precondition(lambda self: bool(self._positions()))
     @rule(pick=st.integers(0, 1_000))
+    @counted
     def close(self, pick):
         who, sub, mk = (ps := self._positions())[pick % len(ps)]
         self._trade(who, sub, mk, "close", 1_000)
@@ -254,7 +349,7 @@ class ExchangeMachine(RuleBasedStateMachine):
             kind = "increase"
         if kind == "reduce" and abs(size) == 1:
             kind = "close"
-        self._step(f"trade:{kind}")
+        _count("kinds", f"trade:{kind}")
         sign = (1 if size > 0 else -1) if size else (1 if share % 2 else -1)
         if kind in ("open", "increase"):
             delta = sign * self._risk_size(who, sub, mk, share)
@@ -289,11 +384,18 @@ class ExchangeMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ LPs
 
+    def _assert_share_price_kept(self, before: tuple[int, int], action: str) -> None:
+        """SPEC 11.10: an LP entering or leaving never lowers the price of the others' shares
+        (rounding favours the pool)."""
+        after = share_price(self.m)
+        assert after[0] * before[1] >= before[0] * after[1], f"{action} lowered the share price: {before} -> {after}"
+
     @rule(who=st.integers(0, 1), usd=lp_usd)
+    @counted
     def add_liquidity(self, who, usd):
-        self._step("add_liquidity")
         lp = self.lps[who]
         self.x.fund(lp, usd * TOKEN)
+        price_before = share_price(self.m)
         done, minted, receipt = self._attempt(
             "add_liquidity", [usd * TOKEN],
             lambda a: self.m.add_liquidity(str(lp), a),
@@ -301,98 +403,201 @@ class ExchangeMachine(RuleBasedStateMachine):
         )
         if done:
             assert receipt.return_value == minted
+            self._assert_share_price_kept(price_before, "add_liquidity")
 
     @rule(who=st.integers(0, 1), share=shares)
+    @counted
     def remove_liquidity(self, who, share):
-        self._step("remove_liquidity")
         lp = self.lps[who]
         amount = self.m.lp_shares.get(str(lp), 0) * share // 1_000
         if amount == 0:
             _count("skipped", "remove_liquidity: no shares")
             return
-        before = int(self.x.d.usd.balanceOf(lp))
+        before, price_before = self._tokens(lp), share_price(self.m)
         done, paid, _ = self._attempt(
             "remove_liquidity", self._halvings(amount),
             lambda s: self.m.remove_liquidity(str(lp), s),
             lambda s: self.vault.remove_liquidity(s, sender=lp),
         )
         if done:
-            assert int(self.x.d.usd.balanceOf(lp)) - before == paid
+            assert self._tokens(lp) - before == paid
+            self._assert_share_price_kept(price_before, "remove_liquidity")
+
+    @rule(usd=donation_usd)
+    @counted
+    def donate(self, usd):
+        """Tokens sent straight to the vault (SPEC 11.10) move no book: pool value, shares, the
+        share price and every account stay what they were (the model is not told; `_compare`
+        proves the chain still equals it); SPEC 11.1 counts them apart."""
+        amount = usd * TOKEN
+        self.usd.mint(self.donor, amount, sender=self.donor)
+        pool_before, shares_before = int(self.vault.pool_value()), int(self.vault.total_lp_shares())
+        self.usd.transfer(self.vault, amount, sender=self.donor)
+        self.donated += amount
+        SUMMARY["donated_tokens"] += amount
+        assert (int(self.vault.pool_value()), int(self.vault.total_lp_shares())) == (pool_before, shares_before)
 
     # ------------------------------------------------------------------ oracle, time, poke
+
+    def _band(self, market: int) -> tuple[int, int]:
+        low, high = (self.base[market] * r // WAD for r in PRICE_BAND)
+        return low, high
+
+    def _set_price(self, market: int, price: int) -> None:
+        self.x.set_price(market, price)
+        self.m.prices[market] = price
 
     def _move(self, market: int, bps: int) -> None:
         price = self.m.prices[market]
         new = price + price * bps // 10_000  # |move| <= 25% of the last price: the jump limit
-        low, high = (self.base[market] * r // WAD for r in PRICE_BAND)
+        low, high = self._band(market)
         if not low <= new <= high:
             new = price - price * bps // 10_000  # bounce back into the band
-        self.x.set_price(market, new)
-        self.m.prices[market] = new
+        self._set_price(market, new)
 
     @rule(market=st.sampled_from(MARKETS), bps=small_drift_bps)
+    @counted
     def oracle_drift(self, market, bps):
-        self._step("oracle_drift")
         self._move(market, bps)
 
     @rule(market=st.sampled_from(MARKETS), bps=large_jump_bps)
+    @counted
     def oracle_jump(self, market, bps):
-        self._step("oracle_jump")
         self._move(market, bps)
 
+    def _crash(self, market: int, direction: str, legs: list[tuple[int, int]]) -> None:
+        """A run of 3-6 updates in one direction (each within the jump limit, clamped to the
+        band), seconds apart: levered accounts on the wrong side become liquidatable.
+        "crowd" moves against the side with the larger open interest."""
+        low, high = self._band(market)
+        down = direction == "down" or (direction == "crowd" and self.m.markets[market].skew > 0)
+        for bps, seconds in legs:
+            price = self.m.prices[market]
+            new = max(low, price - price * bps // 10_000) if down else min(high, price + price * bps // 10_000)
+            if new == price:
+                break
+            self._advance(seconds)
+            self._set_price(market, new)
+        self.x.refresh_prices()  # the other market's price: fresh again, stamped now
+
+    @rule(market=st.sampled_from(MARKETS), direction=st.sampled_from(CRASH_DIRECTIONS), legs=crash_legs)
+    @counted
+    def crash(self, market, direction, legs):
+        self._crash(market, direction, legs)
+
+    @rule(market=st.sampled_from(MARKETS), direction=st.sampled_from(CRASH_DIRECTIONS), legs=crash_legs)
+    @counted
+    def crash_again(self, market, direction, legs):
+        """The same as `crash`: a second rule makes liquidations common."""
+        self._crash(market, direction, legs)
+
     @rule(seconds=wait_seconds)
+    @counted
     def wait(self, seconds):
-        self._step("wait")
         self._advance(seconds)
         self.x.refresh_prices()  # the oracle's max price age is an hour
 
     @rule(market=st.sampled_from(MARKETS))
+    @counted
     def poke(self, market):
-        self._step("poke")
+        """SPEC 11.4: accrual never reverts while the price is fresh (after any idle time)."""
         self.vault.poke(market, sender=self.traders[0])
         self.m.poke(market)
 
-    # ------------------------------------------------------------------ keeper
+    # ------------------------------------------------------------------ keepers
 
     def _liquidatable(self) -> list[tuple[int, int]]:
-        return [(w, s) for w in range(len(self.names)) for s in SUBS
+        return [(w, s) for w, s in self._all_accounts()
                 if self.m.open_markets(self.names[w], s) and self.m.health(self.names[w], s).liquidatable]
 
-    @precondition(lambda self: bool(self._liquidatable()))
-    @rule(pick=st.integers(0, 100))
-    def liquidate(self, pick):
-        self._step("liquidate")
-        candidates = self._liquidatable()
-        who, sub = candidates[pick % len(candidates)]
-        name, owner = self.names[who], self.traders[who]
-        assert self.vault.is_liquidatable(owner, sub)
-        before = int(self.x.d.usd.balanceOf(self.keeper_caller))
-        receipt = self.x.d.keeper.liquidate(owner, sub, sender=self.keeper_caller)
-        result = self.m.liquidate(name, sub, str(self.keeper_caller))
-        assert result is not None
+    def _check_liquidation(self, who: int, sub: int, keeper: Any, result: LiquidationResult | None, event: Any) -> None:
+        """One liquidation as the model did it: the event's amounts, SPEC 11.6, 11.7."""
+        assert result is not None, "the chain liquidated an account the model finds healthy"
         SUMMARY["liquidations"] += 1
         SUMMARY["full_liquidations"] += result.full
+        SUMMARY["partial_liquidations"] += not result.full
         SUMMARY["bad_debt_events"] += result.bad_debt > 0
-        [ev] = receipt.decode_logs(self.vault.Liquidation)
-        assert (int(ev.fraction), int(ev.fee), int(ev.realized_pnl), int(ev.bad_debt), int(ev.insurance_fee)) == (
-            result.fraction, result.fee, result.realized_pnl, result.bad_debt, result.insurance_fee)
-        paid = int(self.x.d.usd.balanceOf(self.keeper_caller)) - before
-        assert paid * self.x.token_scale == result.keeper_reward <= result.fee  # SPEC 11.7
+        assert (event.owner, int(event.sub), event.keeper) == (self.traders[who].address, sub, keeper.address)
+        assert (int(event.fraction), int(event.fee), int(event.realized_pnl), int(event.bad_debt),
+                int(event.insurance_fee), int(event.keeper_reward) * self.x.token_scale) == (
+            result.fraction, result.fee, result.realized_pnl, result.bad_debt, result.insurance_fee,
+            result.keeper_reward)
+        assert result.keeper_reward <= result.fee  # SPEC 11.7
         # SPEC 11.6: afterwards healthy or empty; a shortfall is bad debt, not negative collateral
-        h = self.m.health(name, sub)
+        h = self.m.health(self.names[who], sub)
         assert not h.liquidatable or h.positions == 0
         if h.positions == 0:
-            assert self.m.collateral.get((name, sub), 0) >= 0
-        # SPEC 11.7: a second liquidation in the same block pays nothing (it is refused)
+            assert h.collateral >= 0
+
+    def _liquidate_one(self, who: int, sub: int, keeper: Any) -> None:
+        name, owner = self.names[who], self.traders[who]
+        assert self.vault.is_liquidatable(owner, sub)
+        before = self._tokens(keeper)
+        receipt = self.x.d.keeper.liquidate(owner, sub, sender=keeper)
+        result = self.m.liquidate(name, sub, str(keeper))
+        [ev] = receipt.decode_logs(self.vault.Liquidation)
+        self._check_liquidation(who, sub, keeper, result, ev)
+        assert (self._tokens(keeper) - before) * self.x.token_scale == result.keeper_reward
+
+    def _refuse_second_liquidation(self, who: int, sub: int) -> None:
+        """SPEC 11.7 / 8: a second liquidation of the same account in the same block (the
+        clock is stopped) pays nothing: refused alone, skipped in a batch."""
+        owner, keeper = self.traders[who], self.keeper_caller
+        before = self._tokens(keeper)
         with ape.reverts("keeper: account healthy"):
-            self.x.d.keeper.liquidate(owner, sub, sender=self.keeper_caller)
+            self.x.d.keeper.liquidate(owner, sub, sender=keeper)
+        receipt = self.x.d.keeper.liquidate_many([owner], [sub], sender=keeper)
+        assert self.m.liquidate(self.names[who], sub, str(keeper)) is None  # settles funding, as the chain
+        assert receipt.return_value == 0 and not receipt.decode_logs(self.vault.Liquidation)
+        assert self._tokens(keeper) == before
+        SUMMARY["race_refusals"] += 1
+
+    @precondition(lambda self: bool(self._liquidatable()))
+    @rule(mode=st.sampled_from(("keeper", "rival first", "batch")), pick=st.integers(0, 100),
+          batch=st.permutations(range(len(SUBS) * 3)), size=st.integers(2, len(SUBS) * 3))
+    @counted
+    def liquidate(self, mode, pick, batch, size):
+        """One rule for every way of liquidating (so that swarm testing, which turns rules off
+        per example, rarely leaves a crash without a keeper): one account by the keeper; the
+        same but a rival keeper's transaction lands first (either way the keeper's second
+        attempt in the same block pays nothing); or a batch (`liquidate_many`)."""
+        _count("kinds", f"liquidate:{mode}")
+        if mode == "batch":
+            self._liquidate_batch(batch, size, pick)
+            return
+        who, sub = (c := self._liquidatable())[pick % len(c)]
+        self._liquidate_one(who, sub, self.rival if mode == "rival first" else self.keeper_caller)
+        self._refuse_second_liquidation(who, sub)
+
+    def _liquidate_batch(self, batch: list[int], size: int, pick: int) -> None:
+        """`liquidate_many` over accounts in random order, at least one liquidatable, the rest
+        whatever they are (healthy ones are skipped: only their funding is settled, in model
+        and chain)."""
+        every = self._all_accounts()
+        chosen = [every[i] for i in batch[:size]]
+        liquidatable = self._liquidatable()
+        if not any(a in liquidatable for a in chosen):
+            chosen[pick % len(chosen)] = liquidatable[pick % len(liquidatable)]
+        chosen = list(dict.fromkeys(chosen))
+        keeper = self.keeper_caller
+        before = self._tokens(keeper)
+        receipt = self.x.d.keeper.liquidate_many([self.traders[w] for w, _ in chosen], [s for _, s in chosen],
+                                                 sender=keeper)
+        results = [(w, s, self.m.liquidate(self.names[w], s, str(keeper))) for w, s in chosen]
+        done = [(w, s, r) for w, s, r in results if r is not None]
+        events = receipt.decode_logs(self.vault.Liquidation)
+        assert receipt.return_value == len(done) == len(events) >= 1
+        for (w, s, r), ev in zip(done, events):
+            self._check_liquidation(w, s, keeper, r, ev)
+        assert (self._tokens(keeper) - before) * self.x.token_scale == sum(r.keeper_reward for _, _, r in done)
+        assert not any(a in self._liquidatable() for a in chosen)  # the sweep leaves none behind
 
     # ------------------------------------------------------------------ admin
 
     @rule(target_=st.sampled_from(("all",) + MARKETS))
+    @counted
     def pause_unpause(self, target_):
         """The owner toggles the global pause or one market's pause."""
-        self._step("pause_unpause")
         if target_ == "all":
             if self.m.paused:
                 self.vault.unpause(sender=self.admin)
@@ -407,6 +612,207 @@ class ExchangeMachine(RuleBasedStateMachine):
             self.vault.pause_market(target_, sender=self.admin)
         st_.paused = not st_.paused
 
+    # ------------------------------------------------------------------ SPEC 11.11
+
+    def _check_everyone_exits(self) -> None:
+        accounts_ = [(t, s) for t in self.traders for s in SUBS]
+        result = everyone_exits(self.x, accounts_, self.lps, self.keeper_caller, donations=self.donated)
+        SUMMARY["exit_checks"] += 1
+        assert result.ok, f"SPEC 11.11: not everyone could exit: {result.detail}"
+
+    @precondition(lambda self: EXIT_CHECK and self.steps_since_exit >= EXIT_EVERY)
+    @rule()
+    @counted
+    def everyone_can_exit(self):
+        """SPEC 11.11, in a snapshot that perpdex.checks.everyone_exits rolls back."""
+        self._check_everyone_exits()
+        self.steps_since_exit = 0
+
+    # ------------------------------------------------------------------ invalid actions
+
+    def _model_state(self) -> Any:
+        m = self.m
+        return copy.deepcopy((m.markets, m.prices, m.collateral, m.positions, m.pool_balance, m.insurance_fund,
+                              m.lp_shares, m.total_lp_shares, m.keeper_paid, m.paused, m.now))
+
+    def _model_refuses(self, action: Callable[[], Any]) -> str:
+        """The reason the model gives for refusing `action`; the model must be left as it was."""
+        before = self._model_state()
+        try:
+            action()
+        except ModelRevert as exc:
+            assert self._model_state() == before, f"the model changed although it refused: {exc.reason}"
+            return exc.reason
+        raise AssertionError("the model accepted an action this rule means to be invalid")
+
+    def _refused(self, rule_name: str, reason: str, actor: Any, call: Callable[[], Any]) -> None:
+        """`call`, made by `actor`, must revert with exactly `reason` and move none of the
+        actor's tokens (the model is not told; `_compare` then proves nothing changed)."""
+        _count("refused", f"{rule_name}: {reason}")
+        tokens = self._tokens(actor)
+        with ape.reverts(reason):
+            call()
+        assert self._tokens(actor) == tokens, f"{rule_name}: tokens moved on a refused call"
+
+    @rule(acct=accounts, extra=extra_tokens)
+    @counted
+    def invalid_withdraw_too_much(self, acct: Account, extra: int):
+        name, trader = self.names[acct.who], self.traders[acct.who]
+        amount = self.m.withdrawable(name, acct.sub) + extra
+        reason = self._model_refuses(lambda: self.m.withdraw(name, acct.sub, amount))
+        assert reason in WITHDRAW_REASONS, reason
+        self._refused("invalid_withdraw_too_much", reason, trader,
+                      lambda: self.vault.withdraw(acct.sub, amount, sender=trader))
+
+    @rule(acct=accounts, action=st.sampled_from(("deposit", "withdraw", "transfer_margin", "add_liquidity",
+                                                 "modify_position", "remove_liquidity")))
+    @counted
+    def invalid_zero_amount(self, acct: Account, action: str):
+        who, sub = self.traders[acct.who], acct.sub
+        calls: dict[str, tuple[str, Callable[[], Any]]] = {
+            "deposit": ("vault: zero amount", lambda: self.vault.deposit(sub, 0, sender=who)),
+            "withdraw": ("vault: zero amount", lambda: self.vault.withdraw(sub, 0, sender=who)),
+            "transfer_margin": ("vault: zero amount", lambda: self.vault.transfer_margin(sub, (sub + 1) % len(SUBS), 0,
+                                                                                         sender=who)),
+            "add_liquidity": ("vault: zero amount", lambda: self.vault.add_liquidity(0, sender=who)),
+            "modify_position": ("vault: zero size", lambda: self.vault.modify_position(sub, 0, 0, MAX_UINT256,
+                                                                                       sender=who)),
+            "remove_liquidity": ("vault: zero shares", lambda: self.vault.remove_liquidity(0, sender=who)),
+        }
+        reason, call = calls[action]
+        self._refused("invalid_zero_amount", reason, who, call)
+
+    def _unpaused(self) -> bool:
+        return not self.m.paused and not all(s.paused for s in self.m.markets)
+
+    def _risk_sign(self, who: int, sub: int, market: int, up: bool) -> int:
+        """The sign of a trade that increases risk: the position's own, or `up` when flat."""
+        size = self.m.position(self.names[who], sub, market).size
+        return (1 if size > 0 else -1) if size else (1 if up else -1)
+
+    @precondition(lambda self: self._unpaused())
+    @rule(acct=accounts, market=st.sampled_from(MARKETS), up=st.booleans())
+    @counted
+    def invalid_over_max_leverage(self, acct: Account, market: int, up: bool):
+        """A new risk whose initial margin alone exceeds the account's equity (+1,000 USD)."""
+        if self.m.markets[market].paused:
+            market = 1 - market
+        name, trader = self.names[acct.who], self.traders[acct.who]
+        equity, params = self.m.health(name, acct.sub).equity, self.m.markets[market].params
+        notional = (max(equity, 0) + 1_000 * WAD) * params.max_leverage // WAD
+        delta = self._risk_sign(acct.who, acct.sub, market, up) * (notional * WAD // self.m.prices[market])
+        bound = MAX_UINT256 if delta > 0 else 0
+        reason = self._model_refuses(lambda: self.m.modify_position(name, acct.sub, market, delta, bound))
+        # the pool's backing or the OI cap can refuse such a size first: then that is the reason
+        assert reason in ("vault: below initial margin", "vault: pool cannot back open interest",
+                          "vault: open interest cap"), reason
+        self._refused("invalid_over_max_leverage", reason, trader,
+                      lambda: self.vault.modify_position(acct.sub, market, delta, bound, sender=trader))
+
+    @rule(acct=accounts, market=st.sampled_from(MARKETS), up=st.booleans(), milli=st.integers(1, 1_000))
+    @counted
+    def invalid_fill_beyond_acceptable(self, acct: Account, market: int, up: bool, milli: int):
+        """A trade bounded one wei better than its exact fill."""
+        name, trader = self.names[acct.who], self.traders[acct.who]
+        delta = (1 if up else -1) * milli * WAD // 1_000
+        state = self.m.markets[market]
+        fill = fill_price(self.m.prices[market], state.skew, delta, state.params.skew_scale)
+        bound = fill - 1 if up else fill + 1
+        reason = self._model_refuses(lambda: self.m.modify_position(name, acct.sub, market, delta, bound))
+        assert reason == ("vault: fill above acceptable price" if up else "vault: fill below acceptable price"), reason
+        self._refused("invalid_fill_beyond_acceptable", reason, trader,
+                      lambda: self.vault.modify_position(acct.sub, market, delta, bound, sender=trader))
+
+    @rule(acct=accounts, offset=st.integers(0, 5), action=st.sampled_from(("trade", "poke")))
+    @counted
+    def invalid_unknown_market(self, acct: Account, offset: int, action: str):
+        name, trader, market = self.names[acct.who], self.traders[acct.who], len(self.m.markets) + offset
+        if action == "poke":
+            reason = self._model_refuses(lambda: self.m.poke(market))
+            call = lambda: self.vault.poke(market, sender=trader)  # noqa: E731
+        else:
+            reason = self._model_refuses(lambda: self.m.modify_position(name, acct.sub, market, WAD, MAX_UINT256))
+            call = lambda: self.vault.modify_position(acct.sub, market, WAD, MAX_UINT256, sender=trader)  # noqa: E731
+        assert reason == "vault: unknown market", reason
+        self._refused("invalid_unknown_market", reason, trader, call)
+
+    @rule(acct=accounts, market=st.sampled_from(MARKETS), up=st.booleans(), milli=st.integers(1, 1_000))
+    @counted
+    def invalid_new_risk_while_paused(self, acct: Account, market: int, up: bool, milli: int):
+        """New risk in a paused market (the owner pauses it first when nothing is paused)."""
+        if not (self.m.paused or self.m.markets[market].paused):
+            self.vault.pause_market(market, sender=self.admin)
+            self.m.markets[market].paused = True
+        name, trader = self.names[acct.who], self.traders[acct.who]
+        delta = self._risk_sign(acct.who, acct.sub, market, up) * milli * WAD // 1_000
+        bound = MAX_UINT256 if delta > 0 else 0
+        reason = self._model_refuses(lambda: self.m.modify_position(name, acct.sub, market, delta, bound))
+        assert reason == "vault: market paused", reason
+        self._refused("invalid_new_risk_while_paused", reason, trader,
+                      lambda: self.vault.modify_position(acct.sub, market, delta, bound, sender=trader))
+
+    @rule(who=st.integers(0, 1), extra=extra_tokens)
+    @counted
+    def invalid_remove_more_shares_than_owned(self, who: int, extra: int):
+        lp = self.lps[who]
+        amount = self.m.lp_shares.get(str(lp), 0) + extra
+        reason = self._model_refuses(lambda: self.m.remove_liquidity(str(lp), amount))
+        assert reason == "vault: insufficient shares", reason
+        self._refused("invalid_remove_more_shares_than_owned", reason, lp,
+                      lambda: self.vault.remove_liquidity(amount, sender=lp))
+
+    @rule(acct=accounts, amount=st.integers(1, 10**12))
+    @counted
+    def invalid_transfer_to_same_sub(self, acct: Account, amount: int):
+        name, trader = self.names[acct.who], self.traders[acct.who]
+        reason = self._model_refuses(lambda: self.m.transfer_margin(name, acct.sub, acct.sub, amount))
+        assert reason == "vault: same sub-account", reason
+        self._refused("invalid_transfer_to_same_sub", reason, trader,
+                      lambda: self.vault.transfer_margin(acct.sub, acct.sub, amount, sender=trader))
+
+    @rule(pick=st.integers(0, 100))
+    @counted
+    def invalid_liquidate_healthy(self, pick: int):
+        """Liquidating a healthy account (one with positions when there is one) is refused."""
+        healthy = [(w, s) for w, s in self._all_accounts() if not self.m.health(self.names[w], s).liquidatable]
+        with_positions = [a for a in healthy if self.m.open_markets(self.names[a[0]], a[1])]
+        who, sub = (with_positions or healthy)[pick % len(with_positions or healthy)]
+        self._refused("invalid_liquidate_healthy", "keeper: account healthy", self.keeper_caller,
+                      lambda: self.x.d.keeper.liquidate(self.traders[who], sub, sender=self.keeper_caller))
+
+    @rule(market=st.sampled_from(MARKETS), up=st.booleans(), bps=too_large_jump_bps)
+    @counted
+    def invalid_price_jump(self, market: int, up: bool, bps: int):
+        price = self.m.prices[market]
+        new = price + price * bps // 10_000 if up else price - price * bps // 10_000
+        self._refused("invalid_price_jump", "oracle: price jump too large", self.admin,
+                      lambda: self.x.set_price(market, new))
+
+    @rule(market=st.sampled_from(MARKETS), bps=small_drift_bps)
+    @counted
+    def invalid_price_by_non_feeder(self, market: int, bps: int):
+        price = self.m.prices[market]
+        self._refused("invalid_price_by_non_feeder", "oracle: not a feeder", self.attacker,
+                      lambda: self.x.set_price(market, price + price * bps // 10_000, feeder=self.attacker))
+
+    @rule(action=st.sampled_from(("pause", "unpause", "pause_market", "unpause_market", "set_market_params",
+                                  "add_market", "set_liquidator", "oracle_set_max_price_jump")))
+    @counted
+    def invalid_admin_by_non_owner(self, action: str):
+        v, who = self.vault, self.attacker
+        params = self.m.markets[0].params.as_tuple()
+        calls: dict[str, Callable[[], Any]] = {
+            "pause": lambda: v.pause(sender=who),
+            "unpause": lambda: v.unpause(sender=who),
+            "pause_market": lambda: v.pause_market(0, sender=who),
+            "unpause_market": lambda: v.unpause_market(1, sender=who),
+            "set_market_params": lambda: v.set_market_params(0, params, sender=who),
+            "add_market": lambda: v.add_market(params, sender=who),
+            "set_liquidator": lambda: v.set_liquidator(who, 0, sender=who),
+            "oracle_set_max_price_jump": lambda: self.x.d.oracle.set_max_price_jump(WAD, sender=who),
+        }
+        self._refused("invalid_admin_by_non_owner", NOT_OWNER, who, calls[action])
+
     # ------------------------------------------------------------------ invariants
 
     def _all_accounts(self) -> list[tuple[int, int]]:
@@ -416,6 +822,7 @@ class ExchangeMachine(RuleBasedStateMachine):
     def chain_equals_model(self):
         """SPEC 11.9 and the differential test: every number the model keeps, on chain."""
         SUMMARY["checks"] += 1
+        self.steps_since_exit += 1
         t0 = time.perf_counter()
         try:
             self._compare()
@@ -423,43 +830,23 @@ class ExchangeMachine(RuleBasedStateMachine):
             SUMMARY["check_seconds"] += time.perf_counter() - t0
 
     def _compare(self) -> None:
-        v, m = self.vault, self.m
-        assert int(self.chain.blocks.head.timestamp) == int(self.chain.pending_timestamp) == m.now
-        for mk in MARKETS:
-            assert self.x.price(mk) == m.prices[mk]
-            st_, mine = v.market_state(mk), m.markets[mk]
-            assert (int(st_.oi_long), int(st_.oi_short), int(st_.entry_sum), int(st_.funding_sum)) == (
-                mine.oi_long, mine.oi_short, mine.entry_sum, mine.funding_sum)
-            assert (int(st_.funding_rate), int(st_.funding_index), int(st_.last_funding_time)) == (
-                mine.funding_rate, mine.funding_index, mine.last_funding_time)
-            assert tuple(int(f) for f in v.funding(mk)) == m.funding_now(mk)
-            assert bool(v.market_paused(mk)) == mine.paused
-        assert int(v.pool_balance()) == m.pool_balance
-        assert int(v.pool_value()) == m.pool_value()
-        assert int(v.insurance_fund()) == m.insurance_fund
-        assert int(v.total_lp_shares()) == m.total_lp_shares
-        assert bool(v.paused()) == m.paused
-        for lp in self.lps:
-            assert int(v.lp_shares(lp)) == m.lp_shares.get(str(lp), 0)
-        for w, s in self._all_accounts():
-            name, owner = self.names[w], self.traders[w]
-            markets = m.open_markets(name, s)
-            assert [int(i) for i in v.open_markets(owner, s)] == markets
-            assert self.x.health(owner, s) == m.health(name, s)  # collateral, PnL, funding, margins
-            assert int(v.withdrawable(owner, s)) == m.withdrawable(name, s)
-            for mk in markets:
-                assert self.x.position(owner, s, mk) == m.position(name, s, mk)
-        paid = int(self.x.d.usd.balanceOf(self.keeper_caller)) - self.keeper_start
-        assert paid == m.keeper_paid.get(str(self.keeper_caller), 0)
+        """One read of everything through FastChain (no Ape per call on boa), one comparison
+        with the same numbers from the model, so a mismatch shows as a readable dict diff."""
+        assert int(self.chain.pending_timestamp) == self.m.now
+        keepers = {k: self.keeper_start[str(k)] for k in self.keepers}
+        on_chain = self.fast.state(self.traders, SUBS, MARKETS, self.lps, keepers)
+        in_model = model_state(self.m, self.names, SUBS, MARKETS, [str(lp) for lp in self.lps],
+                               [str(k) for k in self.keepers])
+        assert on_chain == in_model  # SPEC 11.7 included: each keeper was paid exactly its rewards
 
     @invariant()
     def tokens_back_the_books(self):
-        """SPEC 11.1: the vault's tokens are exactly collateral + pool cash + insurance (no
-        donations here; fees live in the pool)."""
+        """SPEC 11.1: the vault holds exactly collateral + pool cash + insurance (fees live in
+        the pool) + what was donated, which no book counts."""
         m = self.m
         ledger = sum(m.collateral.values()) + m.pool_balance + m.insurance_fund
-        held = int(self.x.d.usd.balanceOf(self.vault)) * self.x.token_scale
-        assert held == ledger, (held, ledger)
+        held = self._tokens(self.vault) * self.x.token_scale
+        assert held == ledger + self.donated * self.x.token_scale, (held, ledger, self.donated)
 
     @invariant()
     def open_interest_is_the_positions(self):
@@ -486,15 +873,24 @@ class ExchangeMachine(RuleBasedStateMachine):
     @invariant()
     def funding_moves_only_with_time(self):
         """SPEC 11.4: the stored funding state (rate, index, time of the last accrual) changes
-        only when time has passed since the last accrual, and then is stamped now. (The index *as of now* may: funding for the unaccrued
-        interval is priced at the current oracle price, so a price move re-prices it.)"""
+        only when time has passed since the last accrual, and then is stamped now, and by no
+        more than the velocity model allows over that time (SPEC 6): the rate by at most
+        max_funding_velocity * dt / DAY, the index (a floored trapezoid at the price of the
+        accrual, which no rule moves after accruing in the same step) by at most
+        max(|r0|, |r1|) * dt * P / (DAY * WAD) plus one wei of floor. (The index *as of now*
+        may change without time passing: the unaccrued interval is priced at the current
+        oracle price, so a price move re-prices it.)"""
         for mk in MARKETS:
             st_ = self.m.markets[mk]
             stored = (st_.funding_rate, st_.funding_index, st_.last_funding_time)
-            _, before = self.last_funding[mk]
+            before = self.last_funding[mk]
             if stored != before:  # an accrual: only at a later time than the previous one
                 assert stored[2] == self.m.now > before[2], (mk, stored, before)
-            self.last_funding[mk] = (self.m.now, stored)
+                dt, (r0, i0), (r1, i1) = stored[2] - before[2], before[:2], stored[:2]
+                assert abs(r1 - r0) * DAY <= st_.params.max_funding_velocity * dt, (mk, r0, r1, dt)
+                assert abs(i1 - i0) * DAY * WAD <= max(abs(r0), abs(r1)) * dt * self.m.prices[mk] + DAY * WAD, (
+                    mk, i0, i1, r0, r1, dt)
+            self.last_funding[mk] = stored
 
     @invariant()
     def accounts_are_sound(self):
@@ -510,34 +906,96 @@ class ExchangeMachine(RuleBasedStateMachine):
             assert out <= max(0, h.equity - h.initial_margin)
 
 
-@pytest.fixture(scope="module")
-def summary():
-    yield
-    s = SUMMARY
-    rules = ", ".join(f"{k} {v}" for k, v in sorted(s["rules"].items()))
-    refused = ", ".join(f"{v} x {k}" for k, v in sorted(s["refused"].items(), key=lambda kv: -kv[1])) or "none"
-    skipped = ", ".join(f"{v} x {k}" for k, v in sorted(s["skipped"].items(), key=lambda kv: -kv[1])) or "none"
-    rate = s["steps"] / s["seconds"] if s["seconds"] else 0.0
-    if os.environ.get("PERPDEX_FUZZ_SUMMARY"):
-        with open(os.environ["PERPDEX_FUZZ_SUMMARY"], "w") as out:
-            json.dump({**s, "profile": PROFILE, "steps_per_second": rate}, out, indent=1)
-    print(
-        f"\nexchange machine [{PROFILE}]: {s['examples']} examples, {s['steps']} steps, {s['checks']} invariant "
-        f"checks (x6 invariants), {s['seconds']:.1f} s, {rate:.1f} steps/s ({s['check_seconds']:.1f} s reading the chain for checks); liquidations {s['liquidations']} "
-        f"({s['full_liquidations']} full, {s['bad_debt_events']} with bad debt)\n  rules hit: {rules}\n"
-        f"  refused on both sides (all halvings): {refused}\n  skipped (nothing to do): {skipped}"
-    )
+# ---------------------------------------------------------------------- running it
 
 
-def test_exchange_state_machine(x, chain, trader, trader2, attacker, lp, accounts, liquidator, model_of, summary):
+def machine_rules() -> set[str]:
+    """Every rule of the machine (the exit rule only when the exit check is on)."""
+    names = {r.function.__name__ for r in ExchangeMachine.setup_state().rules}
+    return names if EXIT_CHECK else names - {"everyone_can_exit"}
+
+
+def run_exchange_machine(x: Exchange, chain: Any, roles: Roles, profile: str) -> None:
+    """Run the machine under settings profile `perpdex-<profile>`; SUMMARY collects the figures
+    (a failure is recorded in SUMMARY["failed"] and raised)."""
     start = time.perf_counter()
     try:
-        run_state_machine_as_test(
-            lambda: ExchangeMachine(x, chain, [trader, trader2, attacker], [lp, accounts[6]], liquidator, model_of),
-            settings=settings.get_profile(f"perpdex-{PROFILE}"),
-        )
+        run_state_machine_as_test(lambda: ExchangeMachine(x, chain, roles),
+                                  settings=settings.get_profile(f"perpdex-{profile}"))
     except BaseException as exc:
         SUMMARY["failed"] = f"{type(exc).__name__}: {str(exc)[:2000]}"
         raise
     finally:
         SUMMARY["seconds"] += time.perf_counter() - start
+        SUMMARY["never_hit"] = sorted(machine_rules() - set(SUMMARY["rules"]))
+
+
+def print_summary(profile: str, json_path: str | None = None) -> None:
+    """Print SUMMARY; also write it as JSON to `json_path` (with the profile and steps/s)."""
+    s = SUMMARY
+    rules = ", ".join(f"{k} {v}" for k, v in sorted(s["rules"].items()))
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(s["kinds"].items()))
+    refused = ", ".join(f"{v} x {k}" for k, v in sorted(s["refused"].items(), key=lambda kv: -kv[1])) or "none"
+    skipped = ", ".join(f"{v} x {k}" for k, v in sorted(s["skipped"].items(), key=lambda kv: -kv[1])) or "none"
+    rate = s["steps"] / s["seconds"] if s["seconds"] else 0.0
+    if json_path:
+        with open(json_path, "w") as out:
+            json.dump({**s, "profile": profile, "steps_per_second": rate}, out, indent=1)
+    print(
+        f"\nexchange machine [{profile}]: {s['examples']} examples, {s['steps']} steps, {s['checks']} invariant "
+        f"checks (x6 invariants), {s['seconds']:.1f} s, {rate:.1f} steps/s ({s['check_seconds']:.1f} s reading the "
+        f"chain for checks)\n  liquidations {s['liquidations']} ({s['partial_liquidations']} partial, "
+        f"{s['full_liquidations']} full, {s['bad_debt_events']} with bad debt); {s['race_refusals']} second "
+        f"liquidations refused/skipped; {s['exit_checks']} everyone-exits checks"
+        f"{'' if EXIT_CHECK else ' (off: PERPDEX_FUZZ_EXIT=0)'}; {s['donated_tokens'] / TOKEN:,.0f} USD donated"
+        f"\n  rules hit: {rules}\n  never hit: {', '.join(s['never_hit']) or 'none'}\n  trade kinds: {kinds}"
+        f"\n  refused (all halvings / invalid actions): {refused}\n  skipped (nothing to do): {skipped}"
+    )
+
+
+@pytest.fixture(scope="module")
+def summary():
+    yield
+    print_summary(PROFILE, os.environ.get("PERPDEX_FUZZ_SUMMARY"))
+
+
+def test_exchange_state_machine(x, chain, trader, trader2, attacker, lp, accounts, liquidator, summary):
+    roles = Roles(traders=[trader, trader2, attacker], lps=[lp, accounts[6]], keeper=liquidator,
+                  rival_keeper=accounts[7], donor=accounts[8])
+    run_exchange_machine(x, chain, roles, PROFILE)
+    if PROFILE in MUST_HIT_EVERY_RULE and SUMMARY["never_hit"]:
+        SUMMARY["failed"] = f"rules never hit (a silent hole): {SUMMARY['never_hit']}"
+        raise AssertionError(SUMMARY["failed"])
+
+
+# ---------------------------------------------------------------------- SPEC 11.10: first deposit
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@given(seed=st.integers(1, 10**6), donation=donation_usd, deposit=st.integers(1, 10**11))
+def test_first_lp_deposit__after_a_donation__gets_a_fair_share(x, chain, lp, attacker, trader, seed, donation,
+                                                              deposit):
+    """The pool empties (every LP leaves while no position is open), an attacker makes the
+    first deposit (`seed` token units) and donates to the vault; a later LP still gets shares
+    worth what it paid, less at most one token unit, and the donation moves no share price."""
+    snap = chain.snapshot()
+    try:
+        v = x.vault
+        assert int(v.total_lp_shares()) == int(v.lp_shares(lp)) and not any(
+            int(v.market_state(m).oi_long) + int(v.market_state(m).oi_short) for m in MARKETS)
+        v.remove_liquidity(v.lp_shares(lp), sender=lp)
+        empty = model_from_chain(x, int(chain.blocks.head.timestamp))
+        assert empty.total_lp_shares == 0
+        x.add_liquidity(attacker, seed)
+        first = model_from_chain(x, empty.now)
+        assert share_price(first)[0] * share_price(empty)[1] >= share_price(empty)[0] * share_price(first)[1]
+        x.fund(attacker, donation * TOKEN)
+        x.d.usd.transfer(v, donation * TOKEN, sender=attacker)
+        assert model_from_chain(x, empty.now) == first  # the donation moved no book
+        shares_ = x.add_liquidity(trader, deposit).return_value
+        assert shares_ > 0
+        paid = v.remove_liquidity(shares_, sender=trader).return_value
+        assert deposit - 1 <= paid <= deposit, (deposit, paid)
+        assert v.remove_liquidity(v.lp_shares(attacker), sender=attacker).return_value <= seed  # no profit
+    finally:
+        chain.restore(snap)
