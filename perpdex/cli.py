@@ -33,28 +33,90 @@ def main(verbose: bool) -> None:
 
 @main.command()
 @click.option("--network", default=EMBEDDED, show_default=True, help=NETWORK_HELP)
-def demo(network: str) -> None:
-    """Deploy everything, fund the pool and a trader, open a cross-margin book, print it all."""
-    from perpdex.deploy import deploy_system
-    from perpdex.model import WAD
-    from perpdex.sdk import Exchange
+@click.option("--traders", default=50, show_default=True, help="Simulated traders (sub-accounts of 8 test accounts)")
+@click.option("--blocks", default=None, type=int, help="Blocks to replay (default: the demo's 200)")
+@click.option("--seed", default=7, show_default=True, help="Seed of the price path and the trader population")
+@click.option("--out", default="out/demo", show_default=True, help="Directory for the charts, report.html, summary.json")
+def demo(network: str, traders: int, blocks: int | None, seed: int, out: str) -> None:
+    """Deploy, fund LPs and a population of traders, replay a GBM-with-jumps price path block by
+    block with the price feeder, funding and liquidation keepers running, then report."""
+    from perpdex.sim import scenario
+
+    changes: dict[str, Any] = {"traders": traders, "seed": seed, "network": network}
+    if blocks:
+        changes["blocks"] = blocks
+    _simulate_and_report(scenario("demo", **changes), out, show_book=True)
+
+
+@main.command()
+@click.option("--scenario", "name", default=None, help="One of: gbm, crash, gap, squeeze, bleed")
+@click.option("--all", "run_all", is_flag=True, help="Run every scenario and print a comparison table")
+@click.option("--network", default=EMBEDDED, show_default=True, help=NETWORK_HELP)
+@click.option("--traders", default=None, type=int, help="Simulated traders (default: the scenario's 50)")
+@click.option("--blocks", default=None, type=int, help="Blocks to replay (default: the scenario's)")
+@click.option("--seed", default=7, show_default=True)
+@click.option("--out", default="out/stress", show_default=True, help="Each scenario's report goes to OUT/NAME")
+def stress(name: str | None, run_all: bool, network: str, traders: int | None, blocks: int | None, seed: int, out: str) -> None:
+    """Run a named stress scenario (or all of them, then compare) and report."""
+    from pathlib import Path
+
+    from contextlib import nullcontext
+
+    from perpdex.sim import SCENARIOS, scenario
+    from perpdex.sim.scenarios import embedded_session
+    from perpdex.sim.ui import comparison_table
+
+    if bool(name) == run_all:
+        raise click.UsageError(f"give --scenario NAME (one of {', '.join(SCENARIOS)}) or --all")
+    changes: dict[str, Any] = {"seed": seed, "network": network}
+    changes.update({k: v for k, v in (("traders", traders), ("blocks", blocks)) if v})
+    names = list(SCENARIOS) if run_all else [name]
+    try:
+        configs = [scenario(n, **changes) for n in names if n]
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    with embedded_session() if network == EMBEDDED else nullcontext():  # one chain for every scenario
+        results = [_simulate_and_report(c, str(Path(out) / c.name), quiet=run_all) for c in configs]
+    if run_all:
+        console.print(comparison_table(results))
+    if any(not r.report.ok for r in results):
+        raise SystemExit(1)
+
+
+def _simulate_and_report(config: Any, out: str, show_book: bool = False, quiet: bool = False) -> Any:
+    """Run `config` with a progress bar, print the report (or one line when `quiet`), write its files."""
+    from pathlib import Path
+
+    from perpdex.report import print_report, write_report
+    from perpdex.sim import simulate
+    from perpdex.sim.ui import progress_bar
 
     started = time.monotonic()
-    with connect(network):
-        admin, lp, trader = test_signers(3)
-        with console.status("deploying"):
-            x = Exchange(deploy_system(admin))
-        console.print(f"[bold]perpdex deployed on {network}[/bold] by {admin.address}")
-        with console.status("funding the pool and the trader, opening positions"):
-            x.add_liquidity(lp, x.tokens(1_000_000))
-            x.deposit(trader, x.tokens(10_000))
-            eth, btc = x.d.markets["ETH-USD"], x.d.markets["BTC-USD"]
-            x.trade(trader, eth, 20 * WAD)  # 60,000 USD long ETH
-            x.trade(trader, btc, -WAD // 2)  # 30,000 USD short BTC, same cross-margin sub-account
-        print_system(x)
-        for table in account_tables(x, trader, 0):
+
+    def show(result: Any) -> None:
+        if not show_book:
+            return
+        print_system(result.x)
+        hedged = next((t for t in result.traders if t.style == "hedged"), result.traders[0])
+        console.print(f"[bold]A hedged long-ETH / short-BTC book in one cross-margin sub-account (trader {hedged.index})[/bold]")
+        for table in account_tables(result.x, hedged.owner, hedged.sub):
             console.print(table)
-    console.print(f"done in {time.monotonic() - started:.1f}s")
+
+    with progress_bar(console, f"{config.name} on {config.network}") as on_block:
+        result = simulate(config, on_block, then=show)
+    report = result.report
+    if quiet:
+        verdict = "[green]all checks passed[/green]" if report.ok else f"[red]{len(report.failed)} check(s) failed[/red]"
+        console.print(f"{config.name}: {verdict}")
+    else:
+        print_report(report, console)
+    paths = write_report(report, Path(out))
+    console.print(
+        f"{config.name}: {config.traders} traders, {config.blocks} blocks in {result.wall_seconds:.1f}s "
+        f"({result.blocks_per_second:.1f} blocks/s), {time.monotonic() - started:.1f}s in all; "
+        f"report written to {Path(out) / 'report.html'} ({len(paths)} files)"
+    )
+    return result
 
 
 @main.command()
@@ -273,9 +335,52 @@ def _stamped(line: str) -> None:
     console.file.flush()
 
 
-@main.group()
-def bench() -> None:
-    """Benchmarks that print figures."""
+BENCH_PARTS = ("gas", "funding", "fuzz", "demo", "anvil", "liquidator")
+
+
+@main.group(invoke_without_command=True)
+@click.option("--skip", multiple=True, type=click.Choice(BENCH_PARTS), help="Leave a part out (repeatable)")
+@click.option("--counts", default="1,100,1000", show_default=True, help="Funding flatness: open positions to measure at")
+@click.option("--fuzz-profile", default="quick", show_default=True, help="PERPDEX_FUZZ_PROFILE of the fuzz-speed run")
+@click.option("--demo-traders", default=50, show_default=True)
+@click.option("--demo-blocks", default=200, show_default=True)
+@click.option("--liquidator-accounts", default=200, show_default=True, help="Underwater accounts the bot clears (x8)")
+@click.pass_context
+def bench(ctx: click.Context, skip: tuple[str, ...], counts: str, fuzz_profile: str, demo_traders: int,
+          demo_blocks: int, liquidator_accounts: int) -> None:
+    """Benchmarks that print figures. Without a sub-command, all of them in one run (about 10
+    minutes): the gas table, funding flatness, fuzz steps/s, demo blocks/s on the embedded
+    chain and on Anvil, and the liquidator bot's accounts cleared per second on Anvil."""
+    if ctx.invoked_subcommand is not None:
+        return
+    started, figures = time.monotonic(), []
+    parts = [p for p in BENCH_PARTS if p not in skip]
+    for part in parts:
+        console.rule(f"[bold]bench: {part}")
+        t0 = time.monotonic()
+        if part == "gas":
+            figures += _bench_gas(EXACT, 50)
+        elif part == "funding":
+            figures += _bench_funding(EXACT, counts)
+        elif part == "fuzz":
+            figures += _bench_fuzz(fuzz_profile)
+        elif part in ("demo", "anvil"):
+            figures += _bench_demo(EMBEDDED if part == "demo" else DEVNET, demo_traders, demo_blocks)
+        else:
+            figures += _bench_liquidator(liquidator_accounts)
+        console.print(f"[dim]{part}: {time.monotonic() - t0:.0f}s[/dim]")
+    console.print(_figures_table(figures, time.monotonic() - started))
+
+
+def _figures_table(figures: list[tuple[str, str]], seconds: float) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"perpdex bench ({seconds / 60:.1f} min)")
+    table.add_column("benchmark")
+    table.add_column("figure", justify="right")
+    for name, figure in figures:
+        table.add_row(name, figure)
+    return table
 
 
 @bench.command("gas")
@@ -283,6 +388,10 @@ def bench() -> None:
 @click.option("--batch", default=50, show_default=True, help="Accounts in the measured liquidate_many (0: none)")
 def bench_gas(network: str, batch: int) -> None:
     """Gas of every user action and of liquidations (py-evm receipts include the 21,000 intrinsic gas)."""
+    _bench_gas(network, batch)
+
+
+def _bench_gas(network: str, batch: int) -> list[tuple[str, str]]:
     from perpdex.bench import gas_rows, liquidation_rows
 
     with connect(network), console.status("measuring") as status:
@@ -290,6 +399,9 @@ def bench_gas(network: str, batch: int) -> None:
         liquidations = liquidation_rows(batch, progress=lambda step: status.update(f"liquidations: {step}"))
     console.print(_gas_table(f"Gas used ({network})", rows))
     console.print(_gas_table(f"Liquidations through the LiquidationKeeper ({network})", liquidations))
+    measured = rows + liquidations
+    over = [r.action for r in measured if r.target and not r.ok]
+    return [(f"gas ({network})", f"{len(measured)} actions, {len(over)} over target" + (f": {', '.join(over)}" if over else ""))]
 
 
 def _gas_table(title: str, rows: list[Any]) -> Any:
@@ -309,7 +421,11 @@ def _gas_table(title: str, rows: list[Any]) -> Any:
 @click.option("--counts", default="1,100,1000", show_default=True, help="Open positions to measure at, comma-separated")
 def bench_funding(network: str, counts: str) -> None:
     """Funding accrual is O(1): trade and poke gas with 1, 100 and 1,000 positions open."""
-    from perpdex.bench import funding_flatness
+    _bench_funding(network, counts)
+
+
+def _bench_funding(network: str, counts: str) -> list[tuple[str, str]]:
+    from perpdex.bench import funding_flatness, is_flat, max_deviation
 
     started = time.monotonic()
     wanted = tuple(int(c) for c in counts.split(","))
@@ -322,6 +438,66 @@ def bench_funding(network: str, counts: str) -> None:
         f"opening {last.positions:,} positions took {last.build_seconds:.1f}s; "
         f"done in {time.monotonic() - started:.1f}s"
     )
+    trade = ", ".join(f"{r.positions:,}: {r.increase_gas:,}" for r in rows)
+    verdict = "flat" if is_flat(rows) else "NOT flat"
+    return [("funding flatness (trade gas by positions open)", f"{trade} ({verdict}, max {max_deviation(rows):.2f}%)")]
+
+
+@bench.command("fuzz")
+@click.option("--profile", default="quick", show_default=True, help="PERPDEX_FUZZ_PROFILE (quick, ci, long)")
+def bench_fuzz(profile: str) -> None:
+    """The exchange state machine's steps per second on the embedded chain (a child test run)."""
+    _bench_fuzz(profile)
+
+
+def _bench_fuzz(profile: str) -> list[tuple[str, str]]:
+    from perpdex.bench_live import fuzz_rate
+
+    with console.status(f"running the fuzz suite's exchange machine ({profile} profile)"):
+        r = fuzz_rate(profile)
+    verdict = "no violation" if not r.failed else f"[red]FAILED[/red]: {r.failed.splitlines()[0]}"
+    line = f"{r.per_second:.1f} steps/s ({r.steps:,} steps, {r.examples} examples in {r.seconds:.0f}s; {verdict})"
+    console.print(f"fuzz [{profile}]: {line}")
+    return [(f"fuzz steps/s ({EMBEDDED}, {profile})", line)]
+
+
+@bench.command("demo")
+@click.option("--network", default=EMBEDDED, show_default=True, help=NETWORK_HELP)
+@click.option("--traders", default=50, show_default=True)
+@click.option("--blocks", default=200, show_default=True)
+def bench_demo(network: str, traders: int, blocks: int) -> None:
+    """The demo's blocks per second (the block loop: prices, trades, keepers)."""
+    _bench_demo(network, traders, blocks)
+
+
+def _bench_demo(network: str, traders: int, blocks: int) -> list[tuple[str, str]]:
+    from perpdex.sim import scenario, simulate
+    from perpdex.sim.ui import progress_bar
+
+    with progress_bar(console, f"demo on {network}") as on_block:
+        result = simulate(scenario("demo", traders=traders, blocks=blocks, network=network), on_block)
+    checks = "all checks passed" if result.report.ok else f"{len(result.report.failed)} check(s) FAILED"
+    line = (f"{result.blocks_per_second:.1f} blocks/s ({traders} traders, {blocks} blocks in {result.wall_seconds:.1f}s, "
+            f"{int(result.report.summary['trades']):,} trades; {checks})")
+    console.print(f"demo on {network}: {line}")
+    return [(f"demo blocks/s ({network})", line)]
+
+
+@bench.command("liquidator")
+@click.option("--accounts", "count", default=200, show_default=True, help="Underwater accounts (8 owners x N subs)")
+def bench_liquidator(count: int) -> None:
+    """The liquidator bot (a separate process) clearing an underwater book on Anvil."""
+    _bench_liquidator(count)
+
+
+def _bench_liquidator(count: int) -> list[tuple[str, str]]:
+    from perpdex.bench_live import liquidator_rate
+
+    with console.status(f"Anvil: {count} underwater accounts, the liquidator bot clearing them"):
+        r = liquidator_rate(per_owner=max(1, count // 8))
+    line = f"{r.per_second:.1f} accounts/s ({r.accounts} accounts in {r.seconds:.1f}s, {r.transactions} transactions)"
+    console.print(f"liquidator on Anvil: {line}\n  last status: {r.status}")
+    return [(f"liquidator bot accounts/s ({DEVNET})", line)]
 
 
 def _flatness_table(rows: list[FlatnessRow], network: str) -> Any:

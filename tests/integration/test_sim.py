@@ -1,0 +1,121 @@
+"""The market simulation on the embedded chain at a small size: the demo and each stress
+scenario run, and their reports (numbers from chain events and state only) say what the
+scenario should do; the simulator's own bookkeeping equals the chain's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from perpdex.cli import main
+from perpdex.model import WAD
+from perpdex.report import Report, write_report
+from perpdex.sim import SCENARIOS, SimResult, Simulation, scenario
+from perpdex.sim.traders import Trader
+
+BOOKKEEPING = {"trades", "liquidations", "deposits_tokens", "withdrawals_tokens", "lp_added_tokens", "price_updates"}
+
+
+def run(name: str, **changes: object) -> SimResult:
+    result = Simulation(scenario(name, **changes)).run()
+    print(f"{name}: {result.config.traders} traders, {result.config.blocks} blocks, "
+          f"{result.blocks_per_second:.1f} blocks/s (under load)")
+    return result
+
+
+def assert_checks_pass(report: Report) -> None:
+    """Every check the report ran passed (ledger, OI, funding zero-sum, everyone exits, ...)."""
+    failed = report.failed
+    assert not failed, "\n".join(f"{c.name}: {c.detail}" for c in failed)
+
+
+def all_long(t: Trader) -> bool:
+    return all(side > 0 for _, side in t.legs)
+
+
+def test_demo__runs__every_check_passes__simulator_equals_chain(tmp_path: Path):
+    result = run("demo", traders=10, blocks=40)
+    report, s = result.report, result.report.summary
+    assert report.ok, [f"{c.name}: {c.detail}" for c in report.failed]
+    compared = {c.name.removeprefix("simulator == chain: ") for c in report.checks if c.name.startswith("simulator")}
+    assert compared == BOOKKEEPING
+    assert s["trades"] == result.books.trades > 10
+    assert s["price_updates"] == 2 * 39  # two markets, one update a block (no GBM step near the 25% limit)
+    assert {t.style for t in result.traders} == {"fixed", "dynamic", "stop_loss", "hedged"}
+    assert float(s["volume_usd"]) > 100_000 and int(s["accounts"]) == 10
+
+
+def test_demo__charts_and_html_are_written_and_not_empty(tmp_path: Path):
+    result = run("demo", traders=8, blocks=30)
+    paths = write_report(result.report, tmp_path)
+    pngs = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert pngs == sorted(f"{n}.png" for n in (
+        "price_liquidations", "funding_rate", "open_interest", "pool_insurance", "equity_distribution"))
+    assert all((tmp_path / n).stat().st_size > 5_000 for n in pngs)
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 5
+    assert (tmp_path / "summary.json").stat().st_size > 500 and len(paths) >= 7
+
+
+def test_demo__same_seed_same_chain_figures():
+    first, second = run("demo", traders=6, blocks=25), run("demo", traders=6, blocks=25)
+    keys = ("trades", "volume_usd", "fees_usd", "liquidations", "pool_value_end_usd", "ETH-USD.price_end_usd")
+    assert [first.report.summary[k] for k in keys] == [second.report.summary[k] for k in keys]
+
+
+def test_crash__liquidates_the_high_leverage_longs__bad_debt_within_the_insurance_fund():
+    result = run("crash", traders=12, blocks=45, seconds_per_block=120)  # an hour is 30 blocks
+    report, s = result.report, result.report.summary
+    assert_checks_pass(report)
+    assert float(s["ETH-USD.price_min_usd"]) == 1_800.0  # down 40%
+    liquidated = set(t.index for t in result.liquidated())
+    high_leverage_longs = {t.index for t in result.traders if all_long(t) and t.leverage >= 10 and t.style != "stop_loss"}
+    assert high_leverage_longs and high_leverage_longs <= liquidated
+    assert all(all_long(result.traders[i]) for i in liquidated)  # no short, no hedged book
+    assert float(s["bad_debt_from_pool_usd"]) == 0.0  # the insurance fund (built by the fees) covered it
+    assert float(s["bad_debt_usd"]) == float(s["bad_debt_from_insurance_usd"])
+    assert int(s["keeper_rewards_tokens"]) > 0
+
+
+def test_gap__the_feeder_splits_a_20_percent_gap_into_steps_within_the_10_percent_limit():
+    result = run("gap", traders=10, blocks=30)
+    report, s = result.report, result.report.summary
+    assert_checks_pass(report)
+    eth = [int(e.args["price"]) for e in report.events if e.name == "PriceUpdated" and int(e.args["market"]) == 0]
+    assert eth[-1] == 2_400 * WAD and len(eth) == 29 + 2  # two extra updates: 3,000 -> 2,700 -> 2,430 -> 2,400
+    assert all(abs(b - a) * 10 <= a for a, b in zip(eth, eth[1:]))
+    assert int(s["liquidations"]) >= 1
+
+
+def test_squeeze__liquidates_shorts_only():
+    result = run("squeeze", traders=12, blocks=45, seconds_per_block=120)
+    s = result.report.summary
+    assert_checks_pass(result.report)
+    assert float(s["ETH-USD.price_max_usd"]) == 4_050.0  # up 35%
+    liquidated = result.liquidated()
+    assert liquidated and all(not all_long(t) for t in liquidated)
+
+
+def test_bleed__longs_pay_funding_to_the_pool_and_shorts():
+    result = run("bleed", traders=10, blocks=40, seconds_per_block=1800)
+    s = result.report.summary
+    assert_checks_pass(result.report)
+    assert float(s["funding_paid_by_longs_usd"]) > 500
+    assert float(s["funding_to_pool_usd"]) > 0
+    assert -0.125 < float(s["ETH-USD.price_end_usd"]) / float(s["ETH-USD.price_start_usd"]) - 1 < -0.115
+
+
+def test_cli_stress_all__comparison_table_of_every_scenario(tmp_path: Path):
+    out = CliRunner().invoke(main, ["stress", "--all", "--traders", "4", "--blocks", "12", "--out", str(tmp_path)])
+    assert "Stress scenarios" in out.output, out.output
+    for name in SCENARIOS:
+        assert name in out.output
+        assert (tmp_path / name / "report.html").exists()
+
+
+def test_cli_stress__needs_a_scenario_or_all():
+    out = CliRunner().invoke(main, ["stress"])
+    assert out.exit_code == 2 and "--scenario NAME" in out.output
+    out = CliRunner().invoke(main, ["stress", "--scenario", "moon"])
+    assert out.exit_code == 2 and "unknown scenario 'moon'" in out.output
