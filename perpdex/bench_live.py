@@ -58,7 +58,7 @@ def liquidator_rate(per_owner: int = 25, workdir: Path | None = None) -> BotRate
     from perpdex.chain import DEVNET, connect
     from perpdex.deploy import deploy_system
     from perpdex.devnet import write_deployment
-    from perpdex.processes import Devnet, liquidator_process, wait_until
+    from perpdex.processes import Devnet, liquidator_process
 
     with tempfile.TemporaryDirectory() as scratch:
         work = workdir or Path(scratch)
