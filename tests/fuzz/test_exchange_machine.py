@@ -28,7 +28,8 @@ after the pool emptied (SPEC 11.10).
 Profiles: PERPDEX_FUZZ_PROFILE=quick (default: 16 x 28 steps, derandomized) | ci (200 x 50) |
 long (2,000 x 50) | seeded | anvil (tests/integration/test_fuzz_anvil.py). `pytest -s` prints a summary
 (with the rules never hit); PERPDEX_FUZZ_SUMMARY=FILE also writes it as JSON (with `failed`).
-In the quick and ci profiles the test fails when a rule was never hit. `seeded` is `ci` without
+In the quick and ci profiles the test fails when a rule was never hit or nothing was liquidated
+(ci: no partial or no full liquidation). `seeded` is `ci` without
 shrinking or the example database, so that the steps counted up to a failure are the steps it
 took to find it (tests/fuzz/seeded_bugs.py runs it against deliberately broken contracts).
 
