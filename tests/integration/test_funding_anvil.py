@@ -22,38 +22,45 @@ HOUR = 3600
 
 
 def test_anvil__skewed_market_for_days__long_pays_short_receives_pool_takes_the_rest(tmp_path):
-    with networks.parse_network_choice("ethereum:local:foundry"):
-        admin, lp, long_trader, short_trader = (accounts.test_accounts[i] for i in range(4))
-        x = Exchange(deploy_system(admin))
-        x.add_liquidity(lp, x.tokens(1_000_000))
-        for who, size in ((long_trader, 150 * WAD), (short_trader, -50 * WAD)):
-            x.deposit(who, x.tokens(50_000))
-            x.trade(who, 0, size)
-        vault = x.vault
-        before = {w: (vault.equity(w, 0), vault.withdrawable(w, 0), vault.collateral(w, 0)) for w in (long_trader, short_trader)}
-        pool_before = vault.pool_value()
+    with networks.parse_network_choice("ethereum:local:foundry") as provider:
+        # Views run on a pending block stamped with the wall clock: two reads a second apart
+        # under load would see different funding. Frozen block time: time moves only with
+        # move_time (the same as the fuzz machine on Anvil).
+        provider.make_request("anvil_setBlockTimestampInterval", [0])
+        try:
+            admin, lp, long_trader, short_trader = (accounts.test_accounts[i] for i in range(4))
+            x = Exchange(deploy_system(admin))
+            x.add_liquidity(lp, x.tokens(1_000_000))
+            for who, size in ((long_trader, 150 * WAD), (short_trader, -50 * WAD)):
+                x.deposit(who, x.tokens(50_000))
+                x.trade(who, 0, size)
+            vault = x.vault
+            before = {w: (vault.equity(w, 0), vault.withdrawable(w, 0), vault.collateral(w, 0)) for w in (long_trader, short_trader)}
+            pool_before = vault.pool_value()
 
-        move_time(4 * DAY)
-        x.refresh_prices()  # same prices: every change below is funding
+            move_time(4 * DAY)
+            x.refresh_prices()  # same prices: every change below is funding
 
-        paid, received = vault.accrued_funding(long_trader, 0, 0), vault.accrued_funding(short_trader, 0, 0)
-        assert paid < -1_000 * WAD and received > 0  # 4 days at a growing positive rate
-        assert vault.equity(long_trader, 0) == before[long_trader][0] + paid
-        assert vault.equity(short_trader, 0) == before[short_trader][0] + received
-        assert vault.withdrawable(short_trader, 0) > before[short_trader][1]  # before any settlement
-        assert vault.withdrawable(long_trader, 0) < before[long_trader][1]
-        pool_gain = vault.pool_value() - pool_before
-        assert -2 <= paid + received + pool_gain <= 0  # longs pay OI_long, shorts get OI_short
-        assert pool_gain > 0  # the pool is short the skew: it receives rate * skew
-        assert all(vault.collateral(w, 0) == before[w][2] for w in before)  # nothing settled yet
+            paid, received = vault.accrued_funding(long_trader, 0, 0), vault.accrued_funding(short_trader, 0, 0)
+            assert paid < -1_000 * WAD and received > 0  # 4 days at a growing positive rate
+            assert vault.equity(long_trader, 0) == before[long_trader][0] + paid
+            assert vault.equity(short_trader, 0) == before[short_trader][0] + received
+            assert vault.withdrawable(short_trader, 0) > before[short_trader][1]  # before any settlement
+            assert vault.withdrawable(long_trader, 0) < before[long_trader][1]
+            pool_gain = vault.pool_value() - pool_before
+            assert -2 <= paid + received + pool_gain <= 0  # longs pay OI_long, shorts get OI_short
+            assert pool_gain > 0  # the pool is short the skew: it receives rate * skew
+            assert all(vault.collateral(w, 0) == before[w][2] for w in before)  # nothing settled yet
 
-        settled = [x.close(who, 0).events.filter(vault.PositionModified)[0].funding for who in (long_trader, short_trader)]
-        # each close lands a block (a second or two) later: a little more has accrued by then
-        assert paid * 1001 // 1000 <= settled[0] <= paid
-        assert received <= settled[1] <= received * 1001 // 1000
-        for who in (long_trader, short_trader):
-            vault.withdraw(0, vault.withdrawable(who, 0), sender=who)
-        assert vault.market_state(0).oi_long == vault.market_state(0).oi_short == 0
+            settled = [x.close(who, 0).events.filter(vault.PositionModified)[0].funding for who in (long_trader, short_trader)]
+            # each close lands in its own block (at most a little more accrued by then)
+            assert paid * 1001 // 1000 <= settled[0] <= paid
+            assert received <= settled[1] <= received * 1001 // 1000
+            for who in (long_trader, short_trader):
+                vault.withdraw(0, vault.withdrawable(who, 0), sender=who)
+            assert vault.market_state(0).oi_long == vault.market_state(0).oi_short == 0
+        finally:
+            provider.make_request("anvil_removeBlockTimestampInterval", [])
 
 
 def _keeper(port: int, deployment: Path, account_index: int) -> subprocess.CompletedProcess[str]:
