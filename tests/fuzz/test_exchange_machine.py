@@ -450,10 +450,13 @@ class ExchangeMachine(RuleBasedStateMachine):
 
     def _move(self, market: int, bps: int) -> None:
         price = self.m.prices[market]
-        new = price + price * bps // 10_000  # |move| <= 25% of the last price: the jump limit
+        # |move| rounded down: at -2,500 bps, floor division of the negative product would
+        # round the move up, one wei past the oracle's 25% (the ci profile found that)
+        move = price * abs(bps) // 10_000
+        new = price + move if bps > 0 else price - move
         low, high = self._band(market)
         if not low <= new <= high:
-            new = price - price * bps // 10_000  # bounce back into the band
+            new = price - move if bps > 0 else price + move  # bounce back into the band
         self._set_price(market, new)
 
     @rule(market=st.sampled_from(MARKETS), bps=small_drift_bps)
