@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 import click
@@ -58,10 +59,6 @@ def demo(network: str, traders: int, blocks: int | None, seed: int, out: str) ->
 @click.option("--out", default="out/stress", show_default=True, help="Each scenario's report goes to OUT/NAME")
 def stress(name: str | None, run_all: bool, network: str, traders: int | None, blocks: int | None, seed: int, out: str) -> None:
     """Run a named stress scenario (or all of them, then compare) and report."""
-    from pathlib import Path
-
-    from contextlib import nullcontext
-
     from perpdex.sim import SCENARIOS, scenario
     from perpdex.sim.scenarios import embedded_session
     from perpdex.sim.ui import comparison_table
@@ -85,8 +82,6 @@ def stress(name: str | None, run_all: bool, network: str, traders: int | None, b
 
 def _simulate_and_report(config: Any, out: str, show_book: bool = False, quiet: bool = False) -> Any:
     """Run `config` with a progress bar, print the report (or one line when `quiet`), write its files."""
-    from pathlib import Path
-
     from perpdex.report import print_report, write_report
     from perpdex.sim import simulate
     from perpdex.sim.ui import progress_bar
@@ -125,8 +120,6 @@ def _simulate_and_report(config: Any, out: str, show_book: bool = False, quiet: 
 @click.option("--out", default=None, help="Write the deployment file here (addresses, markets)")
 def deploy(network: str, alias: str | None, out: str | None) -> None:
     """Deploy the system to any Ape network and print (and optionally save) its addresses."""
-    from pathlib import Path
-
     from perpdex.deploy import deploy_system
     from perpdex.devnet import write_deployment
     from perpdex.sdk import Exchange
@@ -262,8 +255,6 @@ def _liquidation_example() -> None:
 def _devnet(port: int, deployment: str | None = None, network: str = DEVNET, rpc: str | None = None) -> Iterator[Any]:
     """The deployment written by `perpdex devnet` (or `deploy --out FILE`) on the node at `rpc`
     (default: the Anvil at `port`). Never starts a node of its own: a keeper must not."""
-    from pathlib import Path
-
     from perpdex.deploy import attach
     from perpdex.devnet import DEPLOYMENT_FILE, host_url, read_deployment
     from perpdex.sdk import Exchange
