@@ -1,10 +1,15 @@
 # pragma version ~=0.4.3
 """
 @title PriceOracle
-@notice Per-market USD prices (WAD) written by feeders. Every update must be positive,
-        must not go back in time, and must not move more than `max_price_jump` from the
-        previous price. Strict readers (`price`) revert once a price is older than
-        `max_price_age`; `latest` never reverts, so health views keep working.
+@notice Per-market USD prices (WAD) written by feeders. Every write is a round (ids count
+        from 1 per market); the last HISTORY rounds of each market are kept, so that an
+        order settles at one exact round fixed after it was committed, even when later
+        rounds have landed (`price_at`, `round_data`). Every write must be positive, must
+        not go back in time, and must not move more than `max_price_jump` from the price
+        the block started with: repeating a market in `set_prices`, or writing it twice in
+        a block, cannot move it further than one write could. Strict readers (`price`,
+        `price_at`) revert once a price is older than `max_price_age`; `latest` never
+        reverts, so health views keep working.
 @custom:kill The owner revokes every feeder with `set_feeder(feeder, False)`. Prices then
              age past `max_price_age` and every strict read (trading, withdrawing with
              open positions, liquidity moves) reverts with "oracle: stale price", while
@@ -29,21 +34,32 @@ exports: (
 
 WAD: constant(uint256) = 10**18
 MAX_BATCH: constant(uint256) = 64
-MAX_PRICE: constant(uint256) = 2**192 - 1
+MAX_PRICE: constant(uint256) = 2**128 - 1
+MASK64: constant(uint256) = 2**64 - 1
+# Rounds kept per market: at one write every 2 seconds, two minutes of history, twice the
+# default settlement window. An order whose round has left it is cancelled, never filled
+# at another price.
+HISTORY: constant(uint256) = 64
 
 
 is_feeder: public(HashMap[address, bool])
 max_price_age: public(uint256)
 max_price_jump: public(uint256)
-# price in the low 192 bits, updated_at in the high 64: one cold read per market
-_points: HashMap[uint256, uint256]
+# The newest round of each market: price (128 bits) | updated_at (64) << 128 | round id
+# (64) << 192. Readers of the latest price read this one slot.
+_heads: HashMap[uint256, uint256]
+# Round `r` of a market at index r % HISTORY: price (128 bits) | updated_at (64) << 128.
+_rounds: HashMap[uint256, HashMap[uint256, uint256]]
+# The price a market had when the current block started (128 bits) | that block's number
+# << 128: the jump limit's reference for every write in the block.
+_opening: HashMap[uint256, uint256]
 
 
 @deploy
 def __init__(_max_price_age: uint256, _max_price_jump: uint256):
     """
     @param _max_price_age Seconds after which a strict read reverts.
-    @param _max_price_jump Largest move allowed in one update, WAD fraction (25% = 0.25e18).
+    @param _max_price_jump Largest move allowed within one block, WAD fraction (25% = 0.25e18).
     """
     ownable.__init__()
     ownable_2step.__init__()
@@ -97,21 +113,69 @@ def price(_market: uint256) -> uint256:
     """
     @notice The latest price, reverting when there is none or it is older than `max_price_age`.
     """
-    price: uint256 = 0
-    updated_at: uint256 = 0
-    price, updated_at = self._point(_market)
-    assert price != 0, "oracle: no price"
-    assert block.timestamp - updated_at <= self.max_price_age, "oracle: stale price"
-    return price
+    head: uint256 = self._heads[_market]
+    assert head != 0, "oracle: no price"
+    return self._fresh(head)
 
 
 @view
 @external
 def latest(_market: uint256) -> (uint256, uint256):
     """
-    @notice `(price, updated_at)` of the latest update; `(0, 0)` if none. Never reverts.
+    @notice `(price, updated_at)` of the latest round; `(0, 0)` if none. Never reverts.
     """
-    return self._point(_market)
+    head: uint256 = self._heads[_market]
+    return head & MAX_PRICE, (head >> 128) & MASK64
+
+
+@view
+@external
+def latest_round(_market: uint256) -> uint256:
+    """
+    @notice The id of the market's newest round (0: never written).
+    """
+    return self._heads[_market] >> 192
+
+
+@view
+@external
+def round_data(_market: uint256, _round_id: uint256) -> (uint256, uint256):
+    """
+    @notice `(price, updated_at)` of round `_round_id` of `_market`. Reverts for a round
+            that does not exist yet and for one that has left the history.
+    """
+    latest: uint256 = self._heads[_market] >> 192
+    assert _round_id != 0 and _round_id <= latest, "oracle: no such round"
+    assert _round_id + HISTORY > latest, "oracle: round expired"
+    word: uint256 = self._rounds[_market][_round_id % HISTORY]
+    return word & MAX_PRICE, word >> 128
+
+
+@view
+@external
+def price_at(_market: uint256, _time: uint256) -> (uint256, uint256):
+    """
+    @notice The settlement round of a request made for `_time`: `(price, round id)` of the
+            first round of `_market` with `updated_at >= _time`, however many rounds came
+            after it. Reverts while no such round exists ("oracle: no round yet"), when it
+            has left the history ("oracle: round expired") and, like `price`, when it is
+            older than `max_price_age`.
+    """
+    head: uint256 = self._heads[_market]
+    assert head != 0 and (head >> 128) & MASK64 >= _time, "oracle: no round yet"
+    round_id: uint256 = head >> 192
+    word: uint256 = head
+    # walk back while the round before still qualifies; rounds are in time order
+    for i: uint256 in range(HISTORY):
+        if round_id == 1:
+            break
+        before: uint256 = self._rounds[_market][(round_id - 1) % HISTORY]
+        if before >> 128 < _time:
+            break
+        assert i + 1 < HISTORY, "oracle: round expired"
+        round_id -= 1
+        word = before
+    return self._fresh(word), round_id
 
 
 # ------------------------------------------------------------------ owner
@@ -158,26 +222,40 @@ def _check_feeder():
 def _record(_market: uint256, _price: uint256, _updated_at: uint256):
     assert _price != 0, "oracle: zero price"
     assert _price <= MAX_PRICE, "oracle: price out of range"
-    previous: uint256 = 0
-    previous_at: uint256 = 0
-    previous, previous_at = self._point(_market)
-    assert _updated_at >= previous_at, "oracle: time went back"
-    if previous != 0:
+    assert _updated_at <= MASK64, "oracle: timestamp out of range"
+    head: uint256 = self._heads[_market]
+    assert _updated_at >= (head >> 128) & MASK64, "oracle: time went back"
+    if head != 0:
+        opening: uint256 = self._opening[_market]
+        if opening >> 128 != block.number:
+            # the first write of this block: the block starts from the latest price
+            opening = (block.number << 128) | (head & MAX_PRICE)
+            self._opening[_market] = opening
+        reference: uint256 = opening & MAX_PRICE
         move: uint256 = 0
-        if _price > previous:
-            move = _price - previous
+        if _price > reference:
+            move = _price - reference
         else:
-            move = previous - _price
-        assert move * WAD <= previous * self.max_price_jump, "oracle: price jump too large"
-    self._points[_market] = (_updated_at << 192) | _price
-    log IPriceOracle.PriceUpdated(market=_market, price=_price, updated_at=_updated_at, feeder=msg.sender)
+            move = reference - _price
+        assert move * WAD <= reference * self.max_price_jump, "oracle: price jump too large"
+    # round ids start at 1 and count writes: 2**64 of them is out of reach
+    round_id: uint256 = (head >> 192) + 1
+    point: uint256 = (_updated_at << 128) | _price
+    self._rounds[_market][round_id % HISTORY] = point
+    self._heads[_market] = (round_id << 192) | point
+    log IPriceOracle.PriceUpdated(
+        market=_market, price=_price, updated_at=_updated_at, feeder=msg.sender, round_id=round_id
+    )
 
 
 @view
 @internal
-def _point(_market: uint256) -> (uint256, uint256):
-    word: uint256 = self._points[_market]
-    return word & MAX_PRICE, word >> 192
+def _fresh(_point: uint256) -> uint256:
+    """
+    @dev The price of a round, reverting when it is older than `max_price_age`.
+    """
+    assert block.timestamp - ((_point >> 128) & MASK64) <= self.max_price_age, "oracle: stale price"
+    return _point & MAX_PRICE
 
 
 @internal

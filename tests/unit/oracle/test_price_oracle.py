@@ -3,6 +3,7 @@
 import ape
 import pytest
 
+from perpdex.chain import move_time
 from perpdex.model import WAD
 
 ETH = 0
@@ -165,6 +166,106 @@ def test_ownership__accept_by_stranger__reverts(oracle, admin, trader, attacker)
 
 def test_set_price__above_packed_range__reverts(oracle, admin):
     with ape.reverts("oracle: price out of range"):
-        oracle.set_price(7, 2**192, sender=admin)
-    oracle.set_price(7, 2**192 - 1, sender=admin)
-    assert oracle.latest(7)[0] == 2**192 - 1
+        oracle.set_price(7, 2**128, sender=admin)
+    oracle.set_price(7, 2**128 - 1, sender=admin)
+    assert oracle.latest(7)[0] == 2**128 - 1
+
+
+# ------------------------------------------------------------------ rounds (SPEC 5, 9)
+
+HISTORY = 64  # PriceOracle.HISTORY
+
+
+def _write(oracle, admin, chain, prices, step=1):
+    """One round per price, each in its own block `step` seconds after the last."""
+    times = []
+    for p in prices:
+        if step:
+            move_time(step)
+        times.append(oracle.set_price(ETH, p, sender=admin).timestamp)
+    return times
+
+
+def test_rounds__every_write__is_a_numbered_round(oracle, admin, chain):
+    first = oracle.latest_round(ETH)
+    times = _write(oracle, admin, chain, [3010 * WAD, 3020 * WAD, 3030 * WAD])
+    assert oracle.latest_round(ETH) == first + 3
+    for i, (p, t) in enumerate(zip([3010, 3020, 3030], times)):
+        assert oracle.round_data(ETH, first + 1 + i) == (p * WAD, t)
+    receipt = oracle.set_price(ETH, 3040 * WAD, sender=admin)
+    assert receipt.events.filter(oracle.PriceUpdated)[0].round_id == first + 4
+
+
+def test_round_data__future_or_zero_round__reverts(oracle):
+    latest = oracle.latest_round(ETH)
+    for bad in (0, latest + 1):
+        with ape.reverts("oracle: no such round"):
+            oracle.round_data(ETH, bad)
+
+
+def test_round_data__round_left_the_history__reverts(oracle, admin, chain):
+    first = oracle.latest_round(ETH)
+    _write(oracle, admin, chain, [3000 * WAD + i for i in range(1, HISTORY + 1)], step=0)
+    latest = oracle.latest_round(ETH)
+    assert oracle.round_data(ETH, latest - HISTORY + 1)[0] == 3000 * WAD + 1
+    with ape.reverts("oracle: round expired"):
+        oracle.round_data(ETH, first)
+
+
+def test_price_at__later_rounds_landed__returns_the_first_at_or_after(oracle, admin, chain):
+    t1, t2, t3 = _write(oracle, admin, chain, [3010 * WAD, 3100 * WAD, 3300 * WAD], step=5)
+    first = oracle.latest_round(ETH) - 2
+    assert oracle.price_at(ETH, t1) == (3010 * WAD, first)
+    assert oracle.price_at(ETH, t1 + 1) == (3100 * WAD, first + 1)
+    assert oracle.price_at(ETH, t2) == (3100 * WAD, first + 1)
+    assert oracle.price_at(ETH, t3) == (3300 * WAD, first + 2)
+
+
+def test_price_at__no_round_yet__reverts(oracle, admin, chain):
+    (t,) = _write(oracle, admin, chain, [3010 * WAD])
+    with ape.reverts("oracle: no round yet"):
+        oracle.price_at(ETH, t + 1)
+    with ape.reverts("oracle: no round yet"):
+        oracle.price_at(99, 1)
+
+
+def test_price_at__round_left_the_history__reverts(oracle, admin, chain):
+    (t,) = _write(oracle, admin, chain, [3010 * WAD])
+    _write(oracle, admin, chain, [3010 * WAD + i for i in range(1, HISTORY + 1)])
+    with ape.reverts("oracle: round expired"):
+        oracle.price_at(ETH, t)
+
+
+def test_price_at__stale_round__reverts(oracle, admin, chain):
+    (t,) = _write(oracle, admin, chain, [3010 * WAD])
+    chain.pending_timestamp += oracle.max_price_age() + 1
+    chain.mine()
+    with ape.reverts("oracle: stale price"):
+        oracle.price_at(ETH, t)
+
+
+def test_set_prices__market_repeated_past_the_limit__reverts(oracle, admin):
+    # each write is within 25% of the one before it, together they are not
+    with ape.reverts("oracle: price jump too large"):
+        oracle.set_prices([ETH, ETH], [3750 * WAD, 4600 * WAD], sender=admin)
+    assert oracle.latest(ETH)[0] == 3000 * WAD
+
+
+def test_set_prices__market_repeated_within_the_limit__two_rounds(oracle, admin):
+    first = oracle.latest_round(ETH)
+    oracle.set_prices([ETH, ETH], [3600 * WAD, 3750 * WAD], sender=admin)
+    assert oracle.latest_round(ETH) == first + 2
+    assert oracle.round_data(ETH, first + 1)[0] == 3600 * WAD
+    assert oracle.latest(ETH)[0] == 3750 * WAD
+
+
+def test_set_prices__back_inside_the_limit__passes(oracle, admin):
+    # the reference is the block's opening price: +25% then back down is fine
+    oracle.set_prices([ETH, ETH, ETH], [3750 * WAD, 2250 * WAD, 3000 * WAD], sender=admin)
+    assert oracle.latest(ETH)[0] == 3000 * WAD
+
+
+def test_set_price__next_block__limit_restarts_from_the_last_price(oracle, admin, chain):
+    oracle.set_price(ETH, 3750 * WAD, sender=admin)
+    oracle.set_price(ETH, 3750 * WAD * 125 // 100, sender=admin)
+    assert oracle.latest(ETH)[0] == 3750 * WAD * 125 // 100
