@@ -1,4 +1,5 @@
 # pragma version ~=0.4.3
+# pragma optimize codesize
 """
 @title MarginVault
 @notice Collateral, positions, margin, funding and the LP pool of perpdex.
@@ -8,10 +9,16 @@
      amounts that move (deposit, withdraw, liquidity) are in the token's own units.
      Every conversion and every rounding favours the protocol (see perpdex/model.py, the
      Python reference model the contract is tested against).
+     Trading and LP moves are two-step: with `atomic_trading()` off (the default) only the
+     OrderRouter may fill them (`settle_trade`, `settle_liquidity`), at the prices of the
+     request's settlement rounds (SPEC 13); the direct `modify_position`,
+     `close_position`, `add_liquidity` and `remove_liquidity` exist for deployments made
+     with atomic trading on (unit tests of the margin math).
 @custom:kill The owner calls `pause()` (all markets) or `pause_market(m)`: no new risk can
              be opened, while closing, reducing, depositing, withdrawing free collateral,
-             removing liquidity and liquidations keep working. Revoking the oracle's
-             feeders stops everything that needs a fresh price.
+             removing liquidity and liquidations keep working. `set_router(empty(address))`
+             stops every two-step fill. Revoking the oracle's feeders stops everything that
+             needs a fresh price.
 """
 
 from ethereum.ercs import IERC20
@@ -21,6 +28,7 @@ from interfaces import IPriceOracle
 from interfaces import IMarginVault
 from interfaces import ILiquidationKeeper
 from modules import wad_math
+from modules import funding_math
 
 initializes: ownable
 initializes: ownable_2step[ownable := ownable]
@@ -36,7 +44,6 @@ exports: (
 
 WAD: constant(uint256) = 10**18
 IWAD: constant(int256) = 10**18
-DAY: constant(uint256) = 86_400
 MAX_MARKETS: constant(uint256) = 64
 MAX_MARKETS_PER_ACCOUNT: constant(uint256) = 8
 # Sizes and prices are packed into one slot (see _store_position): 128 bits each.
@@ -71,6 +78,7 @@ VIRTUAL_ASSETS: constant(uint256) = 10**18
 TOKEN: public(immutable(IERC20))
 ORACLE: public(immutable(IPriceOracle))
 TOKEN_SCALE: public(immutable(uint256))  # WAD per token unit (10**12 for 6 decimals)
+ATOMIC_TRADING: immutable(bool)
 
 # ------------------------------------------------------------------ storage
 
@@ -99,15 +107,6 @@ struct StoredMarket:
     funding_sum: int256
 
 
-struct Leg:
-    # one position of an account being liquidated (an account holds at most
-    # MAX_MARKETS_PER_ACCOUNT), funding settled, with its market's price and fee ratio
-    market: uint256
-    price: uint256
-    pos: IMarginVault.Position
-    fee_ratio: uint256
-
-
 market_count: public(uint256)
 _params: HashMap[uint256, StoredParams]
 _markets: HashMap[uint256, StoredMarket]
@@ -130,13 +129,22 @@ total_lp_shares: public(uint256)
 # liquidation reads both from one slot.
 _liquidation: uint256
 
+# The OrderRouter: the only caller of `settle_trade` and `settle_liquidity`.
+router: public(address)
+# While the router settles a request: the time its settlement rounds are measured from
+# (committed_at + settlement_delay); every strict price read then takes each market's
+# first round at or after it (PriceOracle.price_at). 0 otherwise: the latest price.
+_settle_time: transient(uint256)
+
 
 @deploy
-def __init__(_token: IERC20, _oracle: IPriceOracle, _token_decimals: uint8):
+def __init__(_token: IERC20, _oracle: IPriceOracle, _token_decimals: uint8, _atomic_trading: bool):
     """
     @param _token The collateral stablecoin (no fee-on-transfer, no rebasing).
     @param _oracle The PriceOracle read for every market.
     @param _token_decimals The token's decimals (at most 18).
+    @param _atomic_trading Let owners trade and move liquidity directly at the latest price
+           (never in production: fills at a price everyone sees coming are a free option).
     """
     ownable.__init__()
     ownable_2step.__init__()
@@ -145,6 +153,7 @@ def __init__(_token: IERC20, _oracle: IPriceOracle, _token_decimals: uint8):
     TOKEN = _token
     ORACLE = _oracle
     TOKEN_SCALE = 10 ** convert(18 - _token_decimals, uint256)
+    ATOMIC_TRADING = _atomic_trading
 
 
 # ================================================================== traders: collateral
@@ -178,7 +187,7 @@ def withdraw(_sub: uint256, _amount: uint256):
     if not (_amount != 0):
         self._fail("vault: zero amount")
     collateral: int256 = self._debit_free_collateral(msg.sender, _sub, _amount)
-    extcall TOKEN.transfer(msg.sender, _amount, default_return_value=True)
+    self._push(msg.sender, _amount)
     log IMarginVault.Withdraw(owner=msg.sender, sub=_sub, amount=_amount, collateral=collateral)
 
 
@@ -215,6 +224,7 @@ def modify_position(_sub: uint256, _market: uint256, _size_delta: int256, _accep
          refused while the market is paused. A trade that only reduces risk is always
          allowed, except that it may not turn a healthy account liquidatable.
     """
+    self._check_atomic()
     self._modify(msg.sender, _sub, _market, _size_delta, _acceptable_price)
 
 
@@ -224,10 +234,28 @@ def close_position(_sub: uint256, _market: uint256, _acceptable_price: uint256):
     """
     @notice Close the whole position of sub-account `_sub` in `_market`.
     """
-    size: int256 = self._load_position(msg.sender, _sub, _market).size
-    if not (size != 0):
-        self._fail("vault: no position")
-    self._modify(msg.sender, _sub, _market, -size, _acceptable_price)
+    self._check_atomic()
+    self._modify(msg.sender, _sub, _market, -self._open_size(msg.sender, _sub, _market), _acceptable_price)
+
+
+@external
+@nonreentrant
+def settle_trade(
+    _owner: address, _sub: uint256, _market: uint256, _size_delta: int256, _acceptable_price: uint256, _at: uint256
+) -> (int256, uint256, uint256):
+    """
+    @notice Fill a request of `_owner`'s sub-account at the settlement rounds of `_at`
+            (each market's first oracle round at or after it), with every check of
+            `modify_position`.
+    @dev Router only; `_at` is the request's committed_at + settlement_delay, never 0.
+    @return (size filled, fill price, fee in USD WAD)
+    """
+    self._check_router(_at)
+    fill: uint256 = 0
+    fee: uint256 = 0
+    fill, fee = self._modify(_owner, _sub, _market, _size_delta, _acceptable_price)
+    self._settle_time = 0
+    return _size_delta, fill, fee
 
 
 @external
@@ -259,21 +287,8 @@ def add_liquidity(_amount: uint256) -> uint256:
     @notice Deposit `_amount` tokens into the LP pool for shares priced at pool value.
     @return The shares minted.
     """
-    if not (_amount != 0):
-        self._fail("vault: zero amount")
-    value: int256 = self._pool_value(True)
-    if not (value >= 0):
-        self._fail("vault: pool insolvent")
-    amount_wad: uint256 = _amount * TOKEN_SCALE
-    shares: uint256 = amount_wad * (self.total_lp_shares + VIRTUAL_SHARES) // (convert(value, uint256) + VIRTUAL_ASSETS)
-    if not (shares != 0):
-        self._fail("vault: zero shares")
-    self._pull(_amount)
-    self.pool_balance += convert(amount_wad, int256)
-    self.lp_shares[msg.sender] += shares
-    self.total_lp_shares += shares
-    log IMarginVault.LiquidityAdded(provider=msg.sender, amount=_amount, shares=shares, pool_value=value + convert(amount_wad, int256))
-    return shares
+    self._check_atomic()
+    return self._add_liquidity(msg.sender, _amount)
 
 
 @external
@@ -284,34 +299,28 @@ def remove_liquidity(_shares: uint256) -> uint256:
             Cash that backs the traders' net exposure stays locked.
     @return The tokens paid out.
     """
-    if not (_shares != 0):
-        self._fail("vault: zero shares")
-    if not (_shares <= self.lp_shares[msg.sender]):
-        self._fail("vault: insufficient shares")
-    value: int256 = self._pool_value(True)
-    if not (value > 0):
-        self._fail("vault: pool insolvent")
-    # The virtual shares and assets dampen the first deposit; on the way out they would pay
-    # more than a pro-rata part when a share is worth less than one unit (the last LP could
-    # then never leave), so the payout is the smaller of the two, in the pool's favour.
-    owed_wad: uint256 = min(
-        _shares * (convert(value, uint256) + VIRTUAL_ASSETS) // (self.total_lp_shares + VIRTUAL_SHARES),
-        _shares * convert(value, uint256) // self.total_lp_shares,
-    )
-    amount: uint256 = owed_wad // TOKEN_SCALE
-    if not (amount != 0):
-        self._fail("vault: zero amount")
-    paid_wad: int256 = convert(amount * TOKEN_SCALE, int256)
-    cash: int256 = self.pool_balance - paid_wad
-    if not (cash >= 0):
-        self._fail("vault: pool cash locked")
-    self._check_pool_backs_exposure(cash)
-    self.pool_balance = cash
-    self.lp_shares[msg.sender] -= _shares
-    self.total_lp_shares -= _shares
-    extcall TOKEN.transfer(msg.sender, amount, default_return_value=True)
-    log IMarginVault.LiquidityRemoved(provider=msg.sender, amount=amount, shares=_shares, pool_value=value - paid_wad)
-    return amount
+    self._check_atomic()
+    return self._remove_liquidity(msg.sender, _shares)
+
+
+@external
+@nonreentrant
+def settle_liquidity(_provider: address, _amount: uint256, _add: bool, _at: uint256) -> uint256:
+    """
+    @notice Fill an LP request of `_provider` with the pool valued at the settlement rounds
+            of `_at`: `_add` deposits `_amount` tokens (paid by the router, which escrowed
+            them) for shares; otherwise burns `_amount` shares and pays the provider.
+    @dev Router only.
+    @return The shares minted or the tokens paid.
+    """
+    self._check_router(_at)
+    result: uint256 = 0
+    if _add:
+        result = self._add_liquidity(_provider, _amount)
+    else:
+        result = self._remove_liquidity(_provider, _amount)
+    self._settle_time = 0
+    return result
 
 
 # ================================================================== views
@@ -394,37 +403,11 @@ def withdrawable(_owner: address, _sub: uint256) -> uint256:
 
 @view
 @external
-def open_markets(_owner: address, _sub: uint256) -> DynArray[uint256, MAX_MARKETS_PER_ACCOUNT]:
-    """
-    @notice The markets in which the account holds a position.
-    """
-    result: DynArray[uint256, MAX_MARKETS_PER_ACCOUNT] = []
-    mask: uint256 = self._load_account(_owner, _sub)[1]
-    for m: uint256 in range(MAX_MARKETS):
-        if mask == 0:
-            break
-        if mask & 1 == 1:
-            result.append(m)
-        mask = mask >> 1
-    return result
-
-
-@view
-@external
 def market_state(_market: uint256) -> IMarginVault.MarketState:
     """
     @notice Open interest, aggregate sums and the stored (last accrued) funding state.
     """
     return self._load_market(_market)
-
-
-@view
-@external
-def fill_price(_market: uint256, _size_delta: int256) -> uint256:
-    """
-    @notice The price a trade of `_size_delta` would fill at now (latest oracle price).
-    """
-    return self._fill_price(self._latest_price(_market), self._skew(_market), _size_delta, self._params[_market].sizes & MASK128)
 
 
 @view
@@ -446,49 +429,6 @@ def funding(_market: uint256) -> (int256, int256):
             unit of size.
     """
     return self._funding_now(_market, self._latest_price(_market))
-
-
-@view
-@external
-def funding_rate(_market: uint256) -> int256:
-    """
-    @notice The funding rate now (WAD per day; > 0: longs pay shorts).
-    """
-    return self._funding_now(_market, self._latest_price(_market))[0]
-
-
-@view
-@external
-def funding_index(_market: uint256) -> int256:
-    """
-    @notice The cumulative funding index now (USD per unit of size, WAD).
-    """
-    return self._funding_now(_market, self._latest_price(_market))[1]
-
-
-@view
-@external
-def predicted_funding_rate(_market: uint256, _hours: uint256) -> int256:
-    """
-    @notice The funding rate `_hours` from now if the skew stays what it is.
-    """
-    rate: int256 = self._funding_now(_market, self._latest_price(_market))[0]
-    if not (_hours <= 24 * 365 * 100):
-        self._fail("vault: horizon too long")
-    return self._advance(_market, rate, 0, _hours * 3600, 0, self._skew(_market))[0]
-
-
-@view
-@external
-def accrued_funding(_owner: address, _sub: uint256, _market: uint256) -> int256:
-    """
-    @notice Funding the position has gained (+) or owes (-) since its last settlement,
-            USD (WAD), rounded against the trader. Settled on the account's next trade,
-            withdrawal, margin transfer or liquidation.
-    """
-    index: int256 = self._funding_now(_market, self._latest_price(_market))[1]
-    pos: IMarginVault.Position = self._load_position(_owner, _sub, _market)
-    return wad_math._floor_div(-pos.size * (index - pos.funding_index), IWAD)
 
 
 # ================================================================== liquidation
@@ -514,66 +454,49 @@ def liquidate(_owner: address, _sub: uint256, _keeper: address) -> (bool, uint25
     config: uint256 = self._liquidation
     if msg.sender != convert(config >> 96, address):
         self._fail("vault: not liquidator")
-    # One pass settles funding and values the account (as `_settle_funding` then `_health`
-    # would, without reading anything twice) and keeps every position with its price for
-    # the close. Funding is settled, so the health's funding term is 0.
-    h: IMarginVault.AccountHealth = empty(IMarginVault.AccountHealth)
-    mask: uint256 = 0
-    h.collateral, mask = self._load_account(_owner, _sub)
-    legs: DynArray[Leg, MAX_MARKETS_PER_ACCOUNT] = []
-    settled: int256 = 0
+    self._settle_funding(_owner, _sub)
+    # funding is settled: the health's funding term is 0
+    h: IMarginVault.AccountHealth = self._health(_owner, _sub, True)
+    if h.equity >= convert(h.maintenance_margin, int256):
+        return False, 0
+    mask: uint256 = self._load_account(_owner, _sub)[1]
+
+    # pass 1: the fixed minimums and the fee of closing everything decide the share
     min_margins: uint256 = 0
-    fee_full: uint256 = 0  # the fee of closing everything
+    fee_full: uint256 = 0
     rest: uint256 = mask
     for m: uint256 in range(MAX_MARKETS):
         if rest == 0:
             break
         if rest & 1 == 1:
-            leg: Leg = empty(Leg)
-            leg.market = m
-            leg.price = staticcall ORACLE.price(m)
-            leg.fee_ratio = (self._params[m].trading >> 60) & MASK60
-            amount: int256 = 0
-            leg.pos, amount = self._settle_position(_owner, _sub, m, leg.price)
-            settled += amount
-            n: uint256 = wad_math._ceil_div(wad_math._abs(leg.pos.size) * leg.price, WAD)
-            margin: uint256 = self._params[m].margin
-            min_margin: uint256 = margin >> 160
-            h.unrealized_pnl += wad_math._floor_div(leg.pos.size * (convert(leg.price, int256) - convert(leg.pos.entry_price, int256)), IWAD)
-            h.initial_margin += wad_math._ceil_div(n * WAD, margin & MASK80) + min_margin
-            h.maintenance_margin += wad_math._ceil_div(n * ((margin >> 80) & MASK80), WAD) + min_margin
-            min_margins += min_margin
-            fee_full += wad_math._ceil_div(n * leg.fee_ratio, WAD)
-            legs.append(leg)
+            min_margins += self._params[m].margin >> 160
+            fee_full += self._close_fee(m, self._close_share(_owner, _sub, m, WAD, False)[0])
         rest = rest >> 1
-    h.collateral += settled
-    h.equity = h.collateral + h.unrealized_pnl
-    if h.equity >= convert(h.maintenance_margin, int256):
-        # not liquidatable: only the funding settlement is booked
-        if settled != 0:
-            self.pool_balance -= settled
-            self._store_account(_owner, _sub, h.collateral, mask)
-        return False, 0
     fraction: uint256 = self._liquidation_fraction(h, min_margins, fee_full)
 
-    # close the same share of every position
+    # pass 2: close the same share of every position
     notional: uint256 = 0
     pnl: int256 = 0
     fee: uint256 = 0
-    for leg: Leg in legs:
-        n: uint256 = 0
-        p: int256 = 0
-        left: int256 = 0
-        n, p, left = self._close_share(_owner, _sub, leg, fraction)
-        notional += n
-        pnl += p
-        fee += wad_math._ceil_div(n * leg.fee_ratio, WAD)
-        if left == 0:
-            mask ^= 1 << leg.market
+    rest = mask
+    for m: uint256 in range(MAX_MARKETS):
+        if rest == 0:
+            break
+        if rest & 1 == 1:
+            n: uint256 = 0
+            p: int256 = 0
+            left: int256 = 0
+            n, p, left = self._close_share(_owner, _sub, m, fraction, True)
+            notional += n
+            pnl += p
+            fee += self._close_fee(m, n)
+            if left == 0:
+                mask ^= 1 << m
+        rest = rest >> 1
 
     reward: uint256 = min(fee, config & MASK96) // TOKEN_SCALE
     collateral: int256 = h.collateral + pnl - convert(fee, int256)
-    self.pool_balance -= settled + pnl
+    self.pool_balance -= pnl
     self.insurance_fund += fee - reward * TOKEN_SCALE
     bad_debt: uint256 = 0
     if mask == 0 and collateral < 0:
@@ -582,7 +505,7 @@ def liquidate(_owner: address, _sub: uint256, _keeper: address) -> (bool, uint25
         collateral = 0
     self._store_account(_owner, _sub, collateral, mask)
     if reward != 0:
-        extcall TOKEN.transfer(_keeper, reward, default_return_value=True)
+        self._push(_keeper, reward)
     log IMarginVault.Liquidation(
         owner=_owner,
         sub=_sub,
@@ -683,15 +606,34 @@ def set_liquidator(_liquidator: address, _max_keeper_reward: uint256):
 
 
 @external
+def set_router(_router: address):
+    """
+    @notice Set the OrderRouter, the only filler of two-step requests (zero: none fill).
+    @dev Owner only.
+    """
+    ownable._check_owner()
+    self.router = _router
+    log IMarginVault.RouterSet(router=_router)
+
+
+@view
+@external
+def atomic_trading() -> bool:
+    """
+    @notice Whether owners may trade and move liquidity directly at the latest price
+            (fixed at deployment; off unless deployed for unit tests of the margin math).
+    """
+    return ATOMIC_TRADING
+
+
+@external
 def pause():
     """
     @notice Stop new risk in every market. Closing, reducing, withdrawing free collateral,
             liquidity removal and liquidations keep working.
     @dev Owner only.
     """
-    ownable._check_owner()
-    self.paused = True
-    log IMarginVault.GlobalPauseSet(paused=True)
+    self._set_paused(True)
 
 
 @external
@@ -699,9 +641,7 @@ def unpause():
     """
     @dev Owner only.
     """
-    ownable._check_owner()
-    self.paused = False
-    log IMarginVault.GlobalPauseSet(paused=False)
+    self._set_paused(False)
 
 
 @external
@@ -710,11 +650,7 @@ def pause_market(_market: uint256):
     @notice Stop new risk in `_market` only.
     @dev Owner only.
     """
-    ownable._check_owner()
-    if not (_market < self.market_count):
-        self._fail("vault: unknown market")
-    self.market_paused[_market] = True
-    log IMarginVault.MarketPauseSet(market=_market, paused=True)
+    self._set_market_paused(_market, True)
 
 
 @external
@@ -722,18 +658,114 @@ def unpause_market(_market: uint256):
     """
     @dev Owner only.
     """
+    self._set_market_paused(_market, False)
+
+
+@internal
+def _set_paused(_paused: bool):
+    ownable._check_owner()
+    self.paused = _paused
+    log IMarginVault.GlobalPauseSet(paused=_paused)
+
+
+@internal
+def _set_market_paused(_market: uint256, _paused: bool):
     ownable._check_owner()
     if not (_market < self.market_count):
         self._fail("vault: unknown market")
-    self.market_paused[_market] = False
-    log IMarginVault.MarketPauseSet(market=_market, paused=False)
+    self.market_paused[_market] = _paused
+    log IMarginVault.MarketPauseSet(market=_market, paused=_paused)
+
+
+# ================================================================== internals: pool
+
+
+@internal
+def _add_liquidity(_provider: address, _amount: uint256) -> uint256:
+    """
+    @dev Shares for `_amount` tokens paid by the caller, credited to `_provider`.
+    """
+    if not (_amount != 0):
+        self._fail("vault: zero amount")
+    value: int256 = self._pool_value(True)
+    if not (value >= 0):
+        self._fail("vault: pool insolvent")
+    amount_wad: uint256 = _amount * TOKEN_SCALE
+    shares: uint256 = amount_wad * (self.total_lp_shares + VIRTUAL_SHARES) // (convert(value, uint256) + VIRTUAL_ASSETS)
+    if not (shares != 0):
+        self._fail("vault: zero shares")
+    self._pull(_amount)
+    self.pool_balance += convert(amount_wad, int256)
+    self.lp_shares[_provider] += shares
+    self.total_lp_shares += shares
+    log IMarginVault.LiquidityAdded(provider=_provider, amount=_amount, shares=shares, pool_value=value + convert(amount_wad, int256))
+    return shares
+
+
+@internal
+def _remove_liquidity(_provider: address, _shares: uint256) -> uint256:
+    if not (_shares != 0):
+        self._fail("vault: zero shares")
+    if not (_shares <= self.lp_shares[_provider]):
+        self._fail("vault: insufficient shares")
+    value: int256 = self._pool_value(True)
+    if not (value > 0):
+        self._fail("vault: pool insolvent")
+    # The virtual shares and assets dampen the first deposit; on the way out they would pay
+    # more than a pro-rata part when a share is worth less than one unit (the last LP could
+    # then never leave), so the payout is the smaller of the two, in the pool's favour.
+    owed_wad: uint256 = min(
+        _shares * (convert(value, uint256) + VIRTUAL_ASSETS) // (self.total_lp_shares + VIRTUAL_SHARES),
+        _shares * convert(value, uint256) // self.total_lp_shares,
+    )
+    amount: uint256 = owed_wad // TOKEN_SCALE
+    if not (amount != 0):
+        self._fail("vault: zero amount")
+    paid_wad: int256 = convert(amount * TOKEN_SCALE, int256)
+    cash: int256 = self.pool_balance - paid_wad
+    if not (cash >= 0):
+        self._fail("vault: pool cash locked")
+    self._check_pool_backs_exposure(cash)
+    self.pool_balance = cash
+    self.lp_shares[_provider] -= _shares
+    self.total_lp_shares -= _shares
+    self._push(_provider, amount)
+    log IMarginVault.LiquidityRemoved(provider=_provider, amount=amount, shares=_shares, pool_value=value - paid_wad)
+    return amount
 
 
 # ================================================================== internals: trading
 
 
+@view
 @internal
-def _modify(_owner: address, _sub: uint256, _market: uint256, _size_delta: int256, _acceptable_price: uint256):
+def _check_atomic():
+    if not ATOMIC_TRADING:
+        self._fail("vault: use the order router")
+
+
+@internal
+def _check_router(_at: uint256):
+    """
+    @dev Only the router fills requests, always at a settlement time (0 would mean the
+         latest price: the free option the router exists to close).
+    """
+    if not (msg.sender == self.router and _at != 0):
+        self._fail("vault: not the order router")
+    self._settle_time = _at
+
+
+@view
+@internal
+def _open_size(_owner: address, _sub: uint256, _market: uint256) -> int256:
+    size: int256 = self._load_position(_owner, _sub, _market).size
+    if not (size != 0):
+        self._fail("vault: no position")
+    return size
+
+
+@internal
+def _modify(_owner: address, _sub: uint256, _market: uint256, _size_delta: int256, _acceptable_price: uint256) -> (uint256, uint256):
     if not (_size_delta != 0):
         self._fail("vault: zero size")
     if not (_size_delta >= -MAX_ABS_SIZE and _size_delta <= MAX_ABS_SIZE):
@@ -741,10 +773,9 @@ def _modify(_owner: address, _sub: uint256, _market: uint256, _size_delta: int25
     sizes: uint256 = self._params[_market].sizes
     if not (sizes != 0):
         self._fail("vault: unknown market")
-    price: uint256 = staticcall ORACLE.price(_market)
-    st: IMarginVault.MarketState = self._load_market(_market)
-    skew: int256 = convert(st.oi_long, int256) - convert(st.oi_short, int256)
-    st.funding_index = self._accrue(_market, price, skew)
+    price: uint256 = self._strict_price(_market)
+    skew: int256 = self._skew(_market)
+    index: int256 = self._accrue(_market, price, skew)
     trading: uint256 = self._params[_market].trading
 
     pos: IMarginVault.Position = self._load_position(_owner, _sub, _market)
@@ -764,23 +795,12 @@ def _modify(_owner: address, _sub: uint256, _market: uint256, _size_delta: int25
             self._fail("vault: fill below acceptable price")
     fee: uint256 = wad_math._ceil_div(wad_math._ceil_div(wad_math._abs(_size_delta) * fill, WAD) * (trading & MASK60), WAD)
 
-    funding: int256 = wad_math._floor_div(-pos.size * (st.funding_index - pos.funding_index), IWAD)
+    funding: int256 = wad_math._floor_div(-pos.size * (index - pos.funding_index), IWAD)
     pnl: int256 = 0
     entry: uint256 = 0
     pnl, entry = self._trade_pnl_and_entry(pos.size, pos.entry_price, _size_delta, fill)
 
-    # open interest and the aggregates behind pool_value, all exact
-    if pos.size > 0:
-        st.oi_long -= convert(pos.size, uint256)
-    elif pos.size < 0:
-        st.oi_short -= convert(-pos.size, uint256)
-    if size > 0:
-        st.oi_long += convert(size, uint256)
-    elif size < 0:
-        st.oi_short += convert(-size, uint256)
-    st.entry_sum += size * convert(entry, int256) - pos.size * convert(pos.entry_price, int256)
-    st.funding_sum += size * st.funding_index - pos.size * pos.funding_index
-    self._store_market(_market, st)
+    oi: uint256 = self._move_position(_owner, _sub, _market, pos, size, entry, index)
 
     # money: everything the trader gains the pool pays, and the other way round
     delta: int256 = pnl + funding - convert(fee, int256)
@@ -798,17 +818,16 @@ def _modify(_owner: address, _sub: uint256, _market: uint256, _size_delta: int25
         collateral = 0
     self._store_account(_owner, _sub, collateral, mask)
 
-    self._store_position(_owner, _sub, _market, size, entry, st.funding_index)
 
     if increases_risk:
         if not (not self.paused and not self.market_paused[_market]):
             self._fail("vault: market paused")
         max_open_interest: uint256 = sizes >> 128
         if size > 0:
-            if not (st.oi_long <= max_open_interest):
+            if not (oi & MASK128 <= max_open_interest):
                 self._fail("vault: open interest cap")
         else:
-            if not (st.oi_short <= max_open_interest):
+            if not (oi >> 128 <= max_open_interest):
                 self._fail("vault: open interest cap")
         if not (self._pool_backs(skew + _size_delta, price, self.pool_balance, trading)):
             self._fail("vault: pool cannot back open interest")
@@ -836,6 +855,7 @@ def _modify(_owner: address, _sub: uint256, _market: uint256, _size_delta: int25
         funding=funding,
         collateral=collateral,
     )
+    return fill, fee
 
 
 @internal
@@ -954,33 +974,34 @@ def _liquidation_fraction(_h: IMarginVault.AccountHealth, _min_margins: uint256,
 
 
 @internal
-def _close_share(_owner: address, _sub: uint256, _leg: Leg, _fraction: uint256) -> (uint256, int256, int256):
+def _close_share(_owner: address, _sub: uint256, _market: uint256, _fraction: uint256, _write: bool) -> (uint256, int256, int256):
     """
     @dev Closes `_fraction` of one position (|size| * fraction rounded up; all of it at WAD)
          at the oracle price, without price impact; funding is already settled. Returns the
-         notional closed, the realized PnL (floored) and the size left.
+         notional closed, the realized PnL (floored) and the size left. With `_write` off it
+         only computes them.
     """
-    pos: IMarginVault.Position = _leg.pos
+    pos: IMarginVault.Position = self._load_position(_owner, _sub, _market)
+    price: uint256 = staticcall ORACLE.price(_market)
     closed: int256 = pos.size
     if _fraction < WAD:
         closed = convert(wad_math._ceil_div(wad_math._abs(pos.size) * _fraction, WAD), int256)
         if pos.size < 0:
             closed = -closed
     left: int256 = pos.size - closed
-    pnl: int256 = wad_math._floor_div(closed * (convert(_leg.price, int256) - convert(pos.entry_price, int256)), IWAD)
-    oi: uint256 = self._markets[_leg.market].oi
-    if pos.size > 0:
-        oi -= convert(closed, uint256)
-    else:
-        oi -= convert(-closed, uint256) << 128
-    self._markets[_leg.market].oi = oi
-    self._markets[_leg.market].entry_sum -= closed * convert(pos.entry_price, int256)
-    self._markets[_leg.market].funding_sum -= closed * pos.funding_index
-    self._store_position(_owner, _sub, _leg.market, left, pos.entry_price, pos.funding_index)
-    log IMarginVault.PositionLiquidated(
-        owner=_owner, sub=_sub, market=_leg.market, closed_size=closed, size=left, price=_leg.price, realized_pnl=pnl
-    )
-    return wad_math._ceil_div(wad_math._abs(closed) * _leg.price, WAD), pnl, left
+    pnl: int256 = wad_math._floor_div(closed * (convert(price, int256) - convert(pos.entry_price, int256)), IWAD)
+    if _write:
+        self._move_position(_owner, _sub, _market, pos, left, pos.entry_price, pos.funding_index)
+        log IMarginVault.PositionLiquidated(
+            owner=_owner, sub=_sub, market=_market, closed_size=closed, size=left, price=price, realized_pnl=pnl
+        )
+    return wad_math._ceil_div(wad_math._abs(closed) * price, WAD), pnl, left
+
+
+@view
+@internal
+def _close_fee(_market: uint256, _notional: uint256) -> uint256:
+    return wad_math._ceil_div(_notional * ((self._params[_market].trading >> 60) & MASK60), WAD)
 
 
 # ================================================================== internals: funding
@@ -1003,26 +1024,11 @@ def _funding_now(_market: uint256, _price: uint256) -> (int256, int256):
 @internal
 def _advance(_market: uint256, _rate: int256, _index: int256, _dt: uint256, _price: uint256, _skew: int256) -> (int256, int256):
     """
-    @dev Velocity v = clamp(skew / skew_scale, -1, 1) * max_funding_velocity (per day);
-         over dt the rate moves by v * dt / DAY and the index by the trapezoid
-         (r0 + r1) / 2 * dt / DAY * price, floored. O(1) whatever the number of positions;
-         dt = 0 changes nothing. model.current_funding is the same formula.
+    @dev The market's funding `_dt` seconds on (see modules/funding_math.vy).
     """
-    if _dt == 0:
-        return _rate, _index
-    elapsed: int256 = convert(_dt, int256)
-    new_rate: int256 = _rate + self._velocity(_market, _skew) * elapsed // convert(DAY, int256)
-    index: int256 = _index + wad_math._floor_div((_rate + new_rate) * elapsed * convert(_price, int256), 2 * convert(DAY, int256) * IWAD)
-    return new_rate, index
-
-
-@view
-@internal
-def _velocity(_market: uint256, _skew: int256) -> int256:
-    skew_scale: int256 = convert(self._params[_market].sizes & MASK128, int256)
-    max_velocity: int256 = convert((self._params[_market].trading >> 120) & MASK68, int256)
-    proportional: int256 = max(min(_skew * IWAD // skew_scale, IWAD), -IWAD)
-    return proportional * max_velocity // IWAD
+    return funding_math._advance(
+        _rate, _index, _dt, _price, _skew, self._params[_market].sizes & MASK128, (self._params[_market].trading >> 120) & MASK68
+    )
 
 
 @internal
@@ -1068,7 +1074,7 @@ def _settle_funding(_owner: address, _sub: uint256) -> int256:
         if rest == 0:
             break
         if rest & 1 == 1:
-            settled += self._settle_position(_owner, _sub, m, staticcall ORACLE.price(m))[1]
+            settled += self._settle_position(_owner, _sub, m, self._strict_price(m))[1]
         rest = rest >> 1
     if settled != 0:
         collateral += settled
@@ -1213,8 +1219,21 @@ def _pool_backs(_skew: int256, _price: uint256, _cash: int256, _trading: uint256
 @internal
 def _price(_market: uint256, _strict: bool) -> uint256:
     if _strict:
-        return staticcall ORACLE.price(_market)
+        return self._strict_price(_market)
     return self._latest_price(_market)
+
+
+@view
+@internal
+def _strict_price(_market: uint256) -> uint256:
+    """
+    @dev The price trading is checked at: while the router settles a request, the market's
+         settlement round; otherwise the latest price. Both revert when stale.
+    """
+    at: uint256 = self._settle_time
+    if at == 0:
+        return staticcall ORACLE.price(_market)
+    return (staticcall ORACLE.price_at(_market, at))[0]
 
 
 @view
@@ -1310,14 +1329,29 @@ def _load_market(_market: uint256) -> IMarginVault.MarketState:
 
 
 @internal
-def _store_market(_market: uint256, _st: IMarginVault.MarketState):
+def _move_position(
+    _owner: address, _sub: uint256, _market: uint256, _pos: IMarginVault.Position, _size: int256, _entry: uint256, _index: int256
+) -> uint256:
     """
-    @dev Writes what a trade changes: open interest and the two aggregate sums (funding is
-         written by _accrue). OI is capped far below 2**128 by max_open_interest.
+    @dev Stores the account's new position and books the change in the market's open
+         interest and in the aggregates behind pool_value, all exact; returns the new open
+         interest word (long | short << 128, each capped far below 2**128 by
+         max_open_interest). Trades and liquidations both go through here.
     """
-    self._markets[_market].oi = _st.oi_long | (_st.oi_short << 128)
-    self._markets[_market].entry_sum = _st.entry_sum
-    self._markets[_market].funding_sum = _st.funding_sum
+    oi: uint256 = self._markets[_market].oi
+    if _pos.size > 0:
+        oi -= convert(_pos.size, uint256)
+    elif _pos.size < 0:
+        oi -= convert(-_pos.size, uint256) << 128
+    if _size > 0:
+        oi += convert(_size, uint256)
+    elif _size < 0:
+        oi += convert(-_size, uint256) << 128
+    self._markets[_market].oi = oi
+    self._markets[_market].entry_sum += _size * convert(_entry, int256) - _pos.size * convert(_pos.entry_price, int256)
+    self._markets[_market].funding_sum += _size * _index - _pos.size * _pos.funding_index
+    self._store_position(_owner, _sub, _market, _size, _entry, _index)
+    return oi
 
 
 @view
@@ -1395,7 +1429,14 @@ def _check_params(_p: IMarginVault.MarketParams):
 
 @internal
 def _pull(_amount: uint256):
-    extcall TOKEN.transferFrom(msg.sender, self, _amount, default_return_value=True)
+    if not extcall TOKEN.transferFrom(msg.sender, self, _amount, default_return_value=True):
+        self._fail("vault: transfer failed")
+
+
+@internal
+def _push(_to: address, _amount: uint256):
+    if not extcall TOKEN.transfer(_to, _amount, default_return_value=True):
+        self._fail("vault: transfer failed")
 
 
 @view

@@ -161,21 +161,25 @@ def price_at(_market: uint256, _time: uint256) -> (uint256, uint256):
             has left the history ("oracle: round expired") and, like `price`, when it is
             older than `max_price_age`.
     """
-    head: uint256 = self._heads[_market]
-    assert head != 0 and (head >> 128) & MASK64 >= _time, "oracle: no round yet"
-    round_id: uint256 = head >> 192
-    word: uint256 = head
-    # walk back while the round before still qualifies; rounds are in time order
-    for i: uint256 in range(HISTORY):
-        if round_id == 1:
-            break
-        before: uint256 = self._rounds[_market][(round_id - 1) % HISTORY]
-        if before >> 128 < _time:
-            break
-        assert i + 1 < HISTORY, "oracle: round expired"
-        round_id -= 1
-        word = before
+    round_id: uint256 = 0
+    word: uint256 = 0
+    round_id, word = self._round_at(_market, _time)
+    assert round_id != 0, "oracle: no round yet"
     return self._fresh(word), round_id
+
+
+@view
+@external
+def round_at(_market: uint256, _time: uint256) -> (uint256, uint256, uint256):
+    """
+    @notice `(round id, price, updated_at)` of the first round of `_market` with
+            `updated_at >= _time`; `(0, 0, 0)` while there is none. Reverts when that round
+            has left the history. Never checks staleness (see `price_at`).
+    """
+    round_id: uint256 = 0
+    word: uint256 = 0
+    round_id, word = self._round_at(_market, _time)
+    return round_id, word & MAX_PRICE, (word >> 128) & MASK64
 
 
 # ------------------------------------------------------------------ owner
@@ -246,6 +250,31 @@ def _record(_market: uint256, _price: uint256, _updated_at: uint256):
     log IPriceOracle.PriceUpdated(
         market=_market, price=_price, updated_at=_updated_at, feeder=msg.sender, round_id=round_id
     )
+
+
+@view
+@internal
+def _round_at(_market: uint256, _time: uint256) -> (uint256, uint256):
+    """
+    @dev The first round at or after `_time` and its word (0, 0 if none yet). Rounds are in
+         time order, so it walks back from the newest while the round before still
+         qualifies; that round must still be kept, or the answer is unknown.
+    """
+    head: uint256 = self._heads[_market]
+    if head == 0 or (head >> 128) & MASK64 < _time:
+        return 0, 0
+    round_id: uint256 = head >> 192
+    word: uint256 = head
+    for i: uint256 in range(HISTORY):
+        if round_id == 1:
+            break
+        assert i + 1 < HISTORY, "oracle: round expired"
+        before: uint256 = self._rounds[_market][(round_id - 1) % HISTORY]
+        if (before >> 128) & MASK64 < _time:
+            break
+        round_id -= 1
+        word = before
+    return round_id, word
 
 
 @view

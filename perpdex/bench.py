@@ -53,7 +53,7 @@ def gas_after(send: Callable[[], Any], seconds: int = STEP) -> int:
 
 def pooled_exchange(admin: Any, lp: Any, tokens: int = POOL_TOKENS) -> Exchange:
     """A fresh deployment with `tokens` (1,000,000 USD) of LP liquidity."""
-    x = Exchange(deploy_system(admin))
+    x = Exchange(deploy_system(admin, atomic_trading=True))
     x.add_liquidity(lp, tokens)
     return x
 
@@ -100,6 +100,83 @@ def gas_rows(progress: Progress = lambda _: None) -> list[GasRow]:
     measure("remove liquidity", None, lambda: x.vault.remove_liquidity(x.vault.lp_shares(lp2) // 2, sender=lp2))
     measure("poke (funding accrual)", POKE_TARGET, lambda: x.vault.poke(0, sender=other))
     return rows
+
+
+# ------------------------------------------------------------------ two-step requests (SPEC 13)
+
+COMMIT_TARGET = 120_000
+SETTLE_TARGET = 160_000
+ROUND_TRIP_TARGET = 260_000  # commit + settle of one trade
+
+
+def router_rows(batch: int = 50, progress: Progress = lambda _: None) -> list[GasRow]:
+    """A routed deployment (atomic trading off) with warm markets: one trader's commit and
+    settle of an increase (steady state: its pending counter and the router's token balance
+    already written once), a commit + settle of add liquidity, and `settle_many` of `batch`
+    trades, total and per order."""
+    from ape import accounts
+
+    admin, lp, other, trader, settler, *owners = (accounts.test_accounts[i] for i in range(12))
+    x = Exchange(deploy_system(admin))
+    x.add_liquidity(lp, POOL_TOKENS)
+    for who in (other, trader, settler):
+        x.fund(who, 10 * TOKEN)  # settlement rewards
+    x.deposit(other, 100_000 * TOKEN)
+    x.trade(other, 0, 20 * WAD)
+    x.trade(other, 1, -WAD)
+    x.deposit(trader, 10_000 * TOKEN)
+    # a first request: the trader's pending slot and the router's balance are written once
+    x.settle_next(x.order_id(x.trade(trader, 0, WAD, settle=False)), settler=settler)
+    progress("deployed (routed)")
+    rows: list[GasRow] = []
+    commit = send_after(lambda: x.trade(trader, 0, 5 * WAD, settle=False))
+    x.next_round()
+    settle = x.settle(x.order_id(commit), settler)
+    rows += [GasRow("commit_order", int(commit.gas_used), COMMIT_TARGET),
+             GasRow("settle (one trade)", int(settle.gas_used), SETTLE_TARGET),
+             GasRow("commit + settle", int(commit.gas_used) + int(settle.gas_used), ROUND_TRIP_TARGET)]
+    progress("commit and settle")
+    x.fund(lp, 100_000 * TOKEN)
+    add = send_after(lambda: x.add_liquidity(lp, 10_000 * TOKEN, mint=False, settle=False))
+    x.next_round()
+    add_settle = x.settle(x.order_id(add), settler)
+    rows += [GasRow("commit_add_liquidity", int(add.gas_used), None),
+             GasRow("settle (add liquidity)", int(add_settle.gas_used), None)]
+    if batch:
+        accounts_ = [(owners[i % len(owners)], i // len(owners)) for i in range(batch)]
+        for owner, sub in accounts_:
+            x.deposit(owner, 2_000 * TOKEN, sub=sub)
+            x.fund(owner, TOKEN)
+        x.refresh_prices()
+        # committed together (within one settlement window on a wall-clock chain)
+        ids = [x.order_id(x.trade(owner, 0, WAD // 10, sub=sub, settle=False)) for owner, sub in accounts_]
+        x.next_round()
+        many = x.settle(ids, settler)
+        settled = len(many.events.filter(x.d.router.OrderSettled))
+        if settled != batch:
+            reasons = {e.reason for e in many.events.filter(x.d.router.OrderCancelled)}
+            raise RuntimeError(f"settle_many settled {settled} of {batch} trades (cancelled: {reasons})")
+        rows += [GasRow(f"settle_many: {batch} trades (total)", int(many.gas_used), None),
+                 GasRow(f"settle_many: {batch} trades (per order)", int(many.gas_used) // batch, SETTLE_TARGET)]
+        progress("settle_many")
+    return rows
+
+
+DEPLOYED = ("MarginVault", "OrderRouter", "LiquidationKeeper", "PriceOracle", "VaultLens", "MockUSD")
+SIZE_LIMIT = 24_576  # EIP-170
+VAULT_ROOM = 2_048  # SPEC 16: what the vault keeps free for what comes next
+
+
+def contract_sizes() -> dict[str, int]:
+    """Runtime bytecode bytes of every deployable, as compiled by the project."""
+    from perpdex.deploy import contracts_project
+
+    project = contracts_project()
+    sizes = {}
+    for name in DEPLOYED:
+        code = getattr(project, name).contract_type.runtime_bytecode.bytecode
+        sizes[name] = (len(code) - 2) // 2 if code.startswith("0x") else len(code) // 2
+    return sizes
 
 
 # ------------------------------------------------------------------ liquidations

@@ -65,7 +65,7 @@ def liquidator_rate(per_owner: int = 25, workdir: Path | None = None) -> BotRate
         node = Devnet(work)
         try:
             with connect(DEVNET, host=node.url, manage_process=False):
-                x = Exchange(deploy_system(accounts.test_accounts[0]))
+                x = Exchange(deploy_system(accounts.test_accounts[0], atomic_trading=True))
                 x.add_liquidity(accounts.test_accounts[1], x.tokens(2_000_000))
                 deployment = write_deployment(x.d.to_json(chain.chain_id, chain.blocks.head.number), work / "devnet.json")
                 made = underwater_book(x, per_owner)

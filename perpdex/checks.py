@@ -159,7 +159,7 @@ def _close_all(x: Exchange, owner: Any, sub: int, keeper: Any, problems: list[st
     vault, closed, liquidated = x.vault, 0, 0
     refused: list[str] = []
     for _ in range(2 * len(x.market_names()) + 1):
-        markets = [int(m) for m in vault.open_markets(owner, sub)]
+        markets = x.open_markets(owner, sub)
         if not markets:
             break
         if bool(vault.is_liquidatable(owner, sub)):
@@ -174,7 +174,7 @@ def _close_all(x: Exchange, owner: Any, sub: int, keeper: Any, problems: list[st
                 break
         else:
             break
-    if left := [int(m) for m in vault.open_markets(owner, sub)]:
+    if left := x.open_markets(owner, sub):
         problems.append(f"{str(owner)[:10]}/{sub}: cannot close markets {left}: {'; '.join(refused)}")
     return closed, liquidated
 

@@ -196,7 +196,7 @@ def _skewed_example() -> tuple[Any, Any]:
     from perpdex.sdk import Exchange
 
     admin, lp, long_trader, short_trader = test_signers(4)
-    x = Exchange(deploy_system(admin))
+    x = Exchange(deploy_system(admin, atomic_trading=True))
     x.add_liquidity(lp, x.tokens(1_000_000))
     for who, size in ((long_trader, 150 * WAD), (short_trader, -30 * WAD)):
         x.deposit(who, x.tokens(100_000))
@@ -231,7 +231,7 @@ def _liquidation_example() -> None:
     from perpdex.sdk import Exchange
 
     admin, lp, trader, keeper = test_signers(4)
-    x = Exchange(deploy_system(admin))
+    x = Exchange(deploy_system(admin, atomic_trading=True))
     x.add_liquidity(lp, x.tokens(1_000_000))
     x.deposit(trader, x.tokens(2_000))
     x.trade(trader, 0, 10 * WAD)
@@ -383,16 +383,37 @@ def bench_gas(network: str, batch: int) -> None:
 
 
 def _bench_gas(network: str, batch: int) -> list[tuple[str, str]]:
-    from perpdex.bench import gas_rows, liquidation_rows
+    from perpdex.bench import SIZE_LIMIT, contract_sizes, gas_rows, liquidation_rows, router_rows
 
     with connect(network), console.status("measuring") as status:
         rows = gas_rows(progress=lambda step: status.update(f"measured {step}"))
+        routed = router_rows(batch, progress=lambda step: status.update(f"router: {step}"))
         liquidations = liquidation_rows(batch, progress=lambda step: status.update(f"liquidations: {step}"))
-    console.print(_gas_table(f"Gas used ({network})", rows))
+        sizes = contract_sizes()
+    console.print(_gas_table(f"Gas used, atomic trading (margin math; {network})", rows))
+    console.print(_gas_table(f"Two-step requests through the OrderRouter ({network})", routed))
     console.print(_gas_table(f"Liquidations through the LiquidationKeeper ({network})", liquidations))
-    measured = rows + liquidations
+    console.print(_sizes_table(sizes))
+    measured = rows + routed + liquidations
     over = [r.action for r in measured if r.target and not r.ok]
-    return [(f"gas ({network})", f"{len(measured)} actions, {len(over)} over target" + (f": {', '.join(over)}" if over else ""))]
+    vault_free = SIZE_LIMIT - sizes["MarginVault"]
+    return [(f"gas ({network})", f"{len(measured)} actions, {len(over)} over target" + (f": {', '.join(over)}" if over else "")),
+            ("contract sizes (bytes)", ", ".join(f"{n} {b:,}" for n, b in sizes.items()) + f"; vault {vault_free:,} free")]
+
+
+def _sizes_table(sizes: dict[str, int]) -> Any:
+    from rich.table import Table
+
+    from perpdex.bench import SIZE_LIMIT, VAULT_ROOM
+
+    table = Table(title=f"Contract sizes (runtime bytecode; limit {SIZE_LIMIT:,} B)")
+    for col in ("contract", "bytes", "free"):
+        table.add_column(col, justify="right")
+    for name, size in sizes.items():
+        free = SIZE_LIMIT - size
+        ok = free >= VAULT_ROOM if name == "MarginVault" else free >= 0
+        table.add_row(name, f"{size:,}", f"[{'green' if ok else 'red'}]{free:,}[/]")
+    return table
 
 
 def _gas_table(title: str, rows: list[Any]) -> Any:

@@ -31,14 +31,17 @@ class Deployment:
     usd: Any
     oracle: Any
     vault: Any
-    funding: Any  # FundingIndex is a module compiled into the vault: this is the vault
+    funding: Any  # the VaultLens: funding rate, index, prediction and accrued funding (the vault accrues it)
     keeper: Any  # LiquidationKeeper
     markets: dict[str, int]
+    router: Any = None  # OrderRouter
+    lens: Any = None  # VaultLens: funding views, fill quotes, open markets
     deployer: Any = None
     config: dict[str, Any] = field(default_factory=dict)
 
     def addresses(self) -> dict[str, str]:
-        named = {"usd": self.usd, "oracle": self.oracle, "vault": self.vault, "keeper": self.keeper}
+        named = {"usd": self.usd, "oracle": self.oracle, "vault": self.vault, "keeper": self.keeper,
+                 "router": self.router, "lens": self.lens}
         return {name: str(c.address) for name, c in named.items() if c is not None}
 
     def to_json(self, chain_id: int, block: int) -> str:
@@ -49,11 +52,14 @@ class Deployment:
 
 
 def deploy_system(deployer: Any, **overrides: Any) -> Deployment:
-    """Deploy token (unless `token={"address": ...}` names one), oracle and vault; create
-    the configured markets; make `deployer` a price feeder and set every initial price.
+    """Deploy token (unless `token={"address": ...}` names one), oracle, vault, liquidation
+    keeper, order router and lens; create the configured markets; make `deployer` a price
+    feeder and set every initial price. Trading goes through the router unless
+    `atomic_trading=True` (unit tests of the margin math only).
 
     `overrides` deep-merge into perpdex/defaults.toml, e.g.
-    `deploy_system(admin, markets={"ETH-USD": {"max_leverage": 10}}, oracle={"max_price_age": 60})`.
+    `deploy_system(admin, markets={"ETH-USD": {"max_leverage": 10}}, oracle={"max_price_age": 60})`,
+    `deploy_system(admin, atomic_trading=True)`.
     """
     cfg = load_config(**overrides)
     project = contracts_project()
@@ -64,10 +70,18 @@ def deploy_system(deployer: Any, **overrides: Any) -> Deployment:
     oracle = project.PriceOracle.deploy(
         int(cfg["oracle"]["max_price_age"]), to_wad(cfg["oracle"]["max_price_jump"]), sender=deployer
     )
-    vault = project.MarginVault.deploy(usd, oracle, int(cfg["token"]["decimals"]), sender=deployer)
+    vault = project.MarginVault.deploy(
+        usd, oracle, int(cfg["token"]["decimals"]), bool(cfg["atomic_trading"]), sender=deployer
+    )
     oracle.set_feeder(deployer, True, sender=deployer)
     keeper = project.LiquidationKeeper.deploy(vault, sender=deployer)
     vault.set_liquidator(keeper, to_wad(cfg["liquidation"]["max_keeper_reward"]), sender=deployer)
+    r = cfg["router"]
+    router = project.OrderRouter.deploy(
+        vault, to_wad(r["settlement_reward"]), int(r["settlement_delay"]), int(r["settlement_window"]), sender=deployer
+    )
+    vault.set_router(router, sender=deployer)
+    lens = project.VaultLens.deploy(vault, sender=deployer)
 
     markets: dict[str, int] = {}
     for name, values in cfg["markets"].items():
@@ -77,7 +91,8 @@ def deploy_system(deployer: Any, **overrides: Any) -> Deployment:
         list(markets.values()), [to_wad(cfg["markets"][n]["price"]) for n in markets], sender=deployer
     )
     return Deployment(
-        usd=usd, oracle=oracle, vault=vault, funding=vault, keeper=keeper, markets=markets, deployer=deployer, config=cfg
+        usd=usd, oracle=oracle, vault=vault, funding=lens, keeper=keeper, markets=markets, deployer=deployer,
+        config=cfg, router=router, lens=lens,
     )
 
 
@@ -87,7 +102,9 @@ def attach(data: dict[str, Any]) -> Deployment:
     a = data["addresses"]
     vault = project.MarginVault.at(a["vault"])
     keeper = project.LiquidationKeeper.at(a["keeper"]) if "keeper" in a else None
+    router = project.OrderRouter.at(a["router"]) if "router" in a else None
+    lens = project.VaultLens.at(a["lens"]) if "lens" in a else None
     return Deployment(
         usd=project.MockUSD.at(a["usd"]), oracle=project.PriceOracle.at(a["oracle"]), vault=vault,
-        funding=vault, keeper=keeper, markets=dict(data["markets"]),
+        funding=lens, keeper=keeper, markets=dict(data["markets"]), router=router, lens=lens,
     )

@@ -67,7 +67,7 @@ def account_tables(x: Exchange, owner: Any, sub: int) -> list[Table]:
     positions = Table(title=f"Positions of {str(owner)[:10]}… sub {sub}")
     for col in ("market", "size", "entry", "price", "unrealized PnL", "liquidation price", "distance"):
         positions.add_column(col, justify="right")
-    for m in x.vault.open_markets(owner, sub):
+    for m in x.open_markets(owner, sub):
         market = int(m)
         pos = x.position(owner, sub, market)
         price = x.price(market)

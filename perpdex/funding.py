@@ -60,7 +60,7 @@ def market_funding(x: Exchange, market: int) -> MarketFunding:
         skew_scale=params.skew_scale,
         rate=rate,
         index=index,
-        predicted={h: int(vault.predicted_funding_rate(market, h)) for h in HORIZONS},
+        predicted={h: int(x.d.lens.predicted_funding_rate(market, h)) for h in HORIZONS},
         long_unit_day=model.funding_over(model.WAD, rate, skew, price, DAY, params),
     )
 
@@ -71,7 +71,7 @@ def funding_overview(x: Exchange) -> list[MarketFunding]:
 
 def position_funding(x: Exchange, owner: Any, sub: int) -> list[PositionFunding]:
     rows = []
-    for m in x.vault.open_markets(owner, sub):
+    for m in x.open_markets(owner, sub):
         market = int(m)
         f = market_funding(x, market)
         size = x.position(owner, sub, market).size
@@ -80,7 +80,7 @@ def position_funding(x: Exchange, owner: Any, sub: int) -> list[PositionFunding]
                 market=market,
                 name=f.name,
                 size=size,
-                accrued=int(x.vault.accrued_funding(owner, sub, market)),
+                accrued=int(x.d.lens.accrued_funding(owner, sub, market)),
                 next_day=model.funding_over(size, f.rate, f.skew, f.price, DAY, x.params(market)),
             )
         )

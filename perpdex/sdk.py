@@ -42,34 +42,100 @@ class Exchange:
 
     # ---- money in and out
     def fund(self, account: Any, tokens: int) -> None:
-        """Mint devnet tokens to `account` and approve the vault for them."""
+        """Mint devnet tokens to `account` and approve the vault (deposits) and the router
+        (the settlement reward and LP tokens it escrows) for them."""
         self.d.usd.mint(account, tokens, sender=account)
         self.d.usd.approve(self.vault, MAX_UINT256, sender=account)
+        if self.d.router is not None:
+            self.d.usd.approve(self.d.router, MAX_UINT256, sender=account)
+
+    @property
+    def atomic(self) -> bool:
+        """Whether owners trade directly (a deployment for unit tests of the margin math) or
+        every trade and LP move is a two-step request through the router."""
+        return bool(self.vault.atomic_trading())
 
     def deposit(self, account: Any, tokens: int, sub: int = 0, mint: bool = True) -> Any:
         if mint:
             self.fund(account, tokens)
         return self.vault.deposit(sub, tokens, sender=account)
 
-    def add_liquidity(self, account: Any, tokens: int, mint: bool = True) -> Any:
+    def add_liquidity(self, account: Any, tokens: int, mint: bool = True, settle: bool = True) -> Any:
+        """Add `tokens` to the LP pool: directly with atomic trading, else a request that
+        (with `settle`) is filled at the next round, as `settle_next` does."""
         if mint:
-            self.fund(account, tokens)
-        return self.vault.add_liquidity(tokens, sender=account)
+            self.fund(account, tokens + (0 if self.atomic else self.reward_tokens))
+        if self.atomic:
+            return self.vault.add_liquidity(tokens, sender=account)
+        return self._request(self.d.router.commit_add_liquidity(tokens, sender=account), settle)
+
+    def remove_liquidity(self, account: Any, shares: int, settle: bool = True) -> Any:
+        if self.atomic:
+            return self.vault.remove_liquidity(shares, sender=account)
+        return self._request(self.d.router.commit_remove_liquidity(shares, sender=account), settle)
 
     # ---- trading
     def quote(self, market: int, size_delta: int) -> int:
-        return int(self.vault.fill_price(market, size_delta))
+        return int(self.d.lens.fill_price(market, size_delta))
 
     def trade(
-        self, account: Any, market: int, size_delta: int, sub: int = 0, slippage: int = DEFAULT_SLIPPAGE
+        self, account: Any, market: int, size_delta: int, sub: int = 0, slippage: int = DEFAULT_SLIPPAGE,
+        settle: bool = True,
     ) -> Any:
+        """Buy (> 0) or sell `size_delta` base units (WAD) within `slippage` of the quote now:
+        directly with atomic trading; else commit a request to the router and, with `settle`,
+        fill it at the next round (`settle_next`). Returns the fill's receipt (the commit's
+        when not settled)."""
         bound = slippage_bound(self.quote(market, size_delta), size_delta, slippage)
-        return self.vault.modify_position(sub, market, size_delta, bound, sender=account)
+        if self.atomic:
+            return self.vault.modify_position(sub, market, size_delta, bound, sender=account)
+        return self._request(self.d.router.commit_order(sub, market, size_delta, bound, sender=account), settle)
 
-    def close(self, account: Any, market: int, sub: int = 0, slippage: int = DEFAULT_SLIPPAGE) -> Any:
+    def close(
+        self, account: Any, market: int, sub: int = 0, slippage: int = DEFAULT_SLIPPAGE, settle: bool = True
+    ) -> Any:
         size = self.position(account, sub, market).size
         bound = slippage_bound(self.quote(market, -size), -size, slippage)
-        return self.vault.close_position(sub, market, bound, sender=account)
+        if self.atomic:
+            return self.vault.close_position(sub, market, bound, sender=account)
+        return self._request(self.d.router.commit_close(sub, market, bound, sender=account), settle)
+
+    # ---- two-step requests (SPEC 13)
+    @property
+    def reward_tokens(self) -> int:
+        """What the router escrows per request from the owner's wallet (token units)."""
+        return int(self.d.router.REWARD_TOKENS())
+
+    def order(self, order_id: int) -> Any:
+        return self.d.router.order(order_id)
+
+    def next_round(self, feeder: Any | None = None) -> Any:
+        """On a chain whose clock the caller drives (the embedded chain, or an Anvil without
+        a feeder): move time past the settlement delay and feed every market's price again,
+        so every request committed before now has its settlement round."""
+        from perpdex.chain import move_time
+
+        move_time(int(self.d.router.settlement_delay()))
+        return self.refresh_prices(feeder=feeder)
+
+    def settle(self, order_ids: int | list[int], settler: Any | None = None) -> Any:
+        """Settle one order (reverts if its round does not exist yet) or a batch (skips those)."""
+        who = settler or self.d.deployer
+        if isinstance(order_ids, int):
+            return self.d.router.settle(order_ids, sender=who)
+        return self.d.router.settle_many(order_ids, sender=who)
+
+    def settle_next(self, order_id: int, settler: Any | None = None) -> Any:
+        """Feed the next round (as the devnet's feeder keeper would) and settle `order_id` at it."""
+        self.next_round()
+        return self.settle(order_id, settler)
+
+    def order_id(self, commit_receipt: Any) -> int:
+        """The id of the order a commit receipt created (from its OrderCommitted event)."""
+        return int(commit_receipt.events.filter(self.d.router.OrderCommitted)[0].order_id)
+
+    def _request(self, commit_receipt: Any, settle: bool) -> Any:
+        return self.settle_next(self.order_id(commit_receipt)) if settle else commit_receipt
 
     def set_price(self, market: int, price: int, feeder: Any | None = None) -> Any:
         return self.d.oracle.set_price(market, price, sender=feeder or self.d.deployer)
@@ -88,6 +154,9 @@ class Exchange:
     def health(self, owner: Any, sub: int = 0) -> Health:
         h = self.vault.account_health(owner, sub)
         return Health(*(int(getattr(h, f)) for f in Health.__dataclass_fields__))
+
+    def open_markets(self, owner: Any, sub: int = 0) -> list[int]:
+        return [int(m) for m in self.d.lens.open_markets(owner, sub)]
 
     def params(self, market: int) -> MarketParams:
         return MarketParams.from_chain(self.vault.market_params(market))

@@ -53,8 +53,9 @@ def attacker(accounts: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def system(admin: Any, lp: Any) -> Deployment:
-    """The default deployment with 1,000,000 USD of LP liquidity."""
-    deployment = deploy_system(admin)
+    """The default deployment with 1,000,000 USD of LP liquidity, with atomic trading on: the
+    unit tests of the margin math trade directly (tests/unit/router covers the two-step path)."""
+    deployment = deploy_system(admin, atomic_trading=True)
     Exchange(deployment).add_liquidity(lp, POOL_TOKENS)
     return deployment
 
@@ -67,6 +68,11 @@ def x(system: Deployment) -> Exchange:
 @pytest.fixture(scope="session")
 def vault(system: Deployment) -> Any:
     return system.vault
+
+
+@pytest.fixture(scope="session")
+def lens(system: Deployment) -> Any:
+    return system.lens
 
 
 @pytest.fixture(scope="session")

@@ -93,7 +93,7 @@ def build_report(
         sampler.sample()
     events, names = log.events, x.market_names()
     t = tally(events, names, funding_baseline(sampler.rows[0], events))
-    add_unsettled_funding(t, x.vault)
+    add_unsettled_funding(t, x.vault, x.d.lens)
     accounts = list(accounts) if accounts is not None else [(signer_of(o), sub) for o, sub in accounts_in(events)]
     lps = list(lps) if lps is not None else [signer_of(p) for p in lps_in(events)]
     summary = _summary(title, events, sampler.rows, t, len(accounts))

@@ -172,11 +172,11 @@ def funding_baseline(first: Sample, events: list[ChainEvent]) -> dict[int, int]:
     return {m: s.funding_index for m, s in first.markets.items() if s.oi_long == 0 and s.oi_short == 0}
 
 
-def add_unsettled_funding(t: Tally, vault: Any) -> None:
-    """Adds what open positions have accrued and not settled (vault views, now), and the
+def add_unsettled_funding(t: Tally, vault: Any, lens: Any) -> None:
+    """Adds what open positions have accrued and not settled (lens views, now), and the
     pool's side of it: index now minus the last accrual's, times the skew now."""
     for (owner, sub, market), size in t.open_positions.items():
-        t.funding_side((owner, sub, market), size, int(vault.accrued_funding(owner, sub, market)), settled=False)
+        t.funding_side((owner, sub, market), size, int(lens.accrued_funding(owner, sub, market)), settled=False)
     for market, m in t.markets.items():
         st = vault.market_state(market)
         skew = int(st.oi_long) - int(st.oi_short)

@@ -205,7 +205,7 @@ class Simulation:
 
     # ------------------------------------------------------------ setup
     def deploy(self) -> Exchange:
-        self.x = Exchange(deploy_system(self.roles.admin, **self.config.overrides))
+        self.x = Exchange(deploy_system(self.roles.admin, **{"atomic_trading": True, **self.config.overrides}))
         self.log, self.sampler = EventLog(self.x), Sampler(self.x)
         self.params = {m: self.x.params(m) for m in self.x.market_names()}
         start = [self.x.price(m) for m in sorted(self.x.market_names())]

@@ -131,7 +131,7 @@ class FastChain:
 
     def _account(self, owner: Any, sub: int) -> State:
         v = self.x.vault
-        markets = list(self.call(v, "open_markets", owner, sub))
+        markets = list(self.call(self.x.d.lens, "open_markets", owner, sub))
         return {
             "open_markets": markets,
             "health": self.call(v, "account_health", owner, sub),

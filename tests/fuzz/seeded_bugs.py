@@ -44,7 +44,7 @@ COPIED = ("contracts", "tests", "perpdex", "ape-config.yaml", "pyproject.toml")
 IGNORED = shutil.ignore_patterns(".build", ".hypothesis", "__pycache__", ".pytest_cache", "*.pyc")
 MACHINE = "tests/fuzz/test_exchange_machine.py"
 MACHINE_TEST = "test_exchange_state_machine"  # the module's other tests are not the state machine
-DEPLOYABLES = ("MarginVault", "LiquidationKeeper", "PriceOracle")
+DEPLOYABLES = ("MarginVault", "LiquidationKeeper", "PriceOracle", "OrderRouter", "VaultLens")
 SIZE_LIMIT = 24_576  # EIP-170: the largest runtime bytecode a chain accepts
 VAULT = "contracts/MarginVault.vy"
 HEARTBEAT = 60.0  # seconds between "still running" lines
@@ -95,8 +95,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "oi_not_decremented_on_close",
         "closing a long to zero leaves its size in OI long",
         VAULT,
-        "    if pos.size > 0:\n        st.oi_long -= convert(pos.size, uint256)",
-        "    if pos.size > 0 and size != 0:\n        st.oi_long -= convert(pos.size, uint256)",
+        "    if _pos.size > 0:\n        oi -= convert(_pos.size, uint256)",
+        "    if _pos.size > 0 and _size != 0:\n        oi -= convert(_pos.size, uint256)",
     ),
     Mutation(
         "liquidation_negative_collateral",
@@ -142,10 +142,10 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "liquidation_short_oi_wrong_half",
-        "liquidating a short decrements the long half of the packed OI word",
+        "reducing a short (a trade or a liquidation) decrements the long half of the packed OI word",
         VAULT,
-        "oi -= convert(-closed, uint256) << 128",
-        "oi -= convert(-closed, uint256)",
+        "oi -= convert(-_pos.size, uint256) << 128",
+        "oi -= convert(-_pos.size, uint256)",
     ),
 )
 

@@ -287,7 +287,7 @@ class ZeroSum:
             pool_claim = owed // WAD
             traders = 0
             for who, size, snap in positions:
-                accrued = int(vault.accrued_funding(self.traders[who], 0, m))
+                accrued = int(self.x.d.lens.accrued_funding(self.traders[who], 0, m))
                 assert accrued == (-size * (index - snap)) // WAD
                 traders += accrued
             # zero sum up to one floor per party, never in the traders' favour

@@ -185,13 +185,13 @@ class Lockstep:
                 assert vault.withdrawable(trader, sub) == self.m.withdrawable(name, sub)
                 for market in (0, 1):
                     assert self.x.position(trader, sub, market) == self.m.position(name, sub, market)
-                    assert vault.accrued_funding(trader, sub, market) == self.m.accrued_funding(name, sub, market)
+                    assert self.x.d.lens.accrued_funding(trader, sub, market) == self.m.accrued_funding(name, sub, market)
         for market in (0, 1):
             on_chain, mine = vault.market_state(market), self.m.markets[market]
             assert (on_chain.oi_long, on_chain.oi_short) == (mine.oi_long, mine.oi_short)
             assert (on_chain.entry_sum, on_chain.funding_sum) == (mine.entry_sum, mine.funding_sum)
             assert tuple(vault.funding(market)) == self.m.funding_now(market)
-            assert vault.predicted_funding_rate(market, 8) == self.m.predicted_rate(market, 8)
+            assert self.x.d.lens.predicted_funding_rate(market, 8) == self.m.predicted_rate(market, 8)
         assert vault.pool_balance() == self.m.pool_balance
         assert vault.pool_value() == self.m.pool_value()
 

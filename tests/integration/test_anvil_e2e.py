@@ -21,7 +21,7 @@ def test_anvil__deploy_trade_withdraw():
     with networks.parse_network_choice("ethereum:local:foundry") as provider:
         assert "anvil" in provider.client_version.lower()
         admin, lp, trader = (accounts.test_accounts[i] for i in range(3))
-        x = Exchange(deploy_system(admin))
+        x = Exchange(deploy_system(admin, atomic_trading=True))
         x.add_liquidity(lp, 100_000 * TOKEN)
         x.deposit(trader, 5_000 * TOKEN)
         x.trade(trader, x.d.markets["ETH-USD"], 5 * WAD)

@@ -48,3 +48,19 @@ def test_liquidator_rate__16_accounts_on_anvil__all_cleared_in_one_batch():
     assert rate.accounts == 16 and rate.transactions == 1  # one liquidate_many of 16
     assert rate.seconds > 0 and rate.per_second == pytest.approx(16 / rate.seconds, rel=0.05)
     assert "liquidated 16 in 1 tx" in rate.status
+
+
+def test_router_rows__commit_settle_and_a_batch_measured__vault_keeps_its_room():
+    from perpdex.bench import SIZE_LIMIT, VAULT_ROOM, contract_sizes, router_rows
+
+    rows = {row.action: row for row in router_rows(batch=3)}
+
+    assert list(rows) == [
+        "commit_order", "settle (one trade)", "commit + settle", "commit_add_liquidity",
+        "settle (add liquidity)", "settle_many: 3 trades (total)", "settle_many: 3 trades (per order)",
+    ]
+    assert rows["commit + settle"].gas == rows["commit_order"].gas + rows["settle (one trade)"].gas
+    assert rows["settle_many: 3 trades (per order)"].gas == rows["settle_many: 3 trades (total)"].gas // 3
+    sizes = contract_sizes()
+    assert SIZE_LIMIT - sizes["MarginVault"] >= VAULT_ROOM  # SPEC 16: 2 KB free in the vault
+    assert all(0 < size <= SIZE_LIMIT for size in sizes.values())

@@ -29,7 +29,7 @@ def test_anvil__skewed_market_for_days__long_pays_short_receives_pool_takes_the_
         provider.make_request("anvil_setBlockTimestampInterval", [0])
         try:
             admin, lp, long_trader, short_trader = (accounts.test_accounts[i] for i in range(4))
-            x = Exchange(deploy_system(admin))
+            x = Exchange(deploy_system(admin, atomic_trading=True))
             x.add_liquidity(lp, x.tokens(1_000_000))
             for who, size in ((long_trader, 150 * WAD), (short_trader, -50 * WAD)):
                 x.deposit(who, x.tokens(50_000))
@@ -41,7 +41,7 @@ def test_anvil__skewed_market_for_days__long_pays_short_receives_pool_takes_the_
             move_time(4 * DAY)
             x.refresh_prices()  # same prices: every change below is funding
 
-            paid, received = vault.accrued_funding(long_trader, 0, 0), vault.accrued_funding(short_trader, 0, 0)
+            paid, received = x.d.lens.accrued_funding(long_trader, 0, 0), x.d.lens.accrued_funding(short_trader, 0, 0)
             assert paid < -1_000 * WAD and received > 0  # 4 days at a growing positive rate
             assert vault.equity(long_trader, 0) == before[long_trader][0] + paid
             assert vault.equity(short_trader, 0) == before[short_trader][0] + received
@@ -79,7 +79,7 @@ def test_anvil__funding_keeper__two_at_once_then_restart(tmp_path):
     with networks.parse_network_choice("ethereum:local:foundry") as provider:
         port = int(provider.uri.rsplit(":", 1)[1].strip("/"))
         admin, lp, trader = (accounts.test_accounts[i] for i in range(3))
-        d = deploy_system(admin)
+        d = deploy_system(admin, atomic_trading=True)
         x = Exchange(d)
         x.add_liquidity(lp, x.tokens(1_000_000))
         x.deposit(trader, x.tokens(50_000))

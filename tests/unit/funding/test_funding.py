@@ -50,7 +50,7 @@ def test_rate__moves_with_velocity_in_the_skews_direction(x, vault, trader, eth,
     assert (rate1 > 0) == (side > 0)
 
 
-def test_rate__flat_at_zero_skew(x, vault, trader, trader2, eth, chain):
+def test_rate__flat_at_zero_skew(x, vault, trader, trader2, eth, chain, lens):
     skewed_market(x, trader, eth, 50 * WAD)
     skewed_market(x, trader2, eth, -50 * WAD)
     assert vault.market_state(eth).oi_long == vault.market_state(eth).oi_short
@@ -58,7 +58,7 @@ def test_rate__flat_at_zero_skew(x, vault, trader, trader2, eth, chain):
     wait(chain, x, 7 * DAY)
     vault.poke(eth, sender=trader)
     assert tuple(vault.funding(eth)) == before == (0, 0)
-    assert vault.accrued_funding(trader, 0, eth) == vault.accrued_funding(trader2, 0, eth) == 0
+    assert lens.accrued_funding(trader, 0, eth) == lens.accrued_funding(trader2, 0, eth) == 0
 
 
 def test_poke__dt_zero_changes_nothing(x, vault, trader, eth, chain):
@@ -92,7 +92,7 @@ def test_accrual__one_year_at_the_extreme_parameters__does_not_overflow(admin, t
     from perpdex.sdk import Exchange
 
     d = deploy_system(
-        admin,
+        admin, atomic_trading=True,
         markets={"ETH-USD": {"max_funding_velocity": 100, "skew_scale": 1000, "max_open_interest": 1000,
                              "max_pool_exposure": 10}},
     )
@@ -132,27 +132,27 @@ def test_accrual__price_change_between_touches__trapezoid_at_the_new_price(x, va
 # ---------------------------------------------------------------- views
 
 
-def test_views__current_and_predicted_rate_and_accrued_funding_match_model(x, vault, trader, trader2, eth, chain, model_of):
+def test_views__current_and_predicted_rate_and_accrued_funding_match_model(x, vault, trader, trader2, eth, chain, model_of, lens):
     skewed_market(x, trader, eth, 120 * WAD)
     skewed_market(x, trader2, eth, -20 * WAD)
     warp(chain, 5 * HOUR)  # not yet accrued: the views must include it
     m = model_of()
     m.now = chain.blocks.head.timestamp
     rate, index = m.funding_now(eth)
-    assert vault.funding_rate(eth) == rate and vault.funding_index(eth) == index
+    assert lens.funding_rate(eth) == rate and lens.funding_index(eth) == index
     for hours in (0, 1, 8, 24):
-        assert vault.predicted_funding_rate(eth, hours) == m.predicted_rate(eth, hours)
-    assert vault.predicted_funding_rate(eth, 24) > vault.predicted_funding_rate(eth, 1) > rate > 0
+        assert lens.predicted_funding_rate(eth, hours) == m.predicted_rate(eth, hours)
+    assert lens.predicted_funding_rate(eth, 24) > lens.predicted_funding_rate(eth, 1) > rate > 0
     for who, size in ((trader, 120 * WAD), (trader2, -20 * WAD)):
         snapshot = x.position(who, 0, eth).funding_index
-        assert vault.accrued_funding(who, 0, eth) == model.accrued_funding(size, index, snapshot)
-    assert vault.accrued_funding(trader, 0, eth) < 0 < vault.accrued_funding(trader2, 0, eth)
-    assert vault.accrued_funding(trader, 0, 1) == 0  # no position
+        assert lens.accrued_funding(who, 0, eth) == model.accrued_funding(size, index, snapshot)
+    assert lens.accrued_funding(trader, 0, eth) < 0 < lens.accrued_funding(trader2, 0, eth)
+    assert lens.accrued_funding(trader, 0, 1) == 0  # no position
 
 
-def test_views__unknown_market__revert(vault, trader):
-    for call in (lambda: vault.funding(7), lambda: vault.predicted_funding_rate(7, 1),
-                 lambda: vault.accrued_funding(trader, 0, 7)):
+def test_views__unknown_market__revert(vault, trader, lens):
+    for call in (lambda: vault.funding(7), lambda: lens.predicted_funding_rate(7, 1),
+                 lambda: lens.accrued_funding(trader, 0, 7)):
         with ape.reverts("vault: unknown market"):
             call()
     with ape.reverts("vault: unknown market"):
@@ -162,10 +162,10 @@ def test_views__unknown_market__revert(vault, trader):
 # ---------------------------------------------------------------- settlement
 
 
-def test_trade__settles_funding_into_collateral(x, vault, trader, eth, chain):
+def test_trade__settles_funding_into_collateral(x, vault, trader, eth, chain, lens):
     skewed_market(x, trader, eth)
     wait(chain, x, 2 * DAY)
-    owed = vault.accrued_funding(trader, 0, eth)
+    owed = lens.accrued_funding(trader, 0, eth)
     assert owed < 0
     collateral, pool = vault.collateral(trader, 0), vault.pool_balance()
     receipt = x.trade(trader, eth, -10 * WAD)
@@ -173,33 +173,33 @@ def test_trade__settles_funding_into_collateral(x, vault, trader, eth, chain):
     assert event.funding == owed  # nothing accrued since: the clock is stopped
     assert vault.collateral(trader, 0) == collateral + event.funding + event.realized_pnl - event.fee
     assert vault.pool_balance() == pool - event.funding - event.realized_pnl + event.fee
-    assert vault.accrued_funding(trader, 0, eth) == 0
-    assert x.position(trader, 0, eth).funding_index == vault.funding_index(eth)
+    assert lens.accrued_funding(trader, 0, eth) == 0
+    assert x.position(trader, 0, eth).funding_index == lens.funding_index(eth)
 
 
-def test_withdraw__settles_funding_first__event_and_pool_take_the_other_side(x, vault, trader, eth, chain):
+def test_withdraw__settles_funding_first__event_and_pool_take_the_other_side(x, vault, trader, eth, chain, lens):
     skewed_market(x, trader, eth)
     wait(chain, x, 3 * DAY)
-    owed = vault.accrued_funding(trader, 0, eth)
+    owed = lens.accrued_funding(trader, 0, eth)
     equity, collateral, pool = vault.equity(trader, 0), vault.collateral(trader, 0), vault.pool_balance()
     receipt = vault.withdraw(0, x.tokens(1), sender=trader)
     settled = receipt.decode_logs(vault.FundingSettled)
     assert [(e.owner, e.sub, e.market, e.amount) for e in settled] == [(trader.address, 0, eth, owed)]
-    assert settled[0].funding_index == vault.funding_index(eth) == x.position(trader, 0, eth).funding_index
+    assert settled[0].funding_index == lens.funding_index(eth) == x.position(trader, 0, eth).funding_index
     assert vault.collateral(trader, 0) == collateral + owed - x.tokens(1) * x.token_scale
     assert vault.pool_balance() == pool - owed
     assert vault.equity(trader, 0) == equity - x.tokens(1) * x.token_scale  # settling moves no value
-    assert vault.accrued_funding(trader, 0, eth) == 0
+    assert lens.accrued_funding(trader, 0, eth) == 0
 
 
-def test_received_funding__withdrawable_before_settlement(x, vault, trader, trader2, eth, chain):
+def test_received_funding__withdrawable_before_settlement(x, vault, trader, trader2, eth, chain, lens):
     skewed_market(x, trader, eth, 150 * WAD)
     x.deposit(trader2, x.tokens(10_000))
     x.trade(trader2, eth, -10 * WAD)
     x.deposit(trader2, x.tokens(10_000), sub=1)  # a second account, no position
     before = vault.withdrawable(trader2, 0)
     wait(chain, x, 3 * DAY)
-    received = vault.accrued_funding(trader2, 0, eth)
+    received = lens.accrued_funding(trader2, 0, eth)
     assert received > 0
     assert vault.collateral(trader2, 0) == x.health(trader2).collateral  # nothing settled yet
     assert vault.withdrawable(trader2, 0) >= before + received // x.token_scale - 1
@@ -208,13 +208,13 @@ def test_received_funding__withdrawable_before_settlement(x, vault, trader, trad
     assert vault.withdrawable(trader2, 0) == 0
 
 
-def test_transfer_margin__settles_the_source(x, vault, trader, eth, chain):
+def test_transfer_margin__settles_the_source(x, vault, trader, eth, chain, lens):
     skewed_market(x, trader, eth)
     wait(chain, x, DAY)
-    owed = vault.accrued_funding(trader, 0, eth)
+    owed = lens.accrued_funding(trader, 0, eth)
     receipt = vault.transfer_margin(0, 1, x.tokens(100), sender=trader)
     assert [e.amount for e in receipt.decode_logs(vault.FundingSettled)] == [owed]
-    assert vault.accrued_funding(trader, 0, eth) == 0
+    assert lens.accrued_funding(trader, 0, eth) == 0
 
 
 def test_settlement__nothing_accrued__no_event(x, vault, trader, eth):
@@ -226,13 +226,13 @@ def test_settlement__nothing_accrued__no_event(x, vault, trader, eth):
 # ---------------------------------------------------------------- zero sum
 
 
-def test_zero_sum__longs_pay_shorts_receive_pool_takes_the_skew(x, vault, trader, trader2, lp, eth, chain):
+def test_zero_sum__longs_pay_shorts_receive_pool_takes_the_skew(x, vault, trader, trader2, lp, eth, chain, lens):
     skewed_market(x, trader, eth, 120 * WAD)
     skewed_market(x, trader2, eth, -40 * WAD)
     value_before = vault.pool_value()
     wait(chain, x, 2 * DAY)
     vault.poke(eth, sender=lp)
-    long_f, short_f = vault.accrued_funding(trader, 0, eth), vault.accrued_funding(trader2, 0, eth)
+    long_f, short_f = lens.accrued_funding(trader, 0, eth), lens.accrued_funding(trader2, 0, eth)
     _, index = vault.funding(eth)
     snap_long, snap_short = x.position(trader, 0, eth).funding_index, x.position(trader2, 0, eth).funding_index
     assert long_f < 0 < short_f

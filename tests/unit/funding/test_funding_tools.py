@@ -28,20 +28,20 @@ def skew_eth(x: Any, trader: Any, trader2: Any) -> None:
         x.trade(who, 0, size)
 
 
-def test_overview__matches_views_and_model(x, vault, trader, trader2, chain, eth):
+def test_overview__matches_views_and_model(x, vault, trader, trader2, chain, eth, lens):
     skew_eth(x, trader, trader2)
     warp(chain, x, 6 * HOUR)
     eth_row, btc_row = funding_overview(x)
     rate, index = vault.funding(eth)
     assert (eth_row.skew, eth_row.rate, eth_row.index) == (120 * WAD, rate, index)
-    assert eth_row.predicted == {h: vault.predicted_funding_rate(eth, h) for h in (1, 8, 24)}
+    assert eth_row.predicted == {h: lens.predicted_funding_rate(eth, h) for h in (1, 8, 24)}
     assert eth_row.rate_per_hour == rate // 24 and eth_row.apr == rate * 365
     # a long pays over the next day the trapezoid of today's rate and tomorrow's, at the price
     expected = -(rate + eth_row.predicted[24]) * 3_000 * WAD // (2 * WAD)
     assert abs(eth_row.long_unit_day - expected) <= 1
     assert btc_row.rate == 0 and btc_row.long_unit_day == 0
     (mine,) = position_funding(x, trader, 0)
-    assert mine.accrued == vault.accrued_funding(trader, 0, eth) < 0
+    assert mine.accrued == lens.accrued_funding(trader, 0, eth) < 0
     assert mine.next_day == model.funding_over(150 * WAD, rate, 120 * WAD, 3_000 * WAD, DAY, x.params(eth)) < 0
 
 

@@ -103,14 +103,14 @@ def test_partial__closes_the_smallest_share_that_restores_initial_margin(x, vaul
     assert x.position(trader, 0, 0).size == 10 * WAD - model.closed_size(10 * WAD, expected.fraction)
 
 
-def test_full__below_half_maintenance_margin__closes_everything(x, vault, keeper, trader, liquidator, mirror):
+def test_full__below_half_maintenance_margin__closes_everything(x, vault, keeper, trader, liquidator, mirror, lens):
     mirror.open(trader, 10 * WAD, 2_000)
     mirror.price(0, 2_830 * WAD)
     h = x.health(trader)
     assert 0 < h.equity and h.equity * 2 < h.maintenance_margin
     receipt, expected = mirror.liquidate(keeper, liquidator, trader)
     assert expected.full and event(receipt, vault.Liquidation).fraction == WAD
-    assert x.position(trader, 0, 0).size == 0 and list(vault.open_markets(trader, 0)) == []
+    assert x.position(trader, 0, 0).size == 0 and list(lens.open_markets(trader, 0)) == []
     assert vault.collateral(trader, 0) == expected.equity - expected.fee > 0  # the rest stays the trader's
     mirror.check(trader)
 

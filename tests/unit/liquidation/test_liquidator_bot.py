@@ -25,7 +25,7 @@ def fresh() -> Iterator[Exchange]:
     """A deployment on py-evm with 6 accounts (3 owners x 2 subs), each 1 ETH long on 300 USD."""
     with networks.parse_network_choice("ethereum:local:test"):
         admin, lp = accounts.test_accounts[0], accounts.test_accounts[1]
-        x = Exchange(deploy_system(admin))
+        x = Exchange(deploy_system(admin, atomic_trading=True))
         x.add_liquidity(lp, x.tokens(1_000_000))
         for owner in accounts.test_accounts[5:8]:
             for sub in (0, 1):

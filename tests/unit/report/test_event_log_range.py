@@ -19,7 +19,7 @@ def exact() -> Iterator[tuple[Exchange, EventLog, int]]:
     """A deployment on py-evm, with a few actions' receipts fed to an EventLog."""
     with networks.parse_network_choice("ethereum:local:test"):
         admin, lp, trader, keeper = (accounts.test_accounts[i] for i in (0, 1, 5, 6))
-        x = Exchange(deploy_system(admin))
+        x = Exchange(deploy_system(admin, atomic_trading=True))
         start = int(chain.blocks.head.number) + 1
         log = EventLog(x)
         log.add_receipt(x.add_liquidity(lp, x.tokens(1_000_000)))

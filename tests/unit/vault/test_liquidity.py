@@ -15,7 +15,7 @@ def _share_price(vault):
 
 
 def test_add_liquidity__first_deposit__one_share_per_usd_and_price_unmoved(admin, lp):
-    x = Exchange(deploy_system(admin))
+    x = Exchange(deploy_system(admin, atomic_trading=True))
     vault = x.vault
     assert _share_price(vault) == WAD
     x.fund(lp, 1_000 * TOKEN)
@@ -42,7 +42,7 @@ def test_add_liquidity__priced_at_pool_value_after_fees(x, vault, lp, trader2, t
 
 
 def test_inflation_attack__tiny_first_deposit_then_donation__victim_keeps_value(admin, attacker, trader):
-    x = Exchange(deploy_system(admin))
+    x = Exchange(deploy_system(admin, atomic_trading=True))
     vault = x.vault
     x.add_liquidity(attacker, 1)  # one token unit
     x.fund(attacker, 1_000_000 * TOKEN)
@@ -99,7 +99,7 @@ def test_pool_value__moves_against_trader_pnl(x, vault, trader, eth, open_positi
 
 def test_remove_liquidity__last_lp_after_pool_loss__gets_everything_left(admin, lp, trader):
     # a share worth less than one unit: the virtual shares must not promise more than the pool has
-    x = Exchange(deploy_system(admin))
+    x = Exchange(deploy_system(admin, atomic_trading=True))
     vault = x.vault
     x.add_liquidity(lp, 100_000 * TOKEN)
     x.deposit(trader, x.tokens(10_000))

@@ -72,14 +72,14 @@ def test_flip__closes_then_opens_remainder_at_fill(x, vault, trader, eth, open_p
     assert (st.oi_long, st.oi_short) == (0, 5 * WAD)
 
 
-def test_close__everything_back_and_oi_zero(x, vault, trader, eth, open_position):
+def test_close__everything_back_and_oi_zero(x, vault, trader, eth, open_position, lens):
     open_position(trader, 10 * WAD)
     ev = _event(x.close(trader, eth), vault)
     assert ev.size == 0
     assert x.position(trader, 0, eth) == model.Position()
     st = vault.market_state(eth)
     assert (st.oi_long, st.oi_short, st.entry_sum) == (0, 0, 0)
-    assert vault.open_markets(trader, 0) == []
+    assert lens.open_markets(trader, 0) == []
 
 
 def test_close__no_position__reverts(vault, trader, eth):
@@ -106,26 +106,26 @@ def test_modify__unknown_market__reverts(x, vault, trader):
         vault.modify_position(0, 2, WAD, MAX_UINT256, sender=trader)
 
 
-def test_modify__stale_price__reverts(x, vault, trader, eth, chain, oracle):
+def test_modify__stale_price__reverts(x, vault, trader, eth, chain, oracle, lens):
     x.deposit(trader, 10_000 * TOKEN)
     chain.pending_timestamp += oracle.max_price_age() + 1
     with ape.reverts("oracle: stale price"):
         vault.modify_position(0, eth, WAD, MAX_UINT256, sender=trader)
-    assert vault.open_markets(trader, 0) == []
+    assert lens.open_markets(trader, 0) == []
 
 
-def test_modify__buy_fill_above_bound__reverts(x, vault, trader, eth):
+def test_modify__buy_fill_above_bound__reverts(x, vault, trader, eth, lens):
     x.deposit(trader, 10_000 * TOKEN)
-    quote = vault.fill_price(eth, WAD)
+    quote = lens.fill_price(eth, WAD)
     with ape.reverts("vault: fill above acceptable price"):
         vault.modify_position(0, eth, WAD, quote - 1, sender=trader)
     vault.modify_position(0, eth, WAD, quote, sender=trader)
     assert x.position(trader, 0, eth).size == WAD
 
 
-def test_modify__sell_fill_below_bound__reverts(x, vault, trader, eth):
+def test_modify__sell_fill_below_bound__reverts(x, vault, trader, eth, lens):
     x.deposit(trader, 10_000 * TOKEN)
-    quote = vault.fill_price(eth, -WAD)
+    quote = lens.fill_price(eth, -WAD)
     with ape.reverts("vault: fill below acceptable price"):
         vault.modify_position(0, eth, -WAD, quote + 1, sender=trader)
     vault.modify_position(0, eth, -WAD, quote, sender=trader)
@@ -174,7 +174,7 @@ def test_open_interest__more_than_pool_can_back__reverts(admin, trader, lp):
     from perpdex.deploy import deploy_system
     from perpdex.sdk import Exchange
 
-    x = Exchange(deploy_system(admin))
+    x = Exchange(deploy_system(admin, atomic_trading=True))
     x.add_liquidity(lp, 10_000 * TOKEN)  # 50% of 10,000 USD backs at most 5,000 USD of skew
     x.deposit(trader, 100_000 * TOKEN)
     with ape.reverts("vault: pool cannot back open interest"):
@@ -247,10 +247,10 @@ def test_close__liquidatable_account__may_close_itself(x, vault, trader, eth, op
     assert x.position(trader, 0, eth).size == 0
 
 
-def test_cross_margin__positions_share_collateral(x, vault, trader, eth, btc, open_position):
+def test_cross_margin__positions_share_collateral(x, vault, trader, eth, btc, open_position, lens):
     open_position(trader, 10 * WAD, collateral_usd=5_000)
     x.trade(trader, btc, -WAD // 2)
-    assert vault.open_markets(trader, 0) == [eth, btc]
+    assert lens.open_markets(trader, 0) == [eth, btc]
     h = x.health(trader)
     assert h.positions == 2
     assert h.initial_margin == model.initial_margin(10 * WAD, 3000 * WAD, x.params(eth)) + model.initial_margin(
@@ -267,7 +267,7 @@ def test_isolated_margin__other_sub_unaffected(x, vault, trader, eth, open_posit
     assert vault.withdrawable(trader, 2) == 1_000 * TOKEN
 
 
-def test_too_many_positions__ninth_market__reverts(x, vault, admin, oracle, trader):
+def test_too_many_positions__ninth_market__reverts(x, vault, admin, oracle, trader, lens):
     params = x.params(0)
     for m in range(2, 9):
         vault.add_market(params.as_tuple(), sender=admin)
@@ -277,4 +277,4 @@ def test_too_many_positions__ninth_market__reverts(x, vault, admin, oracle, trad
         x.trade(trader, m, WAD // 100)
     with ape.reverts("vault: too many positions"):
         x.trade(trader, 8, WAD // 100)
-    assert len(vault.open_markets(trader, 0)) == 8
+    assert len(lens.open_markets(trader, 0)) == 8

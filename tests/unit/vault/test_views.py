@@ -32,7 +32,7 @@ def test_is_liquidatable__flips_when_equity_crosses_mm(x, vault, trader, eth, op
     assert vault.is_liquidatable(trader, 0)
 
 
-def test_views__stale_prices__never_revert(x, vault, trader, open_position, chain, oracle):
+def test_views__stale_prices__never_revert(x, vault, trader, open_position, chain, oracle, lens):
     open_position(trader, 10 * WAD)
     chain.pending_timestamp += 10 * oracle.max_price_age()
     chain.mine()
@@ -40,16 +40,16 @@ def test_views__stale_prices__never_revert(x, vault, trader, open_position, chai
     assert vault.withdrawable(trader, 0) > 0
     assert not vault.is_liquidatable(trader, 0)
     assert vault.pool_value() > 0
-    assert vault.fill_price(0, WAD) > 3000 * WAD
+    assert lens.fill_price(0, WAD) > 3000 * WAD
 
 
-def test_empty_account__zeros(vault, attacker):
+def test_empty_account__zeros(vault, attacker, lens):
     assert vault.equity(attacker, 3) == 0
     assert vault.initial_margin(attacker, 3) == 0
     assert vault.maintenance_margin(attacker, 3) == 0
     assert not vault.is_liquidatable(attacker, 3)
     assert vault.withdrawable(attacker, 3) == 0
-    assert vault.open_markets(attacker, 3) == []
+    assert lens.open_markets(attacker, 3) == []
 
 
 def test_market_params__spec_units(vault, eth):
@@ -58,11 +58,11 @@ def test_market_params__spec_units(vault, eth):
     assert p.maintenance_margin_ratio == WAD * 25 // 1000
 
 
-def test_fill_price__unknown_market__reverts(vault):
+def test_fill_price__unknown_market__reverts(vault, lens):
     import ape
 
-    with ape.reverts("vault: unknown market"):
-        vault.fill_price(9, WAD)
+    with ape.reverts("lens: unknown market"):
+        lens.fill_price(9, WAD)
 
 
 def test_insurance_fund__starts_empty(vault):

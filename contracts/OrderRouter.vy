@@ -1,0 +1,576 @@
+# pragma version ~=0.4.3
+"""
+@title OrderRouter
+@notice Two-step trading and LP moves (SPEC 13). A request is committed now and filled at
+        its settlement round: the first oracle round of its market with
+        `updated_at >= committed_at + settlement_delay` (`settle_after`); LP requests use
+        every market's first round at or after that time. Nobody, the owner included, can
+        choose the price: the settler only chooses when to send, and everything fills at
+        that round whenever it is settled before the deadline (`settle_after +
+        settlement_window`), even after later rounds have landed. A request that fails the
+        vault's checks at that price, or is not settled by the deadline, is cancelled with
+        its reason. The settler's reward (`settlement_reward`, flat, in tokens) is escrowed
+        from the owner's wallet at commit and paid for a settlement or a cancellation
+        alike; it never comes from the pool.
+@dev Cancelling: the owner may cancel a pending request only before `settle_after`, when no
+     settlement round can exist (the reward comes back); from `settle_after` to the
+     deadline the request belongs to the settlers and nobody can cancel it, so a cancel can
+     never be timed after its price is known; after the deadline anyone may cancel it and
+     is paid the reward as a settler would be. At most MAX_PENDING requests wait per
+     account (owner, sub-account; an owner's LP requests count as one more account).
+     Each request keeps the delay and window it was committed under.
+@custom:kill The vault's owner calls `vault.set_router(empty(address))`: every settlement
+             then fails in the vault and cancels with the reason "vault: not the order
+             router", returning LP tokens (and the settler is paid), and new requests are
+             refused ("router: not the vault's router").
+"""
+
+from ethereum.ercs import IERC20
+from snekmate.auth import ownable
+from snekmate.auth import ownable_2step
+from interfaces import IMarginVault
+from interfaces import IPriceOracle
+from interfaces import IOrderRouter
+
+initializes: ownable
+initializes: ownable_2step[ownable := ownable]
+
+exports: (
+    ownable.owner,
+    ownable_2step.pending_owner,
+    ownable_2step.transfer_ownership,
+    ownable_2step.accept_ownership,
+)
+
+# ------------------------------------------------------------------ constants
+
+MAX_PENDING: constant(uint256) = 4     # pending requests per account (owner, sub)
+MAX_BATCH: constant(uint256) = 100
+MAX_MARKETS: constant(uint256) = 64
+MAX_SUB: constant(uint256) = 2**30 - 1  # sub-accounts a request can name (packed in 30 bits)
+LP_ACCOUNT: constant(uint256) = 2**30   # the pending counter of an owner's LP requests
+MAX_ABS_SIZE: constant(int256) = 2**120
+MAX_PRICE: constant(uint256) = 2**128 - 1
+SIZE_BIAS: constant(int256) = 2**127
+MASK128: constant(uint256) = 2**128 - 1
+MASK40: constant(uint256) = 2**40 - 1
+MIN_DELAY: constant(uint256) = 1       # seconds: a round must come after the commit's block
+MAX_DELAY: constant(uint256) = 60
+MIN_WINDOW: constant(uint256) = 10
+MAX_WINDOW: constant(uint256) = 1_000
+MAX_REWARD: constant(uint256) = 1_000 * 10**18
+
+KIND_TRADE: constant(uint256) = 0
+KIND_CLOSE: constant(uint256) = 1
+KIND_ADD: constant(uint256) = 2
+KIND_REMOVE: constant(uint256) = 3
+PENDING: constant(uint256) = 1
+SETTLED: constant(uint256) = 2
+CANCELLED: constant(uint256) = 3
+
+# ------------------------------------------------------------------ immutables
+
+VAULT: public(immutable(IMarginVault))
+ORACLE: public(immutable(IPriceOracle))
+TOKEN: public(immutable(IERC20))
+SETTLEMENT_REWARD: immutable(uint256)  # USD (WAD)
+REWARD_TOKENS: public(immutable(uint256))  # the same in token units, rounded up: what an order escrows
+
+# ------------------------------------------------------------------ storage
+
+settlement_delay: public(uint256)
+settlement_window: public(uint256)
+order_count: public(uint256)  # ids are 1, 2, 3...
+
+# An order is two slots, so that a commit writes two new slots.
+# head: owner (160 bits) | committed_at (40) << 160 | market (6) << 200 | kind (2) << 206
+#       | status (2) << 208 | sub (30) << 210 | delay (6) << 240 | window (10) << 246
+# body: trades: (size_delta + 2**127) | acceptable_price << 128 (a close keeps the sign of
+#       the position it closes as its size); LP requests: the amount.
+_heads: HashMap[uint256, uint256]
+_bodies: HashMap[uint256, uint256]
+# pending requests per (owner, sub) + 1 once used (the slot then never returns to zero, so
+# every later commit pays for a warm slot)
+_pending: HashMap[address, HashMap[uint256, uint256]]
+
+
+struct Head:
+    owner: address
+    committed_at: uint256
+    market: uint256
+    kind: uint256
+    status: uint256
+    sub: uint256
+    delay: uint256
+    window: uint256
+
+
+@deploy
+def __init__(_vault: IMarginVault, _settlement_reward: uint256, _settlement_delay: uint256, _settlement_window: uint256):
+    """
+    @param _vault The MarginVault this router fills requests in (its owner then calls
+           `vault.set_router(this)`).
+    @param _settlement_reward What a settler earns per request, USD (WAD), at most 1,000.
+    @param _settlement_delay Seconds from commit to the settlement time (1 to 60).
+    @param _settlement_window Seconds after the settlement time in which a request can
+           still fill (10 to 1,000).
+    """
+    ownable.__init__()
+    ownable_2step.__init__()
+    assert _settlement_reward <= MAX_REWARD, "router: bad settlement_reward"
+    VAULT = _vault
+    ORACLE = IPriceOracle(staticcall _vault.ORACLE())
+    TOKEN = IERC20(staticcall _vault.TOKEN())
+    scale: uint256 = staticcall _vault.TOKEN_SCALE()
+    SETTLEMENT_REWARD = _settlement_reward
+    REWARD_TOKENS = (_settlement_reward + scale - 1) // scale
+    self._set_settlement_config(_settlement_delay, _settlement_window)
+    # the vault pulls an LP request's escrowed tokens when it settles (and only then: it
+    # pulls from its caller, and only this router calls settle_liquidity)
+    assert extcall TOKEN.approve(_vault.address, max_value(uint256), default_return_value=True), "router: approve failed"
+
+
+# ================================================================== commit
+
+
+@external
+@nonreentrant
+def commit_order(_sub: uint256, _market: uint256, _size_delta: int256, _acceptable_price: uint256) -> uint256:
+    """
+    @notice Request a trade of `_size_delta` base units (> 0 buys) in `_market` for
+            sub-account `_sub`, filled at the settlement round if the fill is not worse
+            than `_acceptable_price` (at or below it for a buy, at or above for a sell; a
+            price above 2**128 - 1 counts as no bound). Escrows `REWARD_TOKENS` from the
+            caller's wallet (approve this router first).
+    @return The order id.
+    """
+    assert _size_delta != 0, "router: zero size"
+    assert _size_delta >= -MAX_ABS_SIZE and _size_delta <= MAX_ABS_SIZE, "router: size out of range"
+    assert _size_delta < 0 or _acceptable_price != 0, "router: zero acceptable price"
+    self._check_trade_account(_sub, _market, self._position_size(msg.sender, _sub, _market))
+    return self._commit(_sub, _market, KIND_TRADE, self._pack_trade(_size_delta, _acceptable_price), 0)
+
+
+@external
+@nonreentrant
+def commit_close(_sub: uint256, _market: uint256, _acceptable_price: uint256) -> uint256:
+    """
+    @notice Request to close the position of `_sub` in `_market`, whatever its size is at
+            settlement (cancelled if it is gone or has flipped side by then).
+    @return The order id.
+    """
+    size: int256 = self._position_size(msg.sender, _sub, _market)
+    assert size != 0, "router: no position"
+    assert size > 0 or _acceptable_price != 0, "router: zero acceptable price"
+    self._check_trade_account(_sub, _market, size)
+    # the body keeps the side being closed (+1 long, -1 short), never the size
+    side: int256 = 1
+    if size < 0:
+        side = -1
+    return self._commit(_sub, _market, KIND_CLOSE, self._pack_trade(side, _acceptable_price), 0)
+
+
+@external
+@nonreentrant
+def commit_add_liquidity(_amount: uint256) -> uint256:
+    """
+    @notice Request to deposit `_amount` tokens into the LP pool, for shares priced at the
+            pool value of the settlement rounds. Escrows `_amount + REWARD_TOKENS`.
+    @return The order id.
+    """
+    assert _amount != 0, "router: zero amount"
+    return self._commit(0, 0, KIND_ADD, _amount, _amount)
+
+
+@external
+@nonreentrant
+def commit_remove_liquidity(_shares: uint256) -> uint256:
+    """
+    @notice Request to burn `_shares` for tokens at the pool value of the settlement rounds.
+            Escrows `REWARD_TOKENS`.
+    @return The order id.
+    """
+    assert _shares != 0, "router: zero shares"
+    assert _shares <= staticcall VAULT.lp_shares(msg.sender), "router: insufficient shares"
+    return self._commit(0, 0, KIND_REMOVE, _shares, 0)
+
+
+# ================================================================== settle and cancel
+
+
+@external
+@nonreentrant
+def settle(_order_id: uint256):
+    """
+    @notice Fill the order at its settlement round (anyone; the caller earns the reward),
+            or cancel it with the reason when it cannot fill there or its deadline passed.
+            Reverts and changes nothing while the settlement round does not exist yet.
+    """
+    head: Head = self._load_pending(_order_id)
+    assert self._settle(_order_id, head), "router: settlement round not yet"
+
+
+@external
+@nonreentrant
+def settle_many(_order_ids: DynArray[uint256, MAX_BATCH]) -> uint256:
+    """
+    @notice `settle` each order that can be settled or cancelled now; skips the others
+            (unknown, already done, round not yet) instead of reverting.
+    @return How many were settled or cancelled.
+    """
+    done: uint256 = 0
+    for order_id: uint256 in _order_ids:
+        if order_id == 0 or order_id > self.order_count:
+            continue
+        head: Head = self._unpack(self._heads[order_id])
+        if head.status != PENDING:
+            continue
+        if self._settle(order_id, head):
+            done += 1
+    return done
+
+
+@external
+@nonreentrant
+def cancel(_order_id: uint256):
+    """
+    @notice Cancel a pending order: the owner before its settlement time (everything
+            escrowed comes back), anyone after its deadline (the caller is paid the reward,
+            the owner gets back LP tokens). In between nobody can: see the contract notes.
+    """
+    head: Head = self._load_pending(_order_id)
+    settle_after: uint256 = head.committed_at + head.delay
+    if block.timestamp > settle_after + head.window:
+        self._cancel(_order_id, head, "router: expired", True)
+        return
+    assert msg.sender == head.owner, "router: not the owner"
+    assert block.timestamp < settle_after, "router: order is live"
+    self._cancel(_order_id, head, "router: cancelled by owner", False)
+
+
+# ================================================================== views
+
+
+@view
+@external
+def order(_order_id: uint256) -> IOrderRouter.Order:
+    """
+    @notice The order as committed, with its settlement time, deadline and status
+            (an unknown id returns an empty order with status 0).
+    """
+    head: Head = self._unpack(self._heads[_order_id])
+    body: uint256 = self._bodies[_order_id]
+    o: IOrderRouter.Order = IOrderRouter.Order(
+        owner=head.owner,
+        sub=head.sub,
+        market=head.market,
+        kind=head.kind,
+        size_delta=0,
+        acceptable_price=0,
+        amount=0,
+        committed_at=head.committed_at,
+        settle_after=head.committed_at + head.delay,
+        deadline=head.committed_at + head.delay + head.window,
+        status=head.status,
+    )
+    if head.kind == KIND_TRADE or head.kind == KIND_CLOSE:
+        if head.kind == KIND_TRADE:
+            o.size_delta = convert(body & MASK128, int256) - SIZE_BIAS
+        o.acceptable_price = body >> 128
+    else:
+        o.amount = body
+    return o
+
+
+@view
+@external
+def settleable(_order_id: uint256) -> bool:
+    """
+    @notice True when `settle` would fill the order at its round now (or cancel it if the
+            vault refuses it there): it is pending, its round exists, its deadline has not
+            passed. An expired order is not settleable, only cancellable.
+    """
+    if _order_id == 0 or _order_id > self.order_count:
+        return False
+    head: Head = self._unpack(self._heads[_order_id])
+    settle_after: uint256 = head.committed_at + head.delay
+    return head.status == PENDING and block.timestamp <= settle_after + head.window and self._round_exists(head, settle_after)
+
+
+@view
+@external
+def pending_orders(_owner: address, _sub: uint256) -> uint256:
+    """
+    @notice Pending requests of the account (`_sub` = 2**30: the owner's LP requests).
+    """
+    return self._pending_count(_owner, _sub)
+
+
+@view
+@external
+def settlement_reward() -> uint256:
+    """
+    @notice What a settler earns per settled or cancelled request, USD (WAD).
+    """
+    return SETTLEMENT_REWARD
+
+
+# ================================================================== owner
+
+
+@external
+def set_settlement_config(_settlement_delay: uint256, _settlement_window: uint256):
+    """
+    @notice Set the delay (1 to 60 s) and window (10 to 1,000 s) of new requests; pending
+            ones keep theirs.
+    @dev Owner only.
+    """
+    ownable._check_owner()
+    self._set_settlement_config(_settlement_delay, _settlement_window)
+
+
+# ================================================================== internals
+
+
+@internal
+def _commit(_sub: uint256, _market: uint256, _kind: uint256, _body: uint256, _lp_tokens: uint256) -> uint256:
+    assert staticcall VAULT.router() == self, "router: not the vault's router"
+    account: uint256 = _sub
+    if _kind >= KIND_ADD:
+        account = LP_ACCOUNT
+    pending: uint256 = self._pending_count(msg.sender, account)
+    assert pending < MAX_PENDING, "router: too many pending requests"
+    self._pending[msg.sender][account] = pending + 2
+    escrow: uint256 = REWARD_TOKENS + _lp_tokens
+    if escrow != 0:
+        assert extcall TOKEN.transferFrom(msg.sender, self, escrow, default_return_value=True), "router: transfer failed"
+    order_id: uint256 = self.order_count + 1
+    self.order_count = order_id
+    delay: uint256 = self.settlement_delay
+    window: uint256 = self.settlement_window
+    self._heads[order_id] = (
+        convert(msg.sender, uint256)
+        | (block.timestamp << 160)
+        | (_market << 200)
+        | (_kind << 206)
+        | (PENDING << 208)
+        | (_sub << 210)
+        | (delay << 240)
+        | (window << 246)
+    )
+    self._bodies[order_id] = _body
+    size_delta: int256 = 0
+    acceptable: uint256 = 0
+    if _kind < KIND_ADD:
+        size_delta = convert(_body & MASK128, int256) - SIZE_BIAS
+        acceptable = _body >> 128
+    log IOrderRouter.OrderCommitted(
+        order_id=order_id,
+        owner=msg.sender,
+        sub=_sub,
+        market=_market,
+        kind=_kind,
+        size_delta=size_delta,
+        acceptable_price=acceptable,
+        amount=_lp_tokens if _kind == KIND_ADD else (_body if _kind == KIND_REMOVE else 0),
+        committed_at=block.timestamp,
+        settle_after=block.timestamp + delay,
+        deadline=block.timestamp + delay + window,
+        escrow=escrow,
+    )
+    return order_id
+
+
+@internal
+def _settle(_order_id: uint256, _head: Head) -> bool:
+    """
+    @dev Settles or cancels a pending order; False (nothing changed) while its round does
+         not exist yet. A fill that fails in the vault with a reason cancels the order with
+         it; one that fails without a reason (out of gas, a panic) reverts instead, so that
+         no settler can turn a fill into a cancellation by the gas it sends.
+    """
+    settle_after: uint256 = _head.committed_at + _head.delay
+    if block.timestamp > settle_after + _head.window:
+        self._cancel(_order_id, _head, "router: expired", True)
+        return True
+    if not self._round_exists(_head, settle_after):
+        return False
+    body: uint256 = self._bodies[_order_id]
+    calldata: Bytes[228] = b""
+    size_delta: int256 = 0
+    if _head.kind < KIND_ADD:
+        size_delta = convert(body & MASK128, int256) - SIZE_BIAS
+        if _head.kind == KIND_CLOSE:
+            size: int256 = self._position_size(_head.owner, _head.sub, _head.market)
+            if size == 0 or (size > 0) != (size_delta > 0):
+                self._cancel(_order_id, _head, "router: position closed or flipped", True)
+                return True
+            size_delta = -size
+        calldata = abi_encode(
+            _head.owner, _head.sub, _head.market, size_delta, body >> 128, settle_after,
+            method_id=method_id("settle_trade(address,uint256,uint256,int256,uint256,uint256)"),
+        )
+    else:
+        calldata = abi_encode(
+            _head.owner, body, _head.kind == KIND_ADD, settle_after,
+            method_id=method_id("settle_liquidity(address,uint256,bool,uint256)"),
+        )
+    ok: bool = False
+    response: Bytes[256] = b""
+    ok, response = raw_call(VAULT.address, calldata, max_outsize=256, revert_on_failure=False)
+    if not ok:
+        reason: String[64] = self._reason(response)
+        assert len(reason) != 0, "router: fill failed without a reason"
+        self._cancel(_order_id, _head, reason, True)
+        return True
+
+    fill: uint256 = 0
+    fee: uint256 = 0
+    amount: uint256 = 0
+    if _head.kind < KIND_ADD:
+        size_delta, fill, fee = abi_decode(response, (int256, uint256, uint256))
+    else:
+        amount = abi_decode(response, uint256)
+    self._finish(_order_id, _head, SETTLED)
+    self._pay(msg.sender, REWARD_TOKENS)
+    log IOrderRouter.OrderSettled(
+        order_id=_order_id,
+        owner=_head.owner,
+        settler=msg.sender,
+        sub=_head.sub,
+        market=_head.market,
+        kind=_head.kind,
+        size_delta=size_delta,
+        fill_price=fill,
+        fee=fee,
+        amount=amount,
+        reward=REWARD_TOKENS,
+    )
+    return True
+
+
+@internal
+def _cancel(_order_id: uint256, _head: Head, _reason: String[64], _pay_caller: bool):
+    """
+    @dev Ends the order as cancelled: LP tokens of an add go back to the owner; the reward
+         to the caller (`_pay_caller`, a settler's work) or back to the owner.
+    """
+    self._finish(_order_id, _head, CANCELLED)
+    refund: uint256 = 0
+    if _head.kind == KIND_ADD:
+        refund = self._bodies[_order_id]
+    reward: uint256 = 0
+    if _pay_caller:
+        reward = REWARD_TOKENS
+    else:
+        refund += REWARD_TOKENS
+    self._pay(_head.owner, refund)
+    self._pay(msg.sender, reward)
+    log IOrderRouter.OrderCancelled(
+        order_id=_order_id, owner=_head.owner, caller=msg.sender, reason=_reason, refund=refund, reward=reward
+    )
+
+
+@internal
+def _finish(_order_id: uint256, _head: Head, _status: uint256):
+    # status bits 208-209 go from PENDING (1) to SETTLED (2) or CANCELLED (3)
+    self._heads[_order_id] = self._heads[_order_id] + ((_status - PENDING) << 208)
+    account: uint256 = _head.sub
+    if _head.kind >= KIND_ADD:
+        account = LP_ACCOUNT
+    self._pending[_head.owner][account] -= 1
+
+
+@internal
+def _pay(_to: address, _amount: uint256):
+    if _amount != 0:
+        assert extcall TOKEN.transfer(_to, _amount, default_return_value=True), "router: transfer failed"
+
+
+@view
+@internal
+def _round_exists(_head: Head, _settle_after: uint256) -> bool:
+    """
+    @dev Whether the settlement round exists: the order's market has a round at or after
+         the settlement time (LP requests: every market has one).
+    """
+    if _head.kind < KIND_ADD:
+        return (staticcall ORACLE.latest(_head.market))[1] >= _settle_after
+    for m: uint256 in range(staticcall VAULT.market_count(), bound=MAX_MARKETS):
+        if (staticcall ORACLE.latest(m))[1] < _settle_after:
+            return False
+    return True
+
+
+@view
+@internal
+def _check_trade_account(_sub: uint256, _market: uint256, _size: int256):
+    assert _sub <= MAX_SUB, "router: sub out of range"
+    assert _market < staticcall VAULT.market_count(), "router: unknown market"
+    # an account with a position may always reduce it; otherwise it needs collateral
+    assert _size != 0 or staticcall VAULT.collateral(msg.sender, _sub) > 0, "router: no collateral"
+
+
+@view
+@internal
+def _position_size(_owner: address, _sub: uint256, _market: uint256) -> int256:
+    return (staticcall VAULT.position(_owner, _sub, _market)).size
+
+
+@view
+@internal
+def _pending_count(_owner: address, _account: uint256) -> uint256:
+    stored: uint256 = self._pending[_owner][_account]
+    if stored == 0:
+        return 0
+    return stored - 1
+
+
+@view
+@internal
+def _load_pending(_order_id: uint256) -> Head:
+    assert _order_id != 0 and _order_id <= self.order_count, "router: unknown order"
+    head: Head = self._unpack(self._heads[_order_id])
+    assert head.status == PENDING, "router: order not pending"
+    return head
+
+
+@pure
+@internal
+def _unpack(_word: uint256) -> Head:
+    return Head(
+        owner=convert(_word & (2**160 - 1), address),
+        committed_at=(_word >> 160) & MASK40,
+        market=(_word >> 200) & 63,
+        kind=(_word >> 206) & 3,
+        status=(_word >> 208) & 3,
+        sub=(_word >> 210) & MAX_SUB,
+        delay=(_word >> 240) & 63,
+        window=_word >> 246,
+    )
+
+
+@pure
+@internal
+def _pack_trade(_size_delta: int256, _acceptable_price: uint256) -> uint256:
+    return convert(_size_delta + SIZE_BIAS, uint256) | (min(_acceptable_price, MAX_PRICE) << 128)
+
+
+@pure
+@internal
+def _reason(_response: Bytes[256]) -> String[64]:
+    """
+    @dev The message of an `Error(string)` revert; empty for anything else.
+    """
+    if len(_response) < 68 or slice(_response, 0, 4) != method_id("Error(string)"):
+        return ""
+    return abi_decode(slice(_response, 4, len(_response) - 4), String[64])
+
+
+@internal
+def _set_settlement_config(_delay: uint256, _window: uint256):
+    assert _delay >= MIN_DELAY and _delay <= MAX_DELAY, "router: bad settlement_delay"
+    assert _window >= MIN_WINDOW and _window <= MAX_WINDOW, "router: bad settlement_window"
+    self.settlement_delay = _delay
+    self.settlement_window = _window
+    log IOrderRouter.SettlementConfigSet(settlement_delay=_delay, settlement_window=_window)
