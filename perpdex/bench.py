@@ -152,9 +152,9 @@ def router_rows(batch: int = 50, progress: Progress = lambda _: None) -> list[Ga
         ids = [x.order_id(x.trade(owner, 0, WAD // 10, sub=sub, settle=False)) for owner, sub in accounts_]
         x.next_round()
         many = x.settle(ids, settler)
-        settled = len(many.events.filter(x.d.router.OrderSettled))
+        settled = len(x.events(many, "OrderSettled"))
         if settled != batch:
-            reasons = {e.reason for e in many.events.filter(x.d.router.OrderCancelled)}
+            reasons = {e["reason"] for e in x.events(many, "OrderCancelled")}
             raise RuntimeError(f"settle_many settled {settled} of {batch} trades (cancelled: {reasons})")
         rows += [GasRow(f"settle_many: {batch} trades (total)", int(many.gas_used), None),
                  GasRow(f"settle_many: {batch} trades (per order)", int(many.gas_used) // batch, SETTLE_TARGET)]

@@ -56,3 +56,21 @@ def move_time(seconds: int) -> None:
     chain.pending_timestamp += seconds
     if chain.blocks.head.number == head.number:
         chain.mine()
+
+
+def set_clock(timestamp: int) -> None:
+    """Make `timestamp` the time of the next transaction and of the chain's clock from then
+    on (it may go back: after a snapshot restore, which the embedded chains do not rewind
+    their clock for). On boa the clock is the wall time plus an offset: the offset is set
+    (setting `pending_timestamp` would hold for one transaction only)."""
+    from ape import chain
+
+    provider = chain.provider
+    if hasattr(provider, "_timestamp_offset"):  # ape-titanoboa 0.8.0a1
+        import ape_titanoboa.provider as boa_provider
+
+        provider._pending_timestamp = None
+        provider._execution_timestamp = None
+        provider._timestamp_offset = timestamp - int(boa_provider.time.time())
+    else:
+        chain.pending_timestamp = timestamp

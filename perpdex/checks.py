@@ -4,7 +4,9 @@ fuzz suite, the simulation's report and the stress tests.
 Each check reads the chain only. `everyone_exits` changes it, inside a snapshot that it
 always rolls back: it liquidates what is liquidatable, closes every position (paused markets
 included: closing never needs the market open), pays every trader and LP out, and checks that
-what stays in the vault is the insurance fund plus rounding dust kept by the protocol.
+what stays in the vault is the insurance fund plus rounding dust kept by the protocol. Closes
+and LP exits go through the OrderRouter, as a user's would (two-step, filled at the next
+round): they work the same on a deployment with atomic trading on.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from perpdex.chain import move_time, set_clock
 from perpdex.sdk import MAX_UINT256, Exchange
 
 Account = tuple[Any, int]  # (owner: an Ape account or address, sub-account)
@@ -92,23 +95,30 @@ def everyone_exits(x: Exchange, accounts: Iterable[Account], lps: Iterable[Any],
     token units sent straight to the vault, which nobody can take out (they stay too)."""
     from ape import chain
 
+    clock = int(chain.pending_timestamp)
     snapshot = chain.snapshot()
     try:
         return _exit_all(x, _unique(accounts), list(dict.fromkeys(lps)), keeper, feeder or x.d.deployer, donations)
     finally:
         chain.restore(snapshot)
+        # the exit moves time (requests settle at later rounds); the embedded chains do not
+        # rewind their clock on restore (Anvil's snapshot does), so the caller's clock is put back
+        if chain.provider.name != "foundry" and int(chain.pending_timestamp) != clock:
+            set_clock(clock)
 
 
 def _exit_all(x: Exchange, accounts: list[Account], lps: list[Any], keeper: Any, feeder: Any,
               donations: int) -> ExitResult:
     vault, token = x.vault, x.d.usd
     held_before = int(token.balanceOf(vault))
+    # every request still pending passes its deadline: none can fill any more
+    router = x.d.router
+    move_time(int(router.settlement_delay()) + int(router.settlement_window()) + 1)
     x.refresh_prices(feeder=feeder)
     problems: list[str] = []
-    closed = liquidated = withdrawn = 0
-    for owner, sub in accounts:
-        done, forced = _close_all(x, owner, sub, keeper, problems)
-        closed, liquidated = closed + done, liquidated + forced
+    _fund_requests(x, [owner for owner, _ in accounts] + lps, ROUNDS_PER_ACCOUNT * len(x.market_names()) + 2)
+    closed, liquidated = _close_all(x, accounts, keeper, feeder, problems)
+    withdrawn = 0
     for owner, sub in accounts:
         amount = int(vault.withdrawable(owner, sub))
         if amount and _sent(problems, f"{str(owner)[:10]}/{sub}: withdraw {amount}", vault.withdraw, sub, amount,
@@ -118,10 +128,14 @@ def _exit_all(x: Exchange, accounts: list[Account], lps: list[Any], keeper: Any,
         if not 0 <= left < x.token_scale:
             problems.append(f"{str(owner)[:10]}/{sub}: {left} WAD of collateral left after withdrawing")
     bound = _lp_dust_bound(x)
+    exits = {}
     for lp in lps:
         shares = int(vault.lp_shares(lp))
         if shares:
-            _sent(problems, f"LP {str(lp)[:10]}: remove {shares} shares", vault.remove_liquidity, shares, sender=lp)
+            exits[x.order_id(router.commit_remove_liquidity(shares, sender=lp))] = f"LP {str(lp)[:10]}: remove {shares} shares"
+    for order_id, reason in _settle_round(x, list(exits), keeper, feeder).items():
+        if reason is not None:
+            problems.append(f"{exits[order_id]} refused: {reason}")
     held_after = int(token.balanceOf(vault))
     dust = (held_after - donations) * x.token_scale - int(vault.insurance_fund())
     bound += (len(accounts) + len(lps)) * x.token_scale
@@ -151,31 +165,63 @@ def _sent(problems: list[str], what: str, send: Any, *args: Any, sender: Any) ->
         return False
 
 
-def _close_all(x: Exchange, owner: Any, sub: int, keeper: Any, problems: list[str]) -> tuple[int, int]:
-    """Close every open position of one account: (positions closed, liquidations needed).
-    A liquidatable account is liquidated first (by `keeper`); a close that would leave the
-    account liquidatable is refused, and then another market is tried first. A position that
-    cannot be closed at all is recorded in `problems`."""
-    vault, closed, liquidated = x.vault, 0, 0
-    refused: list[str] = []
-    for _ in range(2 * len(x.market_names()) + 1):
-        markets = x.open_markets(owner, sub)
-        if not markets:
+ROUNDS_PER_ACCOUNT = 2  # close attempts per market an account holds (then one more)
+
+
+def _fund_requests(x: Exchange, owners: list[Any], requests: int) -> None:
+    """Wallet tokens (devnet token: public mint) for the settlement reward of `requests`
+    requests per owner, and the router approved."""
+    for owner in {str(o): o for o in owners}.values():
+        x.fund(owner, requests * x.reward_tokens)
+
+
+def _settle_round(x: Exchange, order_ids: list[int], keeper: Any, feeder: Any) -> dict[int, str | None]:
+    """Feed the next round and settle `order_ids` at it (one `settle_many` per 100): each
+    id's outcome, None when it filled, else the reason it was cancelled."""
+    outcomes: dict[int, str | None] = {}
+    if not order_ids:
+        return outcomes
+    x.next_round(feeder)
+    for start in range(0, len(order_ids), 100):
+        receipt = x.settle(order_ids[start:start + 100], keeper)
+        outcomes |= {int(e["order_id"]): None for e in x.events(receipt, "OrderSettled")}
+        outcomes |= {int(e["order_id"]): str(e["reason"]) for e in x.events(receipt, "OrderCancelled")}
+    return outcomes
+
+
+def _close_all(x: Exchange, accounts: list[Account], keeper: Any, feeder: Any,
+               problems: list[str]) -> tuple[int, int]:
+    """Close every open position of every account: (positions closed, liquidations needed).
+    Each round, liquidatable accounts are liquidated first (by `keeper`), every other account
+    requests one close (a market its earlier refusals did not name first: a close that would
+    leave the account liquidatable is refused, and another market goes first next time), and
+    the round settles them all. What cannot be closed at all is recorded in `problems`."""
+    vault, router = x.vault, x.d.router
+    closed = liquidated = 0
+    refused: dict[Account, list[str]] = {a: [] for a in accounts}
+    for _ in range(ROUNDS_PER_ACCOUNT * len(x.market_names()) + 1):
+        holding = {a: m for a in accounts if (m := x.open_markets(*a))}
+        if not holding:
             break
-        if bool(vault.is_liquidatable(owner, sub)):
-            x.d.keeper.liquidate(owner, sub, sender=keeper)
-            liquidated += 1
-            continue
-        for market in markets[len(refused) % len(markets):] + markets[:len(refused) % len(markets)]:
-            size = int(vault.position(owner, sub, market).size)
-            bound = 0 if size > 0 else MAX_UINT256
-            if _sent(refused, f"close market {market}", vault.close_position, sub, market, bound, sender=owner):
+        requests: dict[int, tuple[Account, int]] = {}
+        for (owner, sub), markets in holding.items():
+            if bool(vault.is_liquidatable(owner, sub)):
+                x.d.keeper.liquidate(owner, sub, sender=keeper)
+                liquidated += 1
+                continue
+            k = len(refused[(owner, sub)]) % len(markets)
+            market = (markets[k:] + markets[:k])[0]
+            bound = 0 if int(vault.position(owner, sub, market).size) > 0 else MAX_UINT256
+            requests[x.order_id(router.commit_close(sub, market, bound, sender=owner))] = ((owner, sub), market)
+        for order_id, reason in _settle_round(x, list(requests), keeper, feeder).items():
+            account, market = requests[order_id]
+            if reason is None:
                 closed += 1
-                break
-        else:
-            break
-    if left := x.open_markets(owner, sub):
-        problems.append(f"{str(owner)[:10]}/{sub}: cannot close markets {left}: {'; '.join(refused)}")
+            else:
+                refused[account].append(f"close market {market} refused: {reason}")
+    for (owner, sub), why in refused.items():
+        if left := x.open_markets(owner, sub):
+            problems.append(f"{str(owner)[:10]}/{sub}: cannot close markets {left}: {'; '.join(why)}")
     return closed, liquidated
 
 

@@ -134,14 +134,18 @@ def deploy(network: str, alias: str | None, out: str | None) -> None:
 
 @main.command()
 @click.option("--port", default=8545, show_default=True)
-@click.option("--stop", is_flag=True, help="Stop the Anvil that `perpdex devnet` started")
-def devnet(port: int, stop: bool) -> None:
-    """Start Anvil if none runs on PORT, deploy, and write .perpdex/devnet.json."""
+@click.option("--stop", is_flag=True, help="Stop the Anvil and the feeder that `perpdex devnet` started")
+@click.option("--feeder/--no-feeder", default=True, show_default=True, help="Start the price feeder keeper")
+@click.option("--feeder-interval", default=2.0, show_default=True, help="Seconds between the feeder's rounds")
+def devnet(port: int, stop: bool, feeder: bool, feeder_interval: float) -> None:
+    """Start Anvil if none runs on PORT, deploy, write .perpdex/devnet.json, and start the price
+    feeder (a round every 2 s; it settles the two-step requests each round made due)."""
     from perpdex import devnet as dn
     from perpdex.deploy import deploy_system
     from perpdex.sdk import Exchange
 
     if stop:
+        console.print("feeder stopped" if dn.stop_feeder() else "no feeder started by perpdex is running")
         console.print("anvil stopped" if dn.stop_anvil() else "no anvil started by perpdex is running")
         return
     pid = dn.start_anvil(port)
@@ -150,7 +154,15 @@ def devnet(port: int, stop: bool) -> None:
         d = deploy_system(signer())
         path = dn.write_deployment(d.to_json(provider.chain_id, provider.get_block("latest").number))
         print_system(Exchange(d))
-    console.print(f"deployment written to {path}; stop the node with `perpdex devnet --stop`")
+    console.print(f"deployment written to {path}")
+    if feeder:
+        dn.stop_feeder()  # one feeder per devnet: a feeder of an earlier deployment goes
+        fpid = dn.start_feeder(port, path, feeder_interval)
+        console.print(f"price feeder started (pid {fpid}, a round every {feeder_interval:g}s, log {dn.FEEDER_LOG_FILE})")
+    else:
+        console.print("no price feeder: prices go stale after max_price_age and requests never settle "
+                      "(run `perpdex keeper feeder`)")
+    console.print("stop the node and the feeder with `perpdex devnet --stop`")
 
 
 @main.command()
@@ -318,6 +330,77 @@ def keeper_liquidator(
         except KeyboardInterrupt:
             pass
         _stamped(f"liquidator stopped: {bot.status_line()}")
+
+
+@keeper.command("settler")
+@click.option("--network", default=DEVNET, show_default=True, help=NETWORK_HELP)
+@click.option("--port", default=8545, show_default=True, help="The devnet's port (ignored with --rpc)")
+@click.option("--rpc", default=None, help="Node URL, e.g. http://127.0.0.1:8545 (default: the devnet at --port)")
+@click.option("--deployment", default=None, help="Deployment file (default .perpdex/devnet.json)")
+@click.option("--db", default=None, help="The settler's SQLite index (default .perpdex/settler.db)")
+@click.option("--account", "alias", default=None, help="Ape account alias, or N for test account N (default 0)")
+@click.option("--interval", default=1.0, show_default=True, help="Seconds between passes")
+@click.option("--once", is_flag=True, help="One pass, then exit")
+def keeper_settler(network: str, port: int, rpc: str | None, deployment: str | None, db: str | None,
+                   alias: str | None, interval: float, once: bool) -> None:
+    """Settle the router's due requests (and cancel expired ones): event-indexed, batched, safe to kill and restart."""
+    from perpdex.devnet import STATE_DIR
+    from perpdex.keepers.settler import RequestIndex, Settler
+
+    with _devnet(port, deployment, network, rpc) as x:
+        bot = Settler(x, signer(alias), RequestIndex(db or STATE_DIR / "settler.db"), report=_stamped)
+        _stamped(f"settler: router {x.d.router.address}, sender {bot.sender.address}, index {bot.index.path}")
+        try:
+            bot.run(interval, iterations=1 if once else None)
+        except KeyboardInterrupt:
+            pass
+        _stamped(f"settler stopped: {bot.status_line()}")
+
+
+@keeper.command("feeder")
+@click.option("--network", default=DEVNET, show_default=True, help=NETWORK_HELP)
+@click.option("--port", default=8545, show_default=True, help="The devnet's port (ignored with --rpc)")
+@click.option("--rpc", default=None, help="Node URL (default: the devnet at --port)")
+@click.option("--deployment", default=None, help="Deployment file (default .perpdex/devnet.json)")
+@click.option("--account", "alias", default=None, help="Ape account alias of a feeder, or N for test account N (default 0)")
+@click.option("--path", "source", type=click.Choice(["hold", "gbm", "replay"]), default="hold", show_default=True,
+              help="hold: re-stamp the prices as they are; gbm: a seeded random walk; replay: rounds from --file")
+@click.option("--file", "replay_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="For --path replay: a JSON list of {market name: USD price} rounds")
+@click.option("--seed", default=7, show_default=True, help="For --path gbm")
+@click.option("--interval", default=2.0, show_default=True, help="Seconds between rounds")
+@click.option("--settle/--no-settle", default=True, show_default=True, help="Settle the requests each round made due")
+@click.option("--db", default=None, help="The settler's SQLite index (default .perpdex/feeder-settler.db)")
+@click.option("--rounds", default=None, type=int, help="Stop after this many rounds (default: run until stopped)")
+def keeper_feeder(network: str, port: int, rpc: str | None, deployment: str | None, alias: str | None, source: str,
+                  replay_file: str | None, seed: int, interval: float, settle: bool, db: str | None,
+                  rounds: int | None) -> None:
+    """Write a round of every market each interval and settle the requests it made due."""
+    from perpdex.devnet import STATE_DIR
+    from perpdex.keepers import feeder
+    from perpdex.keepers.settler import RequestIndex, Settler
+
+    if source == "replay" and not replay_file:
+        raise click.UsageError("--path replay needs --file FILE (a JSON list of {market name: price} rounds)")
+    with _devnet(port, deployment, network, rpc) as x:
+        sender = signer(alias)
+        if not bool(x.d.oracle.is_feeder(sender)):
+            raise click.ClickException(f"{sender.address} is not a feeder of the oracle {x.d.oracle.address}")
+        pick = {"hold": feeder.hold, "gbm": lambda: feeder.gbm(interval, seed),
+                "replay": lambda: feeder.replay(Path(replay_file or ""), x.d.markets)}
+        try:
+            prices = pick[source]()
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        settler = Settler(x, sender, RequestIndex(db or STATE_DIR / "feeder-settler.db"), report=_stamped) if settle else None
+        bot = feeder.PriceFeeder(x, sender, prices, settler, report=_stamped)
+        _stamped(f"feeder: {source} prices every {interval:g}s to {x.d.oracle.address}"
+                 + (", settling due requests" if settler else "") + f", sender {sender.address}")
+        try:
+            bot.run(interval, iterations=rounds)
+        except KeyboardInterrupt:
+            pass
+        _stamped(f"feeder stopped after {bot.rounds} rounds" + (f"; {settler.status_line()}" if settler else ""))
 
 
 def _stamped(line: str) -> None:

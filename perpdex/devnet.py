@@ -22,6 +22,8 @@ STATE_DIR = ROOT / ".perpdex"
 DEPLOYMENT_FILE = STATE_DIR / "devnet.json"
 PID_FILE = STATE_DIR / "anvil.pid"
 LOG_FILE = STATE_DIR / "anvil.log"
+FEEDER_PID_FILE = STATE_DIR / "feeder.pid"
+FEEDER_LOG_FILE = STATE_DIR / "feeder.log"
 DEFAULT_PORT = 8545
 # Ape's test accounts and Anvil's funded accounts come from this same mnemonic.
 TEST_MNEMONIC = "test test test test test test test test test test test junk"
@@ -95,6 +97,36 @@ def stop_anvil() -> bool:
     pid = int(PID_FILE.read_text())
     PID_FILE.unlink()
     return kill_anvil(pid)
+
+
+def start_feeder(port: int = DEFAULT_PORT, deployment: Path = DEPLOYMENT_FILE, interval: float = 2.0,
+                 pid_file: Path = FEEDER_PID_FILE, log_file: Path = FEEDER_LOG_FILE) -> int:
+    """Start `perpdex keeper feeder` (a round every `interval` seconds, due requests settled)
+    in the background against the devnet on `port`; returns its process id."""
+    import sys
+
+    command = [sys.executable, "-c", "from perpdex.cli import main; main()", "keeper", "feeder", "--port", str(port),
+               "--deployment", str(deployment), "--interval", str(interval),
+               "--db", str(pid_file.with_name("feeder-settler.db"))]
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    pid_file.write_text(str(proc.pid))
+    return proc.pid
+
+
+def stop_feeder(pid_file: Path = FEEDER_PID_FILE) -> bool:
+    """Stop the feeder that `start_feeder` started (if any)."""
+    if not pid_file.exists():
+        return False
+    pid = int(pid_file.read_text())
+    pid_file.unlink()
+    try:
+        os.killpg(pid, signal.SIGINT)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def write_deployment(data: str, path: Path = DEPLOYMENT_FILE) -> Path:

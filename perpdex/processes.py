@@ -116,3 +116,16 @@ def silverback_liquidator(rpc: str, deployment: Path, db: Path, account: int) ->
     command = [silverback, "run", "perpdex.keepers.silverback_bot:bot", "--network", "ethereum:local:foundry",
                "--account", f"TEST::{account}"]
     return KeeperProcess(command, {"APE_FOUNDRY_HOST": rpc, "PERPDEX_DEPLOYMENT": str(deployment), "PERPDEX_DB": str(db)})
+
+
+def settler_process(rpc: str, deployment: Path, db: Path, account: int, interval: float = 0.2) -> KeeperProcess:
+    """`perpdex keeper settler` against the node at `rpc`, signing with test account `account`."""
+    return KeeperProcess(_cli("keeper", "settler", "--rpc", rpc, "--deployment", str(deployment), "--db", str(db),
+                              "--account", str(account), "--interval", str(interval)))
+
+
+def feeder_process(rpc: str, deployment: Path, db: Path, account: int = 0, interval: float = 1.0,
+                   source: str = "hold") -> KeeperProcess:
+    """`perpdex keeper feeder` (writes rounds, settles what they made due) against the node at `rpc`."""
+    return KeeperProcess(_cli("keeper", "feeder", "--rpc", rpc, "--deployment", str(deployment), "--db", str(db),
+                              "--account", str(account), "--interval", str(interval), "--path", source))

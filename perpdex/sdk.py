@@ -4,11 +4,12 @@ instead of writing contract calls again. Amounts: `tokens` are token units, ever
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from perpdex import model
 from perpdex.deploy import Deployment
+from perpdex.logs import EventDecoder
 from perpdex.model import WAD, Health, MarketParams, Position, VaultModel
 
 MAX_UINT256 = 2**256 - 1
@@ -27,6 +28,7 @@ class Exchange:
     """Convenience calls on one deployment."""
 
     d: Deployment
+    _decoder: EventDecoder | None = field(default=None, repr=False, compare=False)
 
     @property
     def vault(self) -> Any:
@@ -130,9 +132,20 @@ class Exchange:
         self.next_round()
         return self.settle(order_id, settler)
 
+    def events(self, receipt: Any, name: str) -> list[dict[str, Any]]:
+        """The arguments of every `name` event the deployment's contracts emitted in `receipt`
+        (decoded from the raw logs with their ABIs: see perpdex.logs)."""
+        if self._decoder is None:
+            contracts = (self.d.usd, self.d.oracle, self.vault, self.d.keeper, self.d.router)
+            self._decoder = EventDecoder(c for c in contracts if c is not None)
+        return self._decoder.named(receipt, name)
+
     def order_id(self, commit_receipt: Any) -> int:
         """The id of the order a commit receipt created (from its OrderCommitted event)."""
-        return int(commit_receipt.events.filter(self.d.router.OrderCommitted)[0].order_id)
+        committed = self.events(commit_receipt, "OrderCommitted")
+        if not committed:
+            raise ValueError(f"no OrderCommitted event in transaction {commit_receipt.txn_hash}")
+        return int(committed[0]["order_id"])
 
     def _request(self, commit_receipt: Any, settle: bool) -> Any:
         return self.settle_next(self.order_id(commit_receipt)) if settle else commit_receipt

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import pytest
 
+from perpdex.chain import set_clock
 from perpdex.deploy import Deployment, deploy_system
 from perpdex.model import WAD, VaultModel
 from perpdex.sdk import Exchange, model_from_chain
@@ -128,14 +129,9 @@ def deterministic_time(chain: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     With the clock stopped, time moves only when a test moves it (chain.pending_timestamp).
     """
     start = chain.blocks.head.timestamp + 1
-    provider = chain.provider
-    if hasattr(provider, "_timestamp_offset"):  # ape-titanoboa 0.8.0a1
+    if hasattr(chain.provider, "_timestamp_offset"):  # ape-titanoboa 0.8.0a1
         import ape_titanoboa.provider as boa_provider
 
         stopped = int(time.time())
         monkeypatch.setattr(boa_provider, "time", SimpleNamespace(time=lambda: stopped))
-        provider._pending_timestamp = None
-        provider._execution_timestamp = None
-        provider._timestamp_offset = start - stopped
-    else:
-        chain.pending_timestamp = start
+    set_clock(start)

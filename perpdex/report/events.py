@@ -1,8 +1,8 @@
-"""Every event of one deployment (vault, oracle, keeper) in one ordered, de-duplicated list.
+"""Every event of one deployment (vault, oracle, keeper, router) in one ordered, de-duplicated list.
 
-`add_receipt` decodes a receipt's raw logs itself (topic 0 -> a precomputed layout, then one
-`eth_abi.decode` of the data): Ape's `receipt.events` costs about 1.5 ms a receipt, this about
-a tenth of that, and it works on every provider. `add_range` reads the same logs with
+`add_receipt` decodes a receipt's raw logs itself (`perpdex.logs.EventDecoder`): Ape's
+`receipt.events` costs about 1.5 ms a receipt, this about a tenth of that, and it works on
+every provider. `add_range` reads the same logs with
 `eth_getLogs` (providers that have it: ethereum:local:test, foundry), for events sent by other
 processes. Both key events by (transaction, log index), so a log seen twice counts once.
 """
@@ -10,11 +10,9 @@ processes. Both key events by (transaction, log index), so a log seen twice coun
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
-from eth_abi import decode as abi_decode
-from eth_utils import keccak, to_checksum_address
-
+from perpdex.logs import EventDecoder
 from perpdex.sdk import Exchange
 
 LOG_CHUNK = 2_000  # blocks per eth_getLogs
@@ -30,52 +28,10 @@ class ChainEvent:
     args: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class _Layout:
-    """How to decode one event: its name, its indexed inputs and its data inputs."""
-
-    name: str
-    indexed: tuple[tuple[str, str], ...]  # (name, abi type)
-    data_names: tuple[str, ...]
-    data_types: tuple[str, ...]
-
-    @classmethod
-    def of(cls, abi: Any) -> "_Layout":
-        indexed = tuple((i.name, i.canonical_type) for i in abi.inputs if i.indexed)
-        data = [i for i in abi.inputs if not i.indexed]
-        return cls(abi.name, indexed, tuple(i.name for i in data), tuple(i.canonical_type for i in data))
-
-    def decode(self, topics: list[Any], data: bytes) -> dict[str, Any]:
-        args = {name: _topic_value(bytes(topic), kind) for (name, kind), topic in zip(self.indexed, topics[1:])}
-        args.update(zip(self.data_names, abi_decode(self.data_types, data)))
-        return args
-
-
-def _topic_value(topic: bytes, kind: str) -> Any:
-    word = topic.rjust(32, b"\0")
-    if kind == "address":
-        return to_checksum_address(word[-20:])
-    if kind == "bool":
-        return word[-1] == 1
-    if kind.startswith("int"):
-        return int.from_bytes(word, "big", signed=True)
-    if kind.startswith("uint"):
-        return int.from_bytes(word, "big")
-    return "0x" + word.hex()  # hashed dynamic types and bytesN: the raw topic
-
-
 def _hex(value: Any) -> str:
     if isinstance(value, str):
         return value.lower() if value.startswith("0x") else "0x" + value.lower()
     return "0x" + bytes(value).hex()
-
-
-def _layouts(contracts: Iterable[Any]) -> dict[tuple[str, bytes], _Layout]:
-    return {
-        (str(c.address).lower(), keccak(text=abi.selector)): _Layout.of(abi)
-        for c in contracts
-        for abi in c.contract_type.events
-    }
 
 
 class EventLog:
@@ -83,8 +39,8 @@ class EventLog:
 
     def __init__(self, x: Exchange) -> None:
         self.x = x
-        self._contracts = [x.vault, x.d.oracle, x.d.keeper]
-        self._layouts = _layouts(self._contracts)
+        self._contracts = [c for c in (x.vault, x.d.oracle, x.d.keeper, x.d.router) if c is not None]
+        self._decoder = EventDecoder(self._contracts)
         self._seen: dict[tuple[str, int], ChainEvent] = {}
         self._timestamps: dict[int, int] = {}
         self._sorted: list[ChainEvent] | None = []
@@ -129,19 +85,14 @@ class EventLog:
         return added
 
     def _add_log(self, log: Any) -> bool:
-        topics = log["topics"]
-        if not topics:
-            return False
-        layout = self._layouts.get((str(log["address"]).lower(), bytes(topics[0])))
-        if layout is None:
+        decoded = self._decoder.decode(log)
+        if decoded is None:
             return False
         key = (_hex(log["transactionHash"]), int(log["logIndex"]))
         if key in self._seen:
             return False
         block = int(log["blockNumber"])
-        self._seen[key] = ChainEvent(
-            block, self._timestamp(block), key[0], key[1], layout.name, layout.decode(topics, bytes(log["data"]))
-        )
+        self._seen[key] = ChainEvent(block, self._timestamp(block), key[0], key[1], *decoded)
         self._sorted = None
         return True
 

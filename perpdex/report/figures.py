@@ -44,12 +44,21 @@ class Tally:
     bad_debt_from_insurance: int = 0
     bad_debt_from_pool: int = 0
     settlements: int = 0
+    requests_committed: int = 0  # two-step requests (OrderRouter)
+    requests_settled: int = 0
+    cancel_reasons: dict[str, int] = field(default_factory=dict)
+    commit_times: dict[int, int] = field(default_factory=dict)  # order id -> committed_at
+    fill_seconds: list[int] = field(default_factory=list)  # commit to settlement, per settled request
     book: dict[Key, int] = field(default_factory=dict)  # position size after the last event
     gaps: list[str] = field(default_factory=list)  # why the funding history is incomplete
 
     @property
     def trades(self) -> int:
         return sum(m.trades for m in self.markets.values())
+
+    @property
+    def requests_cancelled(self) -> int:
+        return sum(self.cancel_reasons.values())
 
     @property
     def open_positions(self) -> dict[Key, int]:
@@ -76,7 +85,29 @@ def tally(events: Iterable[ChainEvent], markets: Iterable[int], baseline: dict[i
         handler = _HANDLERS.get(e.name)
         if handler is not None:
             handler(t, e.args)
+        elif e.name in _REQUEST_HANDLERS:
+            _REQUEST_HANDLERS[e.name](t, e)
     return t
+
+
+def _committed(t: Tally, e: ChainEvent) -> None:
+    t.requests_committed += 1
+    t.commit_times[int(e.args["order_id"])] = int(e.args["committed_at"])
+
+
+def _order_settled(t: Tally, e: ChainEvent) -> None:
+    t.requests_settled += 1
+    committed = t.commit_times.get(int(e.args["order_id"]))
+    if committed is not None:
+        t.fill_seconds.append(e.timestamp - committed)
+
+
+def _order_cancelled(t: Tally, e: ChainEvent) -> None:
+    reason = str(e.args["reason"])
+    t.cancel_reasons[reason] = t.cancel_reasons.get(reason, 0) + 1
+
+
+_REQUEST_HANDLERS = {"OrderCommitted": _committed, "OrderSettled": _order_settled, "OrderCancelled": _order_cancelled}
 
 
 def _key(a: dict[str, Any]) -> Key:

@@ -1,5 +1,9 @@
-"""The block loop: deploy, fund LPs and traders, then per block feed the path's prices,
-let the traders act, run the funding keeper and the liquidator; end with a report.
+"""The block loop: deploy, fund LPs and traders, then per block feed the path's prices
+(a round of every market), let the traders act (deposits go straight to the vault; trades
+and closes are two-step requests to the OrderRouter), then the feeder's next round, one
+settlement delay later at the same prices, settles them (as the devnet's feeder keeper
+does: a round every few seconds, and the requests it made due settled with it); run the
+funding keeper and the liquidator; end with a report.
 
 On the embedded chain (boa) the keepers run in-process: `perpdex.keepers.funding.FundingKeeper`
 decides which markets to poke, and `SimLiquidator` (the simulated accounts through
@@ -19,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from perpdex.chain import EMBEDDED, move_time, test_signers
+from perpdex.config import deep_merge
 from perpdex.deploy import deploy_system
 from perpdex.keepers.funding import FundingKeeper
 from perpdex.keepers.index import chunks
@@ -29,6 +34,9 @@ from perpdex.sdk import Exchange, feed_prices
 from perpdex.sim.paths import PricePath, build_path, hourly_volatility
 from perpdex.sim.traders import AccountState, Close, Deposit, Order, Trade, Trader, decide, population
 
+# A devnet without a block time makes every transaction a block one second after the last:
+# a block's first requests may be a few dozen seconds old by the round that settles them.
+SIM_ROUTER = {"router": {"settlement_window": 600}}
 SLIPPAGE = 3 * WAD // 100  # traders accept 3% from the quote (crowded books move fills)
 VOLATILITY_WINDOW = 10  # blocks of chain prices a trader looks back over
 VIEW_BATCH = 100  # LiquidationKeeper.MAX_BATCH
@@ -205,11 +213,12 @@ class Simulation:
 
     # ------------------------------------------------------------ setup
     def deploy(self) -> Exchange:
-        self.x = Exchange(deploy_system(self.roles.admin, **{"atomic_trading": True, **self.config.overrides}))
+        c = self.config
+        self.x = Exchange(deploy_system(self.roles.admin, **deep_merge(SIM_ROUTER, c.overrides)))
+        self.pending: dict[int, tuple[Trader, Order]] = {}  # the traders' requests not settled yet
         self.log, self.sampler = EventLog(self.x), Sampler(self.x)
         self.params = {m: self.x.params(m) for m in self.x.market_names()}
         start = [self.x.price(m) for m in sorted(self.x.market_names())]
-        c = self.config
         self.path = build_path(c.path, start, c.blocks, c.seconds_per_block, c.seed, c.path_params)
         self.history = {m: [p] for m, p in enumerate(start)}
         return self.x
@@ -218,14 +227,18 @@ class Simulation:
         """LP liquidity, then every trader's collateral (one mint per owner)."""
         x, c = self.x, self.config
         pool = x.tokens(c.pool_usd)
-        self.record(x.add_liquidity(self.roles.lp, pool))
+        commit = self.record(x.add_liquidity(self.roles.lp, pool, settle=False))
+        self.record(x.next_round(feeder=self.roles.admin))
+        self.books.price_updates += len(self.params)
+        self.record(x.settle(x.order_id(commit), self.roles.admin))
         self.books.lp_added_tokens += pool
         top = c.max_leverage or min(p.max_leverage for p in self.params.values()) / WAD
         self.traders = population(self.roles.owners, c.traders, c.seed, top, c.long_share, len(self.params))
         for owner in self.roles.owners:
             mine = [t for t in self.traders if t.owner is owner]
             if mine:
-                x.fund(owner, x.tokens(sum(2 * t.collateral_usd for t in mine)))  # twice: room to add margin
+                # twice the collateral: room to add margin, and the requests' settlement rewards
+                x.fund(owner, x.tokens(sum(2 * t.collateral_usd for t in mine)))
         for t in self.traders:
             self.deposit(t, t.collateral_usd)
         return self.traders
@@ -272,6 +285,7 @@ class Simulation:
         for trader in self.traders:
             if trader.acts_at(block):
                 self.act(trader)
+        self.settle_round()
         self.keep(block, keepers)
         if block % self.config.sample_every == 0 or block == self.config.blocks - 1:
             self.sampler.sample()
@@ -284,6 +298,26 @@ class Simulation:
             self.books.price_updates += len(self.params)
         for m, price in self.path.at(block).items():  # feed_prices ends at the path's prices
             self.history[m].append(price)
+
+    def settle_round(self) -> None:
+        """The feeder's next round, a settlement delay after the traders' requests, at the
+        same prices, and every request it made due settled at it: each fill is a trade, each
+        cancellation (with its reason) a refusal."""
+        if not self.pending:
+            return
+        self.record(self.x.next_round(feeder=self.roles.admin))
+        self.books.price_updates += len(self.params)
+        for chunk in chunks(list(self.pending), VIEW_BATCH):
+            receipt = self.record(self.x.settle(chunk, self.roles.admin))
+            for e in self.x.events(receipt, "OrderSettled"):
+                trader, order = self.pending.pop(int(e["order_id"]))
+                self.books.trades += 1
+                trader.history.append(str(order))
+            for e in self.x.events(receipt, "OrderCancelled"):
+                trader, order = self.pending.pop(int(e["order_id"]))
+                trader.refused += 1
+                self.books.refused += 1
+                trader.history.append(f"refused {order}: {e['reason']}")
 
     def keep(self, block: int, keepers: Any) -> None:
         funding, liquidator = keepers
@@ -335,7 +369,8 @@ class Simulation:
             trader.done = True
 
     def send(self, trader: Trader, order: Order) -> bool:
-        """Send one order; False when the chain refuses it."""
+        """Send one order (a deposit, or a request that fills at the next block's round);
+        False when the chain refuses it now."""
         from ape.exceptions import ContractLogicError
 
         x, owner, sub = self.x, trader.owner, trader.sub
@@ -346,14 +381,13 @@ class Simulation:
                 trader.history.append(f"added {order.usd} USD")
                 return True
             if isinstance(order, Trade):
-                self.record(x.trade(owner, order.market, order.size_delta, sub=sub, slippage=SLIPPAGE))
+                commit = x.trade(owner, order.market, order.size_delta, sub=sub, slippage=SLIPPAGE, settle=False)
             else:
-                self.record(x.close(owner, order.market, sub=sub, slippage=SLIPPAGE))
+                commit = x.close(owner, order.market, sub=sub, slippage=SLIPPAGE, settle=False)
         except ContractLogicError as exc:
             trader.history.append(f"refused {order}: {exc}")
             return False
-        self.books.trades += 1
-        trader.history.append(str(order))
+        self.pending[x.order_id(self.record(commit))] = (trader, order)
         return True
 
     # ------------------------------------------------------------ the end

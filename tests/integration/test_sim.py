@@ -41,7 +41,14 @@ def test_demo__runs__every_check_passes__simulator_equals_chain(tmp_path: Path):
     compared = {c.name.removeprefix("simulator == chain: ") for c in report.checks if c.name.startswith("simulator")}
     assert compared == BOOKKEEPING
     assert s["trades"] == result.books.trades > 10
-    assert s["price_updates"] == 2 * 39  # two markets, one update a block (no GBM step near the 25% limit)
+    # two markets, one update a block (no GBM step near the 25% limit), the round the LP's
+    # deposit settled at, and a settlement round in each block where traders sent requests
+    assert 2 * 39 + 2 < s["price_updates"] <= 2 * 39 + 2 + 2 * 39
+    # every trade was a two-step request, filled at the feeder's next round, 2 seconds on
+    assert s["requests_committed"] == s["requests_settled"] + s["requests_cancelled"] > s["trades"]
+    assert s["requests_pending_at_end"] == 0
+    assert s["requests_settled"] == s["trades"] + 1  # the trades and the LP's deposit
+    assert s["commit_to_fill_seconds_median"] == 2 and s["commit_to_fill_seconds_max"] < 60
     assert {t.style for t in result.traders} == {"fixed", "dynamic", "stop_loss", "hedged"}
     assert float(s["volume_usd"]) > 100_000 and int(s["accounts"]) == 10
 
@@ -83,7 +90,8 @@ def test_gap__the_feeder_splits_a_20_percent_gap_into_steps_within_the_10_percen
     report, s = result.report, result.report.summary
     assert_checks_pass(report)
     eth = [int(e.args["price"]) for e in report.events if e.name == "PriceUpdated" and int(e.args["market"]) == 0]
-    assert eth[-1] == 2_400 * WAD and len(eth) == 29 + 2  # two extra updates: 3,000 -> 2,700 -> 2,430 -> 2,400
+    # the gap in steps of at most 10% (settlement rounds repeat the prices the path is at)
+    assert list(dict.fromkeys(eth)) == [3_000 * WAD, 2_700 * WAD, 2_430 * WAD, 2_400 * WAD]
     assert all(abs(b - a) * 10 <= a for a, b in zip(eth, eth[1:]))
     assert int(s["liquidations"]) >= 1
 

@@ -13,19 +13,21 @@ from perpdex.sdk import Exchange
 POOL_TOKENS = 1_000_000 * 10**6
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def routed(admin: Any, lp: Any) -> Deployment:
+    # module scope: Ape rolls the chain back after the module, so these blocks (stamped by
+    # whatever clock the previous test left) never make the next module's prices stale
     d = deploy_system(admin)
     Exchange(d).add_liquidity(lp, POOL_TOKENS)
     return d
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def rx(routed: Deployment) -> Exchange:
     return Exchange(routed)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def router(routed: Deployment) -> Any:
     return routed.router
 
@@ -54,7 +56,7 @@ def commit(rx: Exchange, router: Any) -> Callable[..., int]:
     return _commit
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def usd(routed: Deployment) -> Any:
     """The routed deployment's token (overrides the atomic system's in this folder)."""
     return routed.usd

@@ -21,12 +21,14 @@ def feed(rx, eth_price: int, step: int = 2) -> int:
     return rx.d.oracle.set_prices([0, 1], [eth_price, rx.price(1)], sender=rx.d.deployer).timestamp
 
 
-def settled_event(receipt, router):
-    return receipt.events.filter(router.OrderSettled)[0]
+class _Event(dict):
+    __getattr__ = dict.__getitem__
 
 
-def cancelled_event(receipt, router):
-    return receipt.events.filter(router.OrderCancelled)[0]
+def event(rx, receipt, name):
+    """The receipt's one `name` event, decoded from the raw log (perpdex.logs)."""
+    (found,) = rx.events(receipt, name)
+    return _Event(found)
 
 
 # ------------------------------------------------------------------ the settlement round
@@ -42,10 +44,10 @@ def test_settle__fills_at_the_settlement_round__not_the_commit_price_nor_a_later
     feed(rx, 3300 * WAD)  # a later round: never used
     receipt = router.settle(order_id, sender=liquidator)
     fill = model.fill_price(3030 * WAD, 0, WAD, skew_scale)
-    ev = settled_event(receipt, router)
+    ev = event(rx, receipt, "OrderSettled")
     assert (ev.order_id, ev.owner, ev.settler, ev.size_delta, ev.fill_price) == (order_id, trader, liquidator, WAD, fill)
     assert ev.fee == model.trade_fee(WAD, fill, rx.params(ETH).taker_fee)
-    pm = receipt.events.filter(rx.vault.PositionModified)[0]
+    pm = event(rx, receipt, "PositionModified")
     assert pm.oracle_price == 3030 * WAD
     assert rx.position(trader, 0, ETH).entry_price == fill
     assert router.order(order_id).status == SETTLED
@@ -89,7 +91,7 @@ def test_settle__after_the_deadline__cancels_and_never_fills_late(rx, router, tr
     assert not router.settleable(order_id)
     paid = usd.balanceOf(liquidator)
     receipt = router.settle(order_id, sender=liquidator)
-    ev = cancelled_event(receipt, router)
+    ev = event(rx, receipt, "OrderCancelled")
     assert (ev.reason, ev.caller, ev.reward) == ("router: expired", liquidator, rx.reward_tokens)
     assert usd.balanceOf(liquidator) == paid + rx.reward_tokens
     assert rx.position(trader, 0, ETH).size == 0 and router.order(order_id).status == CANCELLED
@@ -102,7 +104,7 @@ def test_settle__round_in_time_but_settled_late__cancels(rx, router, trader, fun
     o = router.order(order_id)
     move_time(o.deadline - o.settle_after + 1)
     receipt = router.settle(order_id, sender=trader)
-    assert cancelled_event(receipt, router).reason == "router: expired"
+    assert event(rx, receipt, "OrderCancelled").reason == "router: expired"
     assert rx.position(trader, 0, ETH).size == 0
 
 
@@ -112,13 +114,13 @@ def test_settle__vault_refuses_at_that_price__cancelled_with_the_reason(rx, rout
     order_id = commit(trader, WAD, acceptable=3010 * WAD)
     feed(rx, 3100 * WAD)
     receipt = router.settle(order_id, sender=liquidator)
-    ev = cancelled_event(receipt, router)
+    ev = event(rx, receipt, "OrderCancelled")
     assert ev.reason == "vault: fill above acceptable price"
     assert ev.reward == rx.reward_tokens  # the settler is paid for a cancellation too
     # too big for the margin: cancelled with the vault's margin reason
     big = commit(trader, 100 * WAD, acceptable=MAX_UINT256)
     receipt = rx.settle_next(big)
-    assert cancelled_event(receipt, router).reason == "vault: below initial margin"
+    assert event(rx, receipt, "OrderCancelled").reason == "vault: below initial margin"
     assert rx.position(trader, 0, ETH).size == 0
 
 
@@ -163,7 +165,7 @@ def test_commit_close__closes_whatever_the_position_is_at_settlement(rx, router,
     rx.settle_next(commit(trader, WAD))  # settles before the close: the position is now 3
     feed(rx, 3000 * WAD)
     receipt = router.settle(close_id, sender=trader)
-    assert settled_event(receipt, router).size_delta == -3 * WAD
+    assert event(rx, receipt, "OrderSettled").size_delta == -3 * WAD
     assert rx.position(trader, 0, ETH).size == 0
 
 
@@ -174,7 +176,7 @@ def test_commit_close__position_flipped_before_settlement__cancelled_never_opens
     rx.settle_next(commit(trader, -2 * WAD))  # now short 1
     feed(rx, 3000 * WAD)
     receipt = router.settle(close_id, sender=trader)
-    assert cancelled_event(receipt, router).reason == "router: position closed or flipped"
+    assert event(rx, receipt, "OrderCancelled").reason == "router: position closed or flipped"
     assert rx.position(trader, 0, ETH).size == -WAD
 
 
@@ -217,7 +219,7 @@ def test_cancel__owner_before_the_settlement_time__refunds_everything(rx, router
     wallet = usd.balanceOf(trader)
     order_id = commit(trader, WAD)
     receipt = router.cancel(order_id, sender=trader)
-    ev = cancelled_event(receipt, router)
+    ev = event(rx, receipt, "OrderCancelled")
     assert (ev.reason, ev.refund, ev.reward) == ("router: cancelled by owner", rx.reward_tokens, 0)
     assert usd.balanceOf(trader) == wallet and router.order(order_id).status == CANCELLED
     with ape.reverts("router: order not pending"):
@@ -248,7 +250,7 @@ def test_cancel__anyone_after_the_deadline__paid_the_reward(rx, router, trader, 
     move_time(o.deadline - o.committed_at + 1)
     paid = usd.balanceOf(attacker)
     receipt = router.cancel(order_id, sender=attacker)
-    assert cancelled_event(receipt, router).reason == "router: expired"
+    assert event(rx, receipt, "OrderCancelled").reason == "router: expired"
     assert usd.balanceOf(attacker) == paid + rx.reward_tokens
 
 
@@ -269,8 +271,8 @@ def test_add_liquidity__shares_minted_at_the_settlement_rounds_pool_value(rx, ro
     assert rx.vault.pool_value() > value_at_round
     receipt = router.settle(order_id, sender=lp)
     expected = model.lp_shares_for_deposit(amount * rx.token_scale, total, value_at_round)
-    assert settled_event(receipt, router).amount == expected == rx.vault.lp_shares(trader2)
-    assert receipt.events.filter(rx.vault.LiquidityAdded)[0].event_arguments["provider"] == trader2
+    assert event(rx, receipt, "OrderSettled").amount == expected == rx.vault.lp_shares(trader2)
+    assert event(rx, receipt, "LiquidityAdded")["provider"] == trader2
 
 
 def test_add_liquidity__refused_at_settlement__tokens_come_back(rx, router, admin, trader2, usd):
@@ -281,7 +283,7 @@ def test_add_liquidity__refused_at_settlement__tokens_come_back(rx, router, admi
     rx.vault.set_router("0x0000000000000000000000000000000000000000", sender=admin)  # the kill switch
     rx.next_round()
     receipt = router.settle(order_id, sender=admin)
-    ev = cancelled_event(receipt, router)
+    ev = event(rx, receipt, "OrderCancelled")
     assert (ev.reason, ev.refund) == ("vault: not the order router", amount)
     assert usd.balanceOf(trader2) == wallet - rx.reward_tokens
     with ape.reverts("router: not the vault's router"):
@@ -293,7 +295,7 @@ def test_remove_liquidity__paid_at_the_settlement_round(rx, router, lp, usd):
     rx.fund(lp, rx.reward_tokens)
     wallet = usd.balanceOf(lp)
     receipt = rx.remove_liquidity(lp, shares)
-    paid = settled_event(receipt, router).amount
+    paid = event(rx, receipt, "OrderSettled").amount
     assert paid > 0 and usd.balanceOf(lp) == wallet - rx.reward_tokens + paid
     assert rx.vault.lp_shares(lp) == shares * 9
 
@@ -373,7 +375,7 @@ def test_attack__knowing_the_next_round__a_round_trip_gains_nothing(rx, router, 
     up = 3000 * WAD * (10_000 + move_bps) // 10_000
     buy = commit(attacker, 100 * WAD, acceptable=MAX_UINT256)
     feed(rx, up)  # the update the attacker saw coming is the buy's settlement round
-    assert settled_event(rx.settle(buy), router).size_delta == 100 * WAD
+    assert event(rx, rx.settle(buy), "OrderSettled").size_delta == 100 * WAD
     sell = rx.order_id(rx.close(attacker, ETH, slippage=WAD // 2, settle=False))
     feed(rx, up)
     rx.settle(sell)

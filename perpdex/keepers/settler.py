@@ -1,0 +1,211 @@
+"""The settler: settles the OrderRouter's requests once their settlement round exists (and
+cancels, for the reward, those whose deadline passed), in `settle_many` batches.
+
+It learns the requests from the router's events (`OrderCommitted`, `OrderSettled`,
+`OrderCancelled`) read with eth_getLogs into an SQLite index, whose checkpoint commits in one
+transaction with what the read block range taught it: a process killed mid-scan re-reads
+that range, one killed mid-send finds its requests still pending and sends them again. That
+is safe because settling is idempotent on chain: `settle_many` skips what is no longer
+pending, so a request fills (or is cancelled) exactly once whoever sends it, however often,
+and two settlers racing only cost each other gas. A devnet reset (another chain id or
+genesis) wipes the index and starts over.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from perpdex.keepers.common import Report, pending_nonce, run_loop
+from perpdex.logs import EventDecoder
+from perpdex.sdk import Exchange
+
+LOG_CHUNK = 2_000  # blocks per eth_getLogs
+MAX_BATCH = 100  # OrderRouter.MAX_BATCH
+REQUEST_EVENTS = ("OrderCommitted", "OrderSettled", "OrderCancelled")
+LP_MARKET = -1  # an LP request's market in the index: its round needs every market
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS requests (
+    order_id INTEGER PRIMARY KEY, market INTEGER NOT NULL, settle_after INTEGER NOT NULL,
+    deadline INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+@dataclass(frozen=True)
+class Request:
+    order_id: int
+    market: int  # LP_MARKET for LP requests
+    settle_after: int
+    deadline: int
+
+
+class RequestIndex:
+    """The settler's SQLite file (created on first use)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def last_block(self) -> int:
+        raw = self.meta("last_block")
+        return int(raw) if raw is not None else -1
+
+    def reset(self, chain: dict[str, Any]) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM requests")
+            self._set("chain", json.dumps(chain, sort_keys=True))
+            self._set("last_block", "-1")
+
+    def apply(self, events: list[tuple[str, dict[str, Any]]], up_to_block: int) -> None:
+        """Book the router's events read up to `up_to_block` and move the checkpoint, atomically."""
+        with self.transaction():
+            for name, a in events:
+                if name == "OrderCommitted":
+                    market = int(a["market"]) if int(a["kind"]) < 2 else LP_MARKET
+                    self.db.execute(
+                        "INSERT OR IGNORE INTO requests (order_id, market, settle_after, deadline) VALUES (?, ?, ?, ?)",
+                        (int(a["order_id"]), market, int(a["settle_after"]), int(a["deadline"])),
+                    )
+                else:  # settled or cancelled: done
+                    self.db.execute("UPDATE requests SET done = 1 WHERE order_id = ?", (int(a["order_id"]),))
+            self._set("last_block", str(up_to_block))
+
+    def pending(self) -> list[Request]:
+        rows = self.db.execute(
+            "SELECT order_id, market, settle_after, deadline FROM requests WHERE done = 0 ORDER BY order_id"
+        ).fetchall()
+        return [Request(*map(int, row)) for row in rows]
+
+    def counts(self) -> tuple[int, int]:
+        """(requests seen, requests done)."""
+        seen, done = self.db.execute("SELECT COUNT(*), COALESCE(SUM(done), 0) FROM requests").fetchone()
+        return int(seen), int(done)
+
+    def _set(self, key: str, value: str) -> None:
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+
+def due(pending: list[Request], round_times: dict[int, int], now: int) -> list[int]:
+    """The requests `settle` would fill or cancel now: their settlement round exists (the
+    market's latest round is at or after `settle_after`; for LP requests every market's is),
+    or their deadline passed (then it cancels them, and pays the reward all the same)."""
+    ready = []
+    for r in pending:
+        latest = min(round_times.values()) if r.market == LP_MARKET else round_times.get(r.market, -1)
+        if now > r.deadline or latest >= r.settle_after:
+            ready.append(r.order_id)
+    return ready
+
+
+@dataclass
+class Settler:
+    """Settles due requests, signed by `sender`; `index` is its SQLite store."""
+
+    x: Exchange
+    sender: Any
+    index: RequestIndex
+    report: Report = print
+    max_batch: int = MAX_BATCH
+    settled: int = 0
+    cancelled: int = 0
+    transactions: int = 0
+    decoder: EventDecoder = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.decoder = EventDecoder([self.x.d.router])
+        self.topics = ["0x" + topic.hex() for (_, topic), layout in self.decoder.layouts.items() if layout.name in REQUEST_EVENTS]
+
+    @property
+    def w3(self) -> Any:
+        from ape import chain
+
+        return chain.provider.web3
+
+    def check_chain(self) -> None:
+        """Start over when the node is another chain than the index was built from."""
+        from ape import chain
+
+        here = {"chain_id": int(chain.chain_id), "genesis": str(chain.blocks[0].hash.hex()),
+                "router": str(self.x.d.router.address)}
+        if self.index.meta("chain") != json.dumps(here, sort_keys=True):
+            if self.index.meta("chain") is not None:
+                self.report("devnet reset detected: rebuilding the request index")
+            self.index.reset(here)
+
+    def scan(self) -> int:
+        """Read the router's events up to the head into the index; returns how many."""
+        head = int(self.w3.eth.block_number)
+        read = 0
+        for start in range(self.index.last_block() + 1, head + 1, LOG_CHUNK):
+            stop = min(start + LOG_CHUNK - 1, head)
+            logs = self.w3.eth.get_logs({"address": str(self.x.d.router.address), "fromBlock": start, "toBlock": stop,
+                                         "topics": [self.topics]})
+            events = [d for log in logs if (d := self.decoder.decode(log)) is not None and d[0] in REQUEST_EVENTS]
+            self.index.apply(events, stop)
+            read += len(events)
+        return read
+
+    def due(self) -> list[int]:
+        from ape import chain
+
+        oracle = self.x.d.oracle
+        rounds = {m: int(oracle.latest(m)[1]) for m in self.x.market_names()}
+        return due(self.index.pending(), rounds, int(chain.blocks.head.timestamp))
+
+    def settle(self, order_ids: list[int]) -> None:
+        """One `settle_many` per batch, simulated first (a batch that would revert is not sent)."""
+        router = self.x.d.router
+        for start in range(0, len(order_ids), self.max_batch):
+            batch = order_ids[start:start + self.max_batch]
+            router.settle_many.estimate_gas_cost(batch, sender=self.sender)
+            self.report(f"sending settle_many of {len(batch)} (first {batch[0]})")
+            receipt = router.settle_many(batch, sender=self.sender, nonce=pending_nonce(self.sender))
+            filled = len(self.x.events(receipt, "OrderSettled"))
+            cancelled = len(self.x.events(receipt, "OrderCancelled"))
+            self.settled, self.cancelled, self.transactions = self.settled + filled, self.cancelled + cancelled, self.transactions + 1
+            self.report(f"settled {filled}, cancelled {cancelled} in block {receipt.block_number}, gas {int(receipt.gas_used):,}")
+
+    def step(self) -> int:
+        self.check_chain()
+        self.scan()
+        ready = self.due()
+        if ready:
+            self.settle(ready)
+            self.scan()
+        return len(ready)
+
+    def status_line(self) -> str:
+        seen, done = self.index.counts()
+        return (f"requests seen {seen}, done {done}, pending {seen - done}; this run settled {self.settled}, "
+                f"cancelled {self.cancelled} in {self.transactions} tx")
+
+    def run(self, interval: float, iterations: int | None = None, max_backoff: float = 30.0) -> None:
+        run_loop(self.step, interval, self.report, iterations, max_backoff)
