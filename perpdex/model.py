@@ -646,3 +646,179 @@ def _copy_state(model: VaultModel) -> dict[str, object]:
 def _restore_state(model: VaultModel, snapshot: dict[str, object]) -> None:
     for name, value in snapshot.items():
         setattr(model, name, value)
+
+
+# ---------------------------------------------------------------------- two-step requests (SPEC 13)
+
+KIND_TRADE, KIND_CLOSE, KIND_ADD, KIND_REMOVE = 0, 1, 2, 3
+PENDING, SETTLED, CANCELLED = 1, 2, 3
+ORACLE_HISTORY = 64  # PriceOracle.HISTORY: rounds kept per market
+MAX_PENDING = 4  # OrderRouter.MAX_PENDING: per account; an owner's LP requests are one more account
+MAX_SUB = 2**30 - 1
+LP_ACCOUNT = 2**30
+
+
+@dataclass
+class Request:
+    order_id: int
+    owner: str
+    sub: int
+    market: int
+    kind: int
+    size_delta: int  # trades; a close keeps the side it closes (+1 long, -1 short)
+    acceptable_price: int
+    amount: int  # LP: tokens to add or shares to remove
+    committed_at: int
+    settle_after: int
+    deadline: int
+    status: int = PENDING
+
+    @property
+    def account(self) -> int:
+        return LP_ACCOUNT if self.kind >= KIND_ADD else self.sub
+
+
+@dataclass
+class Outcome:
+    """What settling or cancelling a request did: filled (`result`: a TradeResult, or the LP
+    shares minted / tokens paid) or cancelled with `reason`."""
+
+    filled: bool
+    reason: str = ""
+    result: object = None
+    size_delta: int = 0  # the size filled (a close: minus the position at settlement)
+
+
+@dataclass
+class RouterModel:
+    """The OrderRouter and the oracle's rounds over a VaultModel: requests committed now fill
+    at their settlement round (the first round of their market at or after committed_at +
+    delay; LP requests every market's), with the vault's rules at those prices."""
+
+    vault: VaultModel
+    reward_tokens: int
+    delay: int = 2
+    window: int = 60
+    requests: dict[int, Request] = field(default_factory=dict)
+    rounds: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # market -> [(updated_at, price)]
+    next_id: int = 1
+
+    # ---- the oracle's rounds
+    def record_round(self, market: int, price: int, updated_at: int) -> None:
+        self.rounds.setdefault(market, []).append((updated_at, price))
+        self.vault.prices[market] = price
+
+    def round_at(self, market: int, time: int) -> tuple[int, int] | None:
+        """(index, price) of the first round at or after `time`; None while there is none.
+        Raises like the oracle when that round (or the one before, which proves it is the
+        first) has left the history."""
+        history = self.rounds.get(market, [])
+        for i, (at, price) in enumerate(history):
+            if at >= time:
+                require(i == 0 or i - 1 >= len(history) - ORACLE_HISTORY, "oracle: round expired")
+                return i, price
+        return None
+
+    # ---- commit
+    def pending_count(self, owner: str, account: int) -> int:
+        return sum(1 for r in self.requests.values() if r.status == PENDING and r.owner == owner and r.account == account)
+
+    def commit(self, owner: str, sub: int, market: int, kind: int, size_delta: int = 0, acceptable_price: int = 0,
+               amount: int = 0) -> Request:
+        """The router's checks at commit (its revert reasons), then the request, pending."""
+        v = self.vault
+        if kind == KIND_TRADE:
+            require(size_delta != 0, "router: zero size")
+            require(-MAX_ABS_SIZE <= size_delta <= MAX_ABS_SIZE, "router: size out of range")
+            require(size_delta < 0 or acceptable_price != 0, "router: zero acceptable price")
+        elif kind == KIND_CLOSE:
+            size = v.position(owner, sub, market).size
+            require(size != 0, "router: no position")
+            require(size > 0 or acceptable_price != 0, "router: zero acceptable price")
+            size_delta = 1 if size > 0 else -1
+        elif kind == KIND_ADD:
+            require(amount != 0, "router: zero amount")
+        else:
+            require(amount != 0, "router: zero shares")
+            require(amount <= v.lp_shares.get(owner, 0), "router: insufficient shares")
+        if kind < KIND_ADD:
+            require(sub <= MAX_SUB, "router: sub out of range")
+            require(market < len(v.markets), "router: unknown market")
+            require(v.position(owner, sub, market).size != 0 or v.collateral.get((owner, sub), 0) > 0,
+                    "router: no collateral")
+        else:
+            sub = market = 0
+        request = Request(self.next_id, owner, sub, market, kind, size_delta, min(acceptable_price, 2**128 - 1),
+                          amount, v.now, v.now + self.delay, v.now + self.delay + self.window)
+        require(self.pending_count(owner, request.account) < MAX_PENDING, "router: too many pending requests")
+        self.requests[request.order_id] = request
+        self.next_id += 1
+        return request
+
+    def escrow(self) -> int:
+        """Tokens the router holds: each live request's reward, and an add's LP tokens."""
+        return sum(self.reward_tokens + (r.amount if r.kind == KIND_ADD else 0)
+                   for r in self.requests.values() if r.status == PENDING)
+
+    # ---- settle and cancel
+    def due(self, r: Request) -> bool:
+        """Whether `settle` would fill or cancel it now (else it reverts / is skipped)."""
+        if r.status != PENDING:
+            return False
+        if self.vault.now > r.deadline:
+            return True
+        markets = range(len(self.vault.markets)) if r.kind >= KIND_ADD else (r.market,)
+        return all(self.rounds.get(m) and self.rounds[m][-1][0] >= r.settle_after for m in markets)
+
+    def settle(self, order_id: int) -> Outcome | None:
+        """Settle one request as the router does; None (nothing changed) while it is not due."""
+        r = self.requests[order_id]
+        require(r.status == PENDING, "router: order not pending")
+        if not self.due(r):
+            return None
+        if self.vault.now > r.deadline:
+            return self._finish(r, Outcome(False, "router: expired"))
+        delta = r.size_delta
+        if r.kind == KIND_CLOSE:
+            size = self.vault.position(r.owner, r.sub, r.market).size
+            if size == 0 or (size > 0) != (delta > 0):
+                return self._finish(r, Outcome(False, "router: position closed or flipped"))
+            delta = -size
+        try:
+            result = self._at_rounds(r, delta)
+        except ModelRevert as exc:
+            return self._finish(r, Outcome(False, exc.reason))
+        return self._finish(r, Outcome(True, result=result, size_delta=delta if r.kind < KIND_ADD else 0))
+
+    def cancel(self, order_id: int, by_owner: bool) -> Outcome:
+        r = self.requests[order_id]
+        require(r.status == PENDING, "router: order not pending")
+        if self.vault.now > r.deadline:
+            return self._finish(r, Outcome(False, "router: expired"))
+        require(by_owner, "router: not the owner")
+        require(self.vault.now < r.settle_after, "router: order is live")
+        return self._finish(r, Outcome(False, "router: cancelled by owner"))
+
+    def _at_rounds(self, r: Request, delta: int) -> object:
+        """The vault's fill with every market priced at its first round at or after the
+        request's settlement time (as MarginVault reads prices while the router settles)."""
+        v = self.vault
+        latest = dict(v.prices)
+        try:
+            for m in range(len(v.markets)):
+                found = self.round_at(m, r.settle_after)
+                if found is not None:
+                    v.prices[m] = found[1]
+                elif r.kind >= KIND_ADD or v.position(r.owner, r.sub, m).size != 0:
+                    raise ModelRevert("oracle: no round yet")
+            if r.kind >= KIND_ADD:
+                if r.kind == KIND_ADD:
+                    return v.add_liquidity(r.owner, r.amount)
+                return v.remove_liquidity(r.owner, r.amount)
+            return v.modify_position(r.owner, r.sub, r.market, delta, r.acceptable_price)
+        finally:
+            v.prices.update(latest)
+
+    def _finish(self, r: Request, outcome: Outcome) -> Outcome:
+        r.status = SETTLED if outcome.filled else CANCELLED
+        return outcome
