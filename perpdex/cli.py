@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import warnings
 from contextlib import contextmanager, nullcontext
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -12,6 +13,8 @@ import click
 
 from perpdex.chain import DEVNET, EMBEDDED, EXACT, connect, move_time, signer, test_signers
 from perpdex.display import account_tables, console, funding_tables, liquidation_tables, print_system
+from perpdex.logs import EventDecoder
+from perpdex.model import WAD
 
 if TYPE_CHECKING:
     from perpdex.bench import FlatnessRow
@@ -273,6 +276,253 @@ def _devnet(port: int, deployment: str | None = None, network: str = DEVNET, rpc
 
     with connect(network, host=rpc or host_url(port), manage_process=False):
         yield Exchange(attach(read_deployment(Path(deployment) if deployment else DEPLOYMENT_FILE)))
+
+
+# ---------------------------------------------------------------- trading on the devnet
+
+TRADER_HELP = "Ape account alias, or N for test account N (default 1: account 0 is the feeder's)"
+
+
+def _on_devnet(fn: Any) -> Any:
+    """--port, --deployment and --account, as every trading command takes them."""
+    fn = click.option("--account", "alias", default="1", show_default=True, help=TRADER_HELP)(fn)
+    fn = click.option("--deployment", default=None, help="Deployment file (default .perpdex/devnet.json)")(fn)
+    return click.option("--port", default=8545, show_default=True, help="The devnet's port")(fn)
+
+
+def _human_amount(text: str) -> Decimal:
+    try:
+        value = Decimal(text.replace(",", "").replace("_", ""))
+    except InvalidOperation:
+        raise click.BadParameter(f"{text!r} is not a number") from None
+    if value <= 0:
+        raise click.BadParameter(f"{text!r}: must be more than 0")
+    return value
+
+
+def _slippage(text: str) -> int:
+    """'0.5%' or '0.005' -> WAD fraction."""
+    try:
+        value = Decimal(text[:-1]) / 100 if text.endswith("%") else Decimal(text)
+    except InvalidOperation:
+        raise click.BadParameter(f"{text!r}: give it as 0.5% or 0.005") from None
+    if not 0 < value < 1:
+        raise click.BadParameter(f"{text!r}: must be between 0 and 100%")
+    return int(value * WAD)
+
+
+def _market_id(x: Any, name: str) -> int:
+    if name not in x.d.markets:
+        raise click.ClickException(f"unknown market {name!r}: the devnet has {', '.join(x.d.markets)}")
+    return int(x.d.markets[name])
+
+
+def _settled(x: Any, commit: Any, timeout: float) -> Any:
+    """Wait for the feeder to settle the request; one clear line when nothing settles it."""
+    order_id = x.order_id(commit)
+    console.print(f"request {order_id} committed; it fills at the next price round "
+                  f"({int(x.d.router.settlement_delay())} s or more from now)")
+    try:
+        o = x.wait_settled(order_id, timeout)
+    except TimeoutError:
+        raise click.ClickException(
+            f"request {order_id} not settled after {timeout:g} s: no new price round arrived or nobody settled it; "
+            "is the feeder running? (`perpdex devnet` starts it; or `perpdex keeper feeder`)") from None
+    return o
+
+
+def _print_outcome(x: Any, order_id: int) -> bool:
+    """The fill (price, size, fee) or the cancellation's reason, from the router's event."""
+    from ape import chain
+
+    decoder = EventDecoder([x.d.router])
+    ends = ["0x" + topic.hex() for (_, topic), layout in decoder.layouts.items()
+            if layout.name in ("OrderSettled", "OrderCancelled")]
+    logs = chain.provider.web3.eth.get_logs({"address": str(x.d.router.address), "fromBlock": 0,
+                                             "topics": [ends, "0x" + order_id.to_bytes(32, "big").hex()]})
+    for log in logs:
+        name, a = decoder.decode(log) or ("", {})
+        if name == "OrderCancelled":
+            console.print(f"[red]request {order_id} cancelled[/red]: {a['reason']}")
+            return False
+        if name == "OrderSettled":
+            if int(a["kind"]) < 2:
+                console.print(f"[green]filled[/green] {int(a['size_delta']) / WAD:+,.6f} at {int(a['fill_price']) / WAD:,.2f}, "
+                              f"fee {int(a['fee']) / WAD:,.4f} USD")
+            else:
+                unit = "shares minted" if int(a["kind"]) == 2 else "token units paid"
+                console.print(f"[green]settled[/green]: {int(a['amount']):,} {unit}")
+            return True
+    console.print(f"request {order_id}: no settlement event found")
+    return False
+
+
+@main.command()
+@click.argument("amount")
+@click.option("--sub", default=0, show_default=True, type=click.IntRange(0, None))
+@_on_devnet
+def deposit(amount: str, sub: int, alias: str, port: int, deployment: str | None) -> None:
+    """Deposit AMOUNT USD of collateral into sub-account SUB (the devnet token is minted if short)."""
+    usd_amount = _human_amount(amount)
+    with _devnet(port, deployment) as x:
+        who = signer(alias)
+        tokens = int(usd_amount * 10 ** int(x.d.usd.decimals()))
+        short = tokens - int(x.d.usd.balanceOf(who))
+        x.fund(who, max(short, 0) + x.reward_tokens * 10)  # and a few settlement rewards
+        x.vault.deposit(sub, tokens, sender=who)
+        for table in account_tables(x, who, sub):
+            console.print(table)
+
+
+@main.command()
+@click.argument("amount")
+@click.option("--sub", default=0, show_default=True, type=click.IntRange(0, None))
+@_on_devnet
+def withdraw(amount: str, sub: int, alias: str, port: int, deployment: str | None) -> None:
+    """Withdraw AMOUNT USD (or `all`: everything withdrawable) from sub-account SUB."""
+    from ape.exceptions import ContractLogicError
+
+    with _devnet(port, deployment) as x:
+        who = signer(alias)
+        free = int(x.vault.withdrawable(who, sub))
+        tokens = free if amount == "all" else int(_human_amount(amount) * 10 ** int(x.d.usd.decimals()))
+        if tokens == 0:
+            raise click.ClickException("nothing to withdraw (withdrawable is 0)")
+        try:
+            x.vault.withdraw(sub, tokens, sender=who)
+        except ContractLogicError as exc:
+            raise click.ClickException(f"withdraw refused: {exc}; withdrawable now {free / 10 ** int(x.d.usd.decimals()):,.2f} USD") from None
+        console.print(f"withdrew {tokens / 10 ** int(x.d.usd.decimals()):,.2f} USD")
+
+
+@main.command()
+@click.option("--market", required=True, help="e.g. ETH-USD")
+@click.option("--size", required=True, type=float, help="Base units: > 0 buys (long), < 0 sells (short)")
+@click.option("--sub", default=0, show_default=True, type=click.IntRange(0, None))
+@click.option("--slippage", default="1%", show_default=True, help="How far the fill may be from the quote now")
+@_on_devnet
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the settlement")
+def trade(market: str, size: float, sub: int, slippage: str, alias: str, port: int, deployment: str | None, timeout: float) -> None:
+    """Commit a trade to the order router, wait for it to fill at the next round, show the account."""
+    if size == 0:
+        raise click.BadParameter("--size must not be 0 (> 0 buys, < 0 sells)")
+    bound = _slippage(slippage)
+    with _devnet(port, deployment) as x:
+        who, m = signer(alias), _market_id(x, market)
+        _fund_reward(x, who)
+        delta = int(Decimal(str(size)) * WAD)
+        commit = _commit_or_fail(lambda: x.trade(who, m, delta, sub=sub, slippage=bound, settle=False))
+        _settled(x, commit, timeout)
+        _print_outcome(x, int(x.order_id(commit)))
+        for table in account_tables(x, who, sub):
+            console.print(table)
+
+
+@main.command()
+@click.option("--market", required=True, help="e.g. ETH-USD")
+@click.option("--sub", default=0, show_default=True, type=click.IntRange(0, None))
+@click.option("--slippage", default="1%", show_default=True)
+@_on_devnet
+@click.option("--timeout", default=30.0, show_default=True)
+def close(market: str, sub: int, slippage: str, alias: str, port: int, deployment: str | None, timeout: float) -> None:
+    """Close the whole position in MARKET (filled at the next round, whatever its size then)."""
+    bound = _slippage(slippage)
+    with _devnet(port, deployment) as x:
+        who, m = signer(alias), _market_id(x, market)
+        if x.position(who, sub, m).size == 0:
+            raise click.ClickException(f"no {market} position in sub-account {sub} of {who.address}")
+        _fund_reward(x, who)
+        commit = _commit_or_fail(lambda: x.close(who, m, sub=sub, slippage=bound, settle=False))
+        _settled(x, commit, timeout)
+        _print_outcome(x, int(x.order_id(commit)))
+        for table in account_tables(x, who, sub):
+            console.print(table)
+
+
+@main.group()
+def lp() -> None:
+    """Liquidity: two-step requests, filled at the pool value of the next round."""
+
+
+@lp.command("add")
+@click.argument("amount")
+@_on_devnet
+@click.option("--timeout", default=30.0, show_default=True)
+def lp_add(amount: str, alias: str, port: int, deployment: str | None, timeout: float) -> None:
+    """Add AMOUNT USD to the pool (the devnet token is minted if short)."""
+    usd_amount = _human_amount(amount)
+    with _devnet(port, deployment) as x:
+        who = signer(alias)
+        tokens = int(usd_amount * 10 ** int(x.d.usd.decimals()))
+        short = tokens + x.reward_tokens - int(x.d.usd.balanceOf(who))
+        x.fund(who, max(short, 0))
+        commit = _commit_or_fail(lambda: x.add_liquidity(who, tokens, mint=False, settle=False))
+        _settled(x, commit, timeout)
+        _print_outcome(x, int(x.order_id(commit)))
+        console.print(f"LP shares now {int(x.vault.lp_shares(who)):,}")
+
+
+@lp.command("remove")
+@click.argument("shares")
+@_on_devnet
+@click.option("--timeout", default=30.0, show_default=True)
+def lp_remove(shares: str, alias: str, port: int, deployment: str | None, timeout: float) -> None:
+    """Burn SHARES LP shares (or `all`) for tokens at the pool value of the next round."""
+    with _devnet(port, deployment) as x:
+        who = signer(alias)
+        held = int(x.vault.lp_shares(who))
+        amount = held if shares == "all" else int(_human_amount(shares))
+        if amount == 0:
+            raise click.ClickException(f"{who.address} holds no LP shares")
+        _fund_reward(x, who)
+        commit = _commit_or_fail(lambda: x.remove_liquidity(who, amount, settle=False))
+        _settled(x, commit, timeout)
+        _print_outcome(x, int(x.order_id(commit)))
+
+
+@main.command()
+@click.option("--owner", default=None, help="Only this owner's requests (address)")
+@click.option("--last", default=20, show_default=True, help="How many of the newest requests")
+@_on_devnet
+def orders(owner: str | None, last: int, port: int, deployment: str | None, alias: str) -> None:
+    """The newest requests on the router: kind, market, size, times, status."""
+    from rich.table import Table
+
+    kinds, statuses = ("trade", "close", "add liquidity", "remove liquidity"), ("-", "pending", "settled", "cancelled")
+    with _devnet(port, deployment) as x:
+        names = x.market_names()
+        count = int(x.d.router.order_count())
+        table = Table(title=f"Requests on the router ({count} in all)")
+        for col in ("id", "owner", "sub", "kind", "market", "size / amount", "committed", "settle after", "deadline", "status"):
+            table.add_column(col, justify="right")
+        shown = 0
+        for order_id in range(count, 0, -1):
+            o = x.order(order_id)
+            if owner and str(o.owner).lower() != owner.lower():
+                continue
+            size = f"{int(o.size_delta) / WAD:+,.6f}" if int(o.kind) == 0 else ("all" if int(o.kind) == 1 else f"{int(o.amount):,}")
+            table.add_row(str(order_id), str(o.owner)[:10] + "…", str(o.sub), kinds[int(o.kind)],
+                          names[int(o.market)] if int(o.kind) < 2 else "-", size, str(o.committed_at), str(o.settle_after),
+                          str(o.deadline), statuses[int(o.status)])
+            shown += 1
+            if shown >= last:
+                break
+        console.print(table)
+
+
+def _fund_reward(x: Any, who: Any) -> None:
+    """The settlement reward the router escrows, minted (devnet token) if the wallet is short."""
+    if int(x.d.usd.balanceOf(who)) < x.reward_tokens or int(x.d.usd.allowance(who, x.d.router)) < x.reward_tokens:
+        x.fund(who, x.reward_tokens)
+
+
+def _commit_or_fail(send: Any) -> Any:
+    from ape.exceptions import ContractLogicError
+
+    try:
+        return send()
+    except ContractLogicError as exc:
+        raise click.ClickException(f"request refused: {exc}") from None
 
 
 @main.group()

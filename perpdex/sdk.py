@@ -140,6 +140,21 @@ class Exchange:
             self._decoder = EventDecoder(c for c in contracts if c is not None)
         return self._decoder.named(receipt, name)
 
+    def wait_settled(self, order_id: int, timeout: float = 30.0, poll: float = 0.5) -> Any:
+        """Poll until the request is settled or cancelled (a devnet whose feeder keeper writes
+        rounds and settles them); returns the order. Raises TimeoutError if it is still
+        pending after `timeout` seconds (no feeder running, or no settler)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            o = self.order(order_id)
+            if int(o.status) != 1:
+                return o
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"request {order_id} still pending after {timeout:g} s")
+            time.sleep(poll)
+
     def order_id(self, commit_receipt: Any) -> int:
         """The id of the order a commit receipt created (from its OrderCommitted event)."""
         committed = self.events(commit_receipt, "OrderCommitted")

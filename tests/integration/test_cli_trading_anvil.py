@@ -1,0 +1,86 @@
+"""The trading commands against a devnet with its price feeder running (as `perpdex devnet`
+starts it): deposit, trade, close, LP add and remove, orders, withdraw, each a request that
+fills at the feeder's next round; and the one-line errors a user meets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from ape import accounts, chain
+from click.testing import CliRunner
+
+from perpdex.chain import DEVNET, connect
+from perpdex.cli import main
+from perpdex.deploy import deploy_system
+from perpdex.devnet import write_deployment
+from perpdex.model import WAD
+from perpdex.processes import Devnet, feeder_process
+from perpdex.sdk import Exchange
+
+pytestmark = pytest.mark.anvil
+
+
+@pytest.fixture
+def devnet(tmp_path: Path) -> Iterator[tuple[Devnet, Path]]:
+    node = Devnet(tmp_path)
+    try:
+        with connect(DEVNET, host=node.url, manage_process=False):
+            x = Exchange(deploy_system(accounts.test_accounts[0]))
+            x.add_liquidity(accounts.test_accounts[9], x.tokens(2_000_000))
+            path = write_deployment(x.d.to_json(chain.chain_id, chain.blocks.head.number), tmp_path / "devnet.json")
+        yield node, path
+    finally:
+        node.stop()
+
+
+def run(node: Devnet, deployment: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, [*args, "--port", str(node.port), "--deployment", str(deployment)])
+    return result.exit_code, result.output
+
+
+def test_trading_commands__each_fills_at_the_feeders_next_round(devnet, tmp_path):
+    node, deployment = devnet
+    feeder = feeder_process(node.url, deployment, tmp_path / "feeder.db", interval=1.0)
+    try:
+        code, out = run(node, deployment, "deposit", "5,000")
+        assert code == 0 and "Positions of" in out and "5,000.00" in out, out
+        code, out = run(node, deployment, "trade", "--market", "ETH-USD", "--size", "1.5", "--slippage", "0.5%")
+        assert code == 0 and "filled +1.500000 at" in out and "liquidation price" in out, out
+        with connect(DEVNET, host=node.url, manage_process=False):
+            from perpdex.deploy import attach
+            from perpdex.devnet import read_deployment
+
+            x = Exchange(attach(read_deployment(deployment)))
+            assert x.position(accounts.test_accounts[1], 0, 0).size == 3 * WAD // 2
+        code, out = run(node, deployment, "close", "--market", "ETH-USD")
+        assert code == 0 and "filled -1.500000 at" in out, out
+        code, out = run(node, deployment, "lp", "add", "1000")
+        assert code == 0 and "shares minted" in out, out
+        code, out = run(node, deployment, "lp", "remove", "all")
+        assert code == 0 and "token units paid" in out, out
+        code, out = run(node, deployment, "orders")
+        assert code == 0 and out.count("settled") >= 4, out
+        code, out = run(node, deployment, "withdraw", "all")
+        assert code == 0 and "withdrew" in out, out
+    finally:
+        feeder.stop()
+
+
+def test_trading_commands__user_errors_are_one_line(devnet):
+    node, deployment = devnet
+    code, out = run(node, deployment, "trade", "--market", "DOGE-USD", "--size", "1")
+    assert code == 1 and "unknown market 'DOGE-USD'" in out and "Traceback" not in out
+    code, out = run(node, deployment, "trade", "--market", "ETH-USD", "--size", "0")
+    assert code == 2 and "--size must not be 0" in out
+    code, out = run(node, deployment, "trade", "--market", "ETH-USD", "--size", "1", "--slippage", "abc")
+    assert code == 2 and "0.5% or 0.005" in out
+    code, out = run(node, deployment, "deposit", "0")
+    assert code == 2 and "must be more than 0" in out
+    code, out = run(node, deployment, "close", "--market", "ETH-USD")
+    assert code == 1 and "no ETH-USD position" in out
+    # no feeder running: the request is committed, nothing settles it, and the user is told so
+    run(node, deployment, "deposit", "1000")
+    code, out = run(node, deployment, "trade", "--market", "ETH-USD", "--size", "0.1", "--timeout", "3")
+    assert code == 1 and "is the feeder running?" in out and "Traceback" not in out, out
