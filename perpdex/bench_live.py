@@ -26,18 +26,25 @@ CLEARED = re.compile(r"cleared (\d+) account\(s\) in ([\d.]+)s \(([\d.]+) accoun
 
 
 def underwater_book(x: Exchange, per_owner: int, first_sub: int = 0) -> list[tuple[str, int]]:
-    """`per_owner` sub-accounts for each of 8 owners, each 1 ETH long with 300 USD: every
-    one of them is partially liquidatable once ETH is at BOOK_CRASH_PRICE."""
+    """`per_owner` sub-accounts for each of 8 owners, each 1 ETH long with 300 USD (requests
+    to the router, filled at one round): every one of them is partially liquidatable once ETH
+    is at BOOK_CRASH_PRICE."""
     from ape import accounts
 
-    made = []
+    made, requests = [], []
     for i in BOOK_OWNERS:
         owner = accounts.test_accounts[i]
-        x.fund(owner, x.tokens(BOOK_COLLATERAL_USD * per_owner))
+        x.fund(owner, x.tokens(BOOK_COLLATERAL_USD * per_owner) + per_owner * x.reward_tokens)
         for sub in range(first_sub, first_sub + per_owner):
             x.deposit(owner, x.tokens(BOOK_COLLATERAL_USD), sub=sub, mint=False)
-            x.trade(owner, 0, WAD, sub=sub)
+            requests.append(x.order_id(x.trade(owner, 0, WAD, sub=sub, settle=False)))
             made.append((owner.address, sub))
+    # every request fills at the next round (the price unchanged), as a feeder would settle them
+    x.next_round()
+    for start in range(0, len(requests), 100):
+        receipt = x.settle(requests[start:start + 100])
+        if len(x.events(receipt, "OrderSettled")) != len(requests[start:start + 100]):
+            raise RuntimeError(f"the book's trades did not all fill: {x.events(receipt, 'OrderCancelled')}")
     return made
 
 
@@ -65,7 +72,7 @@ def liquidator_rate(per_owner: int = 25, workdir: Path | None = None) -> BotRate
         node = Devnet(work)
         try:
             with connect(DEVNET, host=node.url, manage_process=False):
-                x = Exchange(deploy_system(accounts.test_accounts[0], atomic_trading=True))
+                x = Exchange(deploy_system(accounts.test_accounts[0]))
                 x.add_liquidity(accounts.test_accounts[1], x.tokens(2_000_000))
                 deployment = write_deployment(x.d.to_json(chain.chain_id, chain.blocks.head.number), work / "devnet.json")
                 made = underwater_book(x, per_owner)

@@ -41,7 +41,7 @@ def devnet(tmp_path: Path) -> Iterator[Devnet]:
 
 def deploy(devnet: Devnet, tmp_path: Path) -> tuple[Exchange, Path]:
     admin, lp = accounts.test_accounts[0], accounts.test_accounts[1]
-    d = deploy_system(admin, atomic_trading=True)
+    d = deploy_system(admin)
     x = Exchange(d)
     x.add_liquidity(lp, x.tokens(2_000_000))
     return x, write_deployment(d.to_json(chain.chain_id, chain.blocks.head.number), tmp_path / "devnet.json")
