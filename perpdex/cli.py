@@ -525,6 +525,14 @@ def _commit_or_fail(send: Any) -> Any:
         raise click.ClickException(f"request refused: {exc}") from None
 
 
+def _keeper_node(fn: Any) -> Any:
+    """--network, --port, --rpc and --deployment: where an event-indexed keeper runs."""
+    fn = click.option("--deployment", default=None, help="Deployment file (default .perpdex/devnet.json)")(fn)
+    fn = click.option("--rpc", default=None, help="Node URL, e.g. http://127.0.0.1:8545 (default: the devnet at --port)")(fn)
+    fn = click.option("--port", default=8545, show_default=True, help="The devnet's port (ignored with --rpc)")(fn)
+    return click.option("--network", default=DEVNET, show_default=True, help=NETWORK_HELP)(fn)
+
+
 @main.group()
 def keeper() -> None:
     """Keeper bots, run against the devnet (or any Ape network with a deployment file)."""
@@ -552,10 +560,7 @@ def keeper_funding(port: int, deployment: str | None, alias: str | None, max_idl
 
 
 @keeper.command("liquidator")
-@click.option("--network", default=DEVNET, show_default=True, help=NETWORK_HELP)
-@click.option("--port", default=8545, show_default=True, help="The devnet's port (ignored with --rpc)")
-@click.option("--rpc", default=None, help="Node URL, e.g. http://127.0.0.1:8545 (default: the devnet at --port)")
-@click.option("--deployment", default=None, help="Deployment file (default .perpdex/devnet.json)")
+@_keeper_node
 @click.option("--db", default=None, help="The bot's SQLite index (default .perpdex/liquidator.db)")
 @click.option("--account", "alias", default=None, help="Ape account alias, or N for test account N (default 0)")
 @click.option("--interval", default=1.0, show_default=True, help="Seconds between passes")
@@ -583,10 +588,7 @@ def keeper_liquidator(
 
 
 @keeper.command("settler")
-@click.option("--network", default=DEVNET, show_default=True, help=NETWORK_HELP)
-@click.option("--port", default=8545, show_default=True, help="The devnet's port (ignored with --rpc)")
-@click.option("--rpc", default=None, help="Node URL, e.g. http://127.0.0.1:8545 (default: the devnet at --port)")
-@click.option("--deployment", default=None, help="Deployment file (default .perpdex/devnet.json)")
+@_keeper_node
 @click.option("--db", default=None, help="The settler's SQLite index (default .perpdex/settler.db)")
 @click.option("--account", "alias", default=None, help="Ape account alias, or N for test account N (default 0)")
 @click.option("--interval", default=1.0, show_default=True, help="Seconds between passes")
@@ -608,10 +610,7 @@ def keeper_settler(network: str, port: int, rpc: str | None, deployment: str | N
 
 
 @keeper.command("feeder")
-@click.option("--network", default=DEVNET, show_default=True, help=NETWORK_HELP)
-@click.option("--port", default=8545, show_default=True, help="The devnet's port (ignored with --rpc)")
-@click.option("--rpc", default=None, help="Node URL (default: the devnet at --port)")
-@click.option("--deployment", default=None, help="Deployment file (default .perpdex/devnet.json)")
+@_keeper_node
 @click.option("--account", "alias", default=None, help="Ape account alias of a feeder, or N for test account N (default 0)")
 @click.option("--path", "source", type=click.Choice(["hold", "gbm", "replay"]), default="hold", show_default=True,
               help="hold: re-stamp the prices as they are; gbm: a seeded random walk; replay: rounds from --file")

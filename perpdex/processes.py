@@ -110,12 +110,17 @@ def funding_process(port: int, deployment: Path, account: int, max_idle: int = 3
                               "--account", str(account), "--max-idle", str(max_idle), "--interval", str(interval)))
 
 
+def silverback_keeper(bot: str, rpc: str, deployment: Path, db: Path, account: int) -> KeeperProcess:
+    """A keeper run by Silverback: `bot` is `perpdex.keepers.silverback_bot` (the liquidator)
+    or `perpdex.keepers.silverback_settler`."""
+    silverback = str(Path(sys.executable).with_name("silverback"))
+    command = [silverback, "run", f"{bot}:bot", "--network", "ethereum:local:foundry", "--account", f"TEST::{account}"]
+    return KeeperProcess(command, {"APE_FOUNDRY_HOST": rpc, "PERPDEX_DEPLOYMENT": str(deployment), "PERPDEX_DB": str(db)})
+
+
 def silverback_liquidator(rpc: str, deployment: Path, db: Path, account: int) -> KeeperProcess:
     """The same liquidator run by Silverback (`perpdex.keepers.silverback_bot`)."""
-    silverback = str(Path(sys.executable).with_name("silverback"))
-    command = [silverback, "run", "perpdex.keepers.silverback_bot:bot", "--network", "ethereum:local:foundry",
-               "--account", f"TEST::{account}"]
-    return KeeperProcess(command, {"APE_FOUNDRY_HOST": rpc, "PERPDEX_DEPLOYMENT": str(deployment), "PERPDEX_DB": str(db)})
+    return silverback_keeper("perpdex.keepers.silverback_bot", rpc, deployment, db, account)
 
 
 def settler_process(rpc: str, deployment: Path, db: Path, account: int, interval: float = 0.2) -> KeeperProcess:

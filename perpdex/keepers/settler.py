@@ -14,13 +14,12 @@ genesis) wipes the index and starts over.
 from __future__ import annotations
 
 import json
-import sqlite3
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from perpdex.keepers.common import Report, pending_nonce, run_loop
+from perpdex.keepers.index import get_meta, open_store, set_meta, transaction
 from perpdex.logs import EventDecoder
 from perpdex.sdk import Exchange
 
@@ -51,15 +50,10 @@ class RequestIndex:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
+        self.db = open_store(self.path, SCHEMA)
 
     def meta(self, key: str) -> str | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
+        return get_meta(self.db, key)
 
     def last_block(self) -> int:
         raw = self.meta("last_block")
@@ -97,20 +91,10 @@ class RequestIndex:
         return int(seen), int(done)
 
     def _set(self, key: str, value: str) -> None:
-        self.db.execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (key, value),
-        )
+        set_meta(self.db, key, value)
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+    def transaction(self) -> Any:
+        return transaction(self.db)
 
 
 def due(pending: list[Request], round_times: dict[int, int], now: int) -> list[int]:

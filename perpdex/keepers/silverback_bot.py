@@ -11,41 +11,20 @@ side by side with one index: pick one).
 
 from __future__ import annotations
 
-import os
-import threading
-from pathlib import Path
 from typing import Any
 
-from ape import chain
 from ape.logging import logger
-from silverback import SilverbackBot
 
-from perpdex.deploy import attach
-from perpdex.devnet import DEPLOYMENT_FILE, STATE_DIR, read_deployment
 from perpdex.keepers.index import AccountIndex
 from perpdex.keepers.liquidator import Liquidator
-from perpdex.sdk import Exchange
-
-bot = SilverbackBot(signer_required=True)
-_liquidator: list[Liquidator] = []  # set at startup
-_one_at_a_time = threading.Lock()  # handlers may run in a pool: passes must not overlap
+from perpdex.keepers.silverback_common import block_bot, exchange_from_env
 
 
-def _build() -> Liquidator:
-    deployment = Path(os.environ.get("PERPDEX_DEPLOYMENT", DEPLOYMENT_FILE))
-    db = Path(os.environ.get("PERPDEX_DB", STATE_DIR / "liquidator.db"))
-    x = Exchange(attach(read_deployment(deployment)))
-    return Liquidator(x, bot.signer, AccountIndex(db), report=logger.success)
+def _build(signer: Any) -> Liquidator:
+    x, db = exchange_from_env("liquidator.db")
+    bot = Liquidator(x, signer, AccountIndex(db), report=logger.success)
+    logger.success(f"perpdex liquidator: keeper {x.d.keeper.address}, index {bot.index.path}")
+    return bot
 
 
-@bot.on_startup()
-def start(_: Any) -> None:
-    _liquidator.append(_build())
-    logger.success(f"perpdex liquidator: keeper {_liquidator[0].x.d.keeper.address}, index {_liquidator[0].index.path}")
-
-
-@bot.on_(chain.blocks)
-def each_block(block: Any) -> int:
-    """One liquidator pass per block; the count liquidated is the task's result (a metric)."""
-    with _one_at_a_time:
-        return _liquidator[0].step()
+bot = block_bot("liquidator", _build)

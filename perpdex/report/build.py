@@ -142,13 +142,6 @@ def compare(expected: Expected, t: Tally) -> list[Check]:
         "trades": t.trades, "liquidations": t.liquidations, "deposits_tokens": t.deposits_tokens,
         "withdrawals_tokens": t.withdrawals_tokens, "lp_added_tokens": t.lp_added_tokens,
         "price_updates": t.price_updates,
-        "requests_committed": t.requests_committed,
-        "requests_settled": t.requests_settled,
-        "requests_cancelled": t.requests_cancelled,
-        "requests_cancelled_by_reason": "; ".join(f"{r}: {n}" for r, n in sorted(t.cancel_reasons.items())) or "none",
-        "requests_pending_at_end": t.requests_committed - t.requests_settled - t.requests_cancelled,
-        "commit_to_fill_seconds_median": sorted(t.fill_seconds)[len(t.fill_seconds) // 2] if t.fill_seconds else 0,
-        "commit_to_fill_seconds_max": max(t.fill_seconds, default=0),
     }
     checks = []
     for f in fields(Expected):
@@ -194,13 +187,7 @@ def _summary(title: str, events: list[ChainEvent], rows: list[Sample], t: Tally,
         "lp_added_tokens": t.lp_added_tokens,
         "lp_removed_tokens": t.lp_removed_tokens,
         "price_updates": t.price_updates,
-        "requests_committed": t.requests_committed,
-        "requests_settled": t.requests_settled,
-        "requests_cancelled": t.requests_cancelled,
-        "requests_cancelled_by_reason": "; ".join(f"{r}: {n}" for r, n in sorted(t.cancel_reasons.items())) or "none",
-        "requests_pending_at_end": t.requests_committed - t.requests_settled - t.requests_cancelled,
-        "commit_to_fill_seconds_median": sorted(t.fill_seconds)[len(t.fill_seconds) // 2] if t.fill_seconds else 0,
-        "commit_to_fill_seconds_max": max(t.fill_seconds, default=0),
+        **_request_figures(t),
         "funding_paid_by_longs_usd": usd(-sum(m.funding_longs for m in ms)),
         "funding_received_by_shorts_usd": usd(sum(m.funding_shorts for m in ms)),
         "funding_to_pool_usd": usd(sum(m.funding_pool for m in ms)),
@@ -222,6 +209,20 @@ def _summary(title: str, events: list[ChainEvent], rows: list[Sample], t: Tally,
         "pool_value_min_usd": usd(min(r.pool_value for r in rows)),
         "pool_max_drawdown_pct": round(max_drawdown(r.pool_value for r in rows) * 100, 4),
         "vault_tokens_end": end.vault_tokens,
+    }
+
+
+def _request_figures(t: Tally) -> dict[str, Number]:
+    """Two-step requests: committed, settled, cancelled (by reason), pending, commit to fill."""
+    waits = sorted(t.fill_seconds)
+    return {
+        "requests_committed": t.requests_committed,
+        "requests_settled": t.requests_settled,
+        "requests_cancelled": t.requests_cancelled,
+        "requests_cancelled_by_reason": "; ".join(f"{r}: {n}" for r, n in sorted(t.cancel_reasons.items())) or "none",
+        "requests_pending_at_end": t.requests_committed - t.requests_settled - t.requests_cancelled,
+        "commit_to_fill_seconds_median": waits[len(waits) // 2] if waits else 0,
+        "commit_to_fill_seconds_max": waits[-1] if waits else 0,
     }
 
 

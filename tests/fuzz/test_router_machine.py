@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
 
-from perpdex.chain import move_time
+from perpdex.chain import move_time, set_clock
 from perpdex.deploy import deploy_system
 from perpdex.model import (
     KIND_ADD, KIND_CLOSE, KIND_REMOVE, KIND_TRADE, PENDING, WAD, ModelRevert, Outcome, RouterModel, TradeResult,
@@ -461,7 +461,8 @@ class RouterMachine(RuleBasedStateMachine):
 
 
 @pytest.fixture(scope="module")
-def routed_exchange(admin: Any, accounts: Any) -> Exchange:
+def routed_exchange(admin: Any, accounts: Any, chain: Any) -> Exchange:
+    set_clock(int(chain.blocks.head.timestamp) + 1)  # not at a clock an earlier test left ahead
     x = Exchange(deploy_system(admin))
     x.add_liquidity(accounts[3], x.tokens(2_000_000))
     return x

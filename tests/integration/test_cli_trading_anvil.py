@@ -5,8 +5,6 @@ fills at the feeder's next round; and the one-line errors a user meets."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
-
 import pytest
 from ape import accounts, chain
 from click.testing import CliRunner
@@ -23,16 +21,12 @@ pytestmark = pytest.mark.anvil
 
 
 @pytest.fixture
-def devnet(tmp_path: Path) -> Iterator[tuple[Devnet, Path]]:
-    node = Devnet(tmp_path)
-    try:
-        with connect(DEVNET, host=node.url, manage_process=False):
-            x = Exchange(deploy_system(accounts.test_accounts[0]))
-            x.add_liquidity(accounts.test_accounts[9], x.tokens(2_000_000))
-            path = write_deployment(x.d.to_json(chain.chain_id, chain.blocks.head.number), tmp_path / "devnet.json")
-        yield node, path
-    finally:
-        node.stop()
+def deployed(devnet: Devnet, tmp_path: Path) -> tuple[Devnet, Path]:
+    with connect(DEVNET, host=devnet.url, manage_process=False):
+        x = Exchange(deploy_system(accounts.test_accounts[0]))
+        x.add_liquidity(accounts.test_accounts[9], x.tokens(2_000_000))
+        path = write_deployment(x.d.to_json(chain.chain_id, chain.blocks.head.number), tmp_path / "devnet.json")
+    return devnet, path
 
 
 def run(node: Devnet, deployment: Path, *args: str) -> tuple[int, str]:
@@ -40,8 +34,8 @@ def run(node: Devnet, deployment: Path, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_trading_commands__each_fills_at_the_feeders_next_round(devnet, tmp_path):
-    node, deployment = devnet
+def test_trading_commands__each_fills_at_the_feeders_next_round(deployed, tmp_path):
+    node, deployment = deployed
     feeder = feeder_process(node.url, deployment, tmp_path / "feeder.db", interval=1.0)
     try:
         code, out = run(node, deployment, "deposit", "5,000")
@@ -68,8 +62,8 @@ def test_trading_commands__each_fills_at_the_feeders_next_round(devnet, tmp_path
         feeder.stop()
 
 
-def test_trading_commands__user_errors_are_one_line(devnet):
-    node, deployment = devnet
+def test_trading_commands__user_errors_are_one_line(deployed):
+    node, deployment = deployed
     code, out = run(node, deployment, "trade", "--market", "DOGE-USD", "--size", "1")
     assert code == 1 and "unknown market 'DOGE-USD'" in out and "Traceback" not in out
     code, out = run(node, deployment, "trade", "--market", "ETH-USD", "--size", "0")

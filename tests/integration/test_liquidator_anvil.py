@@ -10,7 +10,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from ape import accounts, chain
@@ -28,15 +28,6 @@ pytestmark = pytest.mark.anvil
 
 
 # ---------------------------------------------------------------- an Anvil the test owns
-
-
-@pytest.fixture
-def devnet(tmp_path: Path) -> Iterator[Devnet]:
-    node = Devnet(tmp_path)
-    try:
-        yield node
-    finally:
-        node.stop()
 
 
 def deploy(devnet: Devnet, tmp_path: Path) -> tuple[Exchange, Path]:
@@ -75,14 +66,6 @@ def keeper_bot(rpc: str, deployment: Path, db: Path, max_batch: int = 50) -> Kee
 
 def silverback_bot(rpc: str, deployment: Path, db: Path) -> KeeperProcess:
     return silverback_liquidator(rpc, deployment, db, BOT_ACCOUNT)
-
-
-@pytest.fixture
-def bots() -> Iterator[list[KeeperProcess]]:
-    started: list[KeeperProcess] = []
-    yield started
-    for bot in started:
-        bot.stop()
 
 
 def bot_sends() -> int:

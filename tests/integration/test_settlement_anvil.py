@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from ape import accounts, chain
@@ -17,7 +17,7 @@ from perpdex.deploy import deploy_system
 from perpdex.devnet import start_feeder, stop_feeder, write_deployment
 from perpdex.logs import EventDecoder
 from perpdex.model import WAD
-from perpdex.processes import Devnet, KeeperProcess, feeder_process, settler_process, wait_until
+from perpdex.processes import feeder_process, settler_process, silverback_keeper, wait_until
 from perpdex.sdk import Exchange
 
 pytestmark = pytest.mark.anvil
@@ -25,23 +25,6 @@ pytestmark = pytest.mark.anvil
 SETTLER = 2  # test account of the settler processes (the feeder is the deployer, 0)
 OTHER_SETTLER = 3
 SETTLED, CANCELLED = 2, 3
-
-
-@pytest.fixture
-def devnet(tmp_path: Path) -> Iterator[Devnet]:
-    node = Devnet(tmp_path)
-    try:
-        yield node
-    finally:
-        node.stop()
-
-
-@pytest.fixture
-def bots() -> Iterator[list[KeeperProcess]]:
-    started: list[KeeperProcess] = []
-    yield started
-    for bot in started:
-        bot.stop()
 
 
 def deploy(tmp_path: Path) -> tuple[Exchange, Path]:
@@ -125,6 +108,19 @@ def test_two_settlers_racing__never_fill_twice(devnet, tmp_path, bots):
         fills = Counter(int(e["order_id"]) for e in settled_events(x, start))
         assert fills == Counter(ids)
         assert statuses(x, ids) == Counter({SETTLED: 30})
+
+
+def test_silverback_settler__settles_on_new_blocks(devnet, tmp_path, bots):
+    with connect(DEVNET, host=devnet.url, manage_process=False):
+        x, deployment = deploy(tmp_path)
+        start = int(chain.blocks.head.number) + 1
+        ids = commit_book(x, 10)
+        bot = silverback_keeper("perpdex.keepers.silverback_settler", devnet.url, deployment, tmp_path / "sb.db", SETTLER)
+        bots.append(bot)
+        bot.wait_for("Startup complete", timeout=120)
+        x.next_round()  # a new block with the settlement round: the bot's pass settles them
+        wait_until(lambda: statuses(x, ids)[SETTLED] == 10, 90, "Silverback's settler to settle 10", bot)
+        assert Counter(int(e["order_id"]) for e in settled_events(x, start)) == Counter(ids)
 
 
 def test_devnet_feeder__started_with_the_devnet_and_stopped_with_it(devnet, tmp_path):

@@ -7,27 +7,30 @@ from typing import Any, Callable
 
 import pytest
 
+from perpdex.chain import set_clock
 from perpdex.deploy import Deployment, deploy_system
 from perpdex.sdk import Exchange
 
 POOL_TOKENS = 1_000_000 * 10**6
 
 
-@pytest.fixture(scope="module")
-def routed(admin: Any, lp: Any) -> Deployment:
-    # module scope: Ape rolls the chain back after the module, so these blocks (stamped by
-    # whatever clock the previous test left) never make the next module's prices stale
+@pytest.fixture(scope="session")
+def routed(admin: Any, lp: Any, chain: Any) -> Deployment:
+    # The clock first goes back to just after the head: an earlier test may have left it days
+    # ahead (restores do not rewind it), and blocks stamped then would make every later
+    # module's prices stale.
+    set_clock(int(chain.blocks.head.timestamp) + 1)
     d = deploy_system(admin)
     Exchange(d).add_liquidity(lp, POOL_TOKENS)
     return d
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def rx(routed: Deployment) -> Exchange:
     return Exchange(routed)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def router(routed: Deployment) -> Any:
     return routed.router
 
@@ -56,7 +59,7 @@ def commit(rx: Exchange, router: Any) -> Callable[..., int]:
     return _commit
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def usd(routed: Deployment) -> Any:
     """The routed deployment's token (overrides the atomic system's in this folder)."""
     return routed.usd
