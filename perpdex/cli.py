@@ -580,11 +580,8 @@ def keeper_liquidator(
         index = AccountIndex(db or STATE_DIR / "liquidator.db")
         bot = Liquidator(x, signer(alias), index, report=_stamped, max_batch=max_batch, gas_budget=gas_budget)
         _stamped(f"liquidator: keeper {x.d.keeper.address}, sender {bot.sender.address}, index {index.path}")
-        try:
-            bot.run(interval, iterations=1 if once else None)
-        except KeyboardInterrupt:
-            pass
-        _stamped(f"liquidator stopped: {bot.status_line()}")
+        _until_stopped(lambda: bot.run(interval, iterations=1 if once else None),
+                       lambda: f"liquidator stopped: {bot.status_line()}")
 
 
 @keeper.command("settler")
@@ -602,11 +599,8 @@ def keeper_settler(network: str, port: int, rpc: str | None, deployment: str | N
     with _devnet(port, deployment, network, rpc) as x:
         bot = Settler(x, signer(alias), RequestIndex(db or STATE_DIR / "settler.db"), report=_stamped)
         _stamped(f"settler: router {x.d.router.address}, sender {bot.sender.address}, index {bot.index.path}")
-        try:
-            bot.run(interval, iterations=1 if once else None)
-        except KeyboardInterrupt:
-            pass
-        _stamped(f"settler stopped: {bot.status_line()}")
+        _until_stopped(lambda: bot.run(interval, iterations=1 if once else None),
+                       lambda: f"settler stopped: {bot.status_line()}")
 
 
 @keeper.command("feeder")
@@ -645,11 +639,17 @@ def keeper_feeder(network: str, port: int, rpc: str | None, deployment: str | No
         bot = feeder.PriceFeeder(x, sender, prices, settler, report=_stamped)
         _stamped(f"feeder: {source} prices every {interval:g}s to {x.d.oracle.address}"
                  + (", settling due requests" if settler else "") + f", sender {sender.address}")
-        try:
-            bot.run(interval, iterations=rounds)
-        except KeyboardInterrupt:
-            pass
-        _stamped(f"feeder stopped after {bot.rounds} rounds" + (f"; {settler.status_line()}" if settler else ""))
+        _until_stopped(lambda: bot.run(interval, iterations=rounds),
+                       lambda: f"feeder stopped after {bot.rounds} rounds" + (f"; {settler.status_line()}" if settler else ""))
+
+
+def _until_stopped(run: Any, stopped: Any) -> None:
+    """Run a keeper until it ends or Ctrl-C (SIGINT: the pass finishes), then log `stopped()`."""
+    try:
+        run()
+    except KeyboardInterrupt:
+        pass
+    _stamped(stopped())
 
 
 def _stamped(line: str) -> None:

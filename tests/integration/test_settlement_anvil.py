@@ -5,6 +5,7 @@ restarted, settles everything exactly once; two settlers racing never fill anyth
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,10 @@ def test_feeder__writes_rounds_and_settles_what_they_made_due(devnet, tmp_path, 
         for order_id in ids:
             o = x.order(order_id)
             assert o.status == SETTLED
-        assert "settled 5, cancelled 0" in output and "round 1 in block" in output
+        # the feeder settled all of them, in one batch or over a few rounds (as they became due)
+        batches = re.findall(r"settled (\d+), cancelled (\d+) in block", output)
+        assert sum(int(a) for a, _ in batches) == 5 and all(b == "0" for _, b in batches), output
+        assert "round 1 in block" in output
         # the fills are at a round the feeder wrote (gbm moves the price every round)
         assert all(int(e["fill_price"]) > 0 for e in fills.values())
 
