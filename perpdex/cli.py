@@ -331,6 +331,15 @@ def _settled(x: Any, commit: Any, timeout: float) -> Any:
     return o
 
 
+HINTS = {
+    "vault: pool cannot back open interest": "the LP pool is empty or too small for this size: `perpdex lp add 1000000`",
+    "vault: below initial margin": "not enough collateral for this size: `perpdex deposit AMOUNT`",
+    "vault: fill above acceptable price": "the price moved past your --slippage before the fill",
+    "vault: fill below acceptable price": "the price moved past your --slippage before the fill",
+    "router: expired": "no round settled it in time: is the feeder running?",
+}
+
+
 def _print_outcome(x: Any, order_id: int) -> bool:
     """The fill (price, size, fee) or the cancellation's reason, from the router's event."""
     from ape import chain
@@ -343,7 +352,8 @@ def _print_outcome(x: Any, order_id: int) -> bool:
     for log in logs:
         name, a = decoder.decode(log) or ("", {})
         if name == "OrderCancelled":
-            console.print(f"[red]request {order_id} cancelled[/red]: {a['reason']}")
+            hint = HINTS.get(str(a["reason"]), "")
+            console.print(f"[red]request {order_id} cancelled[/red]: {a['reason']}" + (f" ({hint})" if hint else ""))
             return False
         if name == "OrderSettled":
             if int(a["kind"]) < 2:
@@ -413,9 +423,11 @@ def trade(market: str, size: float, sub: int, slippage: str, alias: str, port: i
         delta = int(Decimal(str(size)) * WAD)
         commit = _commit_or_fail(lambda: x.trade(who, m, delta, sub=sub, slippage=bound, settle=False))
         _settled(x, commit, timeout)
-        _print_outcome(x, int(x.order_id(commit)))
+        filled = _print_outcome(x, int(x.order_id(commit)))
         for table in account_tables(x, who, sub):
             console.print(table)
+        if not filled:
+            raise SystemExit(1)
 
 
 @main.command()
@@ -434,9 +446,11 @@ def close(market: str, sub: int, slippage: str, alias: str, port: int, deploymen
         _fund_reward(x, who)
         commit = _commit_or_fail(lambda: x.close(who, m, sub=sub, slippage=bound, settle=False))
         _settled(x, commit, timeout)
-        _print_outcome(x, int(x.order_id(commit)))
+        filled = _print_outcome(x, int(x.order_id(commit)))
         for table in account_tables(x, who, sub):
             console.print(table)
+        if not filled:
+            raise SystemExit(1)
 
 
 @main.group()
@@ -458,8 +472,10 @@ def lp_add(amount: str, alias: str, port: int, deployment: str | None, timeout: 
         x.fund(who, max(short, 0))
         commit = _commit_or_fail(lambda: x.add_liquidity(who, tokens, mint=False, settle=False))
         _settled(x, commit, timeout)
-        _print_outcome(x, int(x.order_id(commit)))
+        filled = _print_outcome(x, int(x.order_id(commit)))
         console.print(f"LP shares now {int(x.vault.lp_shares(who)):,}")
+        if not filled:
+            raise SystemExit(1)
 
 
 @lp.command("remove")
@@ -477,7 +493,8 @@ def lp_remove(shares: str, alias: str, port: int, deployment: str | None, timeou
         _fund_reward(x, who)
         commit = _commit_or_fail(lambda: x.remove_liquidity(who, amount, settle=False))
         _settled(x, commit, timeout)
-        _print_outcome(x, int(x.order_id(commit)))
+        if not _print_outcome(x, int(x.order_id(commit))):
+            raise SystemExit(1)
 
 
 @main.command()

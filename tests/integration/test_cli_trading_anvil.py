@@ -48,6 +48,10 @@ def test_trading_commands__each_fills_at_the_feeders_next_round(deployed, tmp_pa
 
             x = Exchange(attach(read_deployment(deployment)))
             assert x.position(accounts.test_accounts[1], 0, 0).size == 3 * WAD // 2
+        # far more than 5,000 USD can margin: cancelled at its round, with the reason and what to do
+        code, out = run(node, deployment, "trade", "--market", "ETH-USD", "--size", "100")
+        assert code == 1 and "cancelled: vault: below initial margin" in out, out
+        assert "perpdex deposit AMOUNT" in out
         code, out = run(node, deployment, "close", "--market", "ETH-USD")
         assert code == 0 and "filled -1.500000 at" in out, out
         code, out = run(node, deployment, "lp", "add", "1000")
@@ -55,7 +59,7 @@ def test_trading_commands__each_fills_at_the_feeders_next_round(deployed, tmp_pa
         code, out = run(node, deployment, "lp", "remove", "all")
         assert code == 0 and "token units paid" in out, out
         code, out = run(node, deployment, "orders")
-        assert code == 0 and out.count("settled") >= 4, out
+        assert code == 0 and out.count("settled") >= 4 and "cancelled" in out, out
         code, out = run(node, deployment, "withdraw", "all")
         assert code == 0 and "withdrew" in out, out
     finally:
