@@ -317,18 +317,25 @@ def _market_id(x: Any, name: str) -> int:
     return int(x.d.markets[name])
 
 
-def _settled(x: Any, commit: Any, timeout: float) -> Any:
-    """Wait for the feeder to settle the request; one clear line when nothing settles it."""
+def _request(x: Any, send: Any, timeout: float) -> bool:
+    """Commit a request (`send`), wait for the feeder to settle it and print the fill or the
+    cancellation's reason; True when it filled. One clear line when nothing settles it."""
+    from ape.exceptions import ContractLogicError
+
+    try:
+        commit = send()
+    except ContractLogicError as exc:
+        raise click.ClickException(f"request refused: {exc}") from None
     order_id = x.order_id(commit)
     console.print(f"request {order_id} committed; it fills at the next price round "
                   f"({int(x.d.router.settlement_delay())} s or more from now)")
     try:
-        o = x.wait_settled(order_id, timeout)
+        x.wait_settled(order_id, timeout)
     except TimeoutError:
         raise click.ClickException(
             f"request {order_id} not settled after {timeout:g} s: no new price round arrived or nobody settled it; "
             "is the feeder running? (`perpdex devnet` starts it; or `perpdex keeper feeder`)") from None
-    return o
+    return _print_outcome(x, order_id)
 
 
 HINTS = {
@@ -421,9 +428,7 @@ def trade(market: str, size: float, sub: int, slippage: str, alias: str, port: i
         who, m = signer(alias), _market_id(x, market)
         _fund_reward(x, who)
         delta = int(Decimal(str(size)) * WAD)
-        commit = _commit_or_fail(lambda: x.trade(who, m, delta, sub=sub, slippage=bound, settle=False))
-        _settled(x, commit, timeout)
-        filled = _print_outcome(x, int(x.order_id(commit)))
+        filled = _request(x, lambda: x.trade(who, m, delta, sub=sub, slippage=bound, settle=False), timeout)
         for table in account_tables(x, who, sub):
             console.print(table)
         if not filled:
@@ -444,9 +449,7 @@ def close(market: str, sub: int, slippage: str, alias: str, port: int, deploymen
         if x.position(who, sub, m).size == 0:
             raise click.ClickException(f"no {market} position in sub-account {sub} of {who.address}")
         _fund_reward(x, who)
-        commit = _commit_or_fail(lambda: x.close(who, m, sub=sub, slippage=bound, settle=False))
-        _settled(x, commit, timeout)
-        filled = _print_outcome(x, int(x.order_id(commit)))
+        filled = _request(x, lambda: x.close(who, m, sub=sub, slippage=bound, settle=False), timeout)
         for table in account_tables(x, who, sub):
             console.print(table)
         if not filled:
@@ -470,9 +473,7 @@ def lp_add(amount: str, alias: str, port: int, deployment: str | None, timeout: 
         tokens = int(usd_amount * 10 ** int(x.d.usd.decimals()))
         short = tokens + x.reward_tokens - int(x.d.usd.balanceOf(who))
         x.fund(who, max(short, 0))
-        commit = _commit_or_fail(lambda: x.add_liquidity(who, tokens, mint=False, settle=False))
-        _settled(x, commit, timeout)
-        filled = _print_outcome(x, int(x.order_id(commit)))
+        filled = _request(x, lambda: x.add_liquidity(who, tokens, mint=False, settle=False), timeout)
         console.print(f"LP shares now {int(x.vault.lp_shares(who)):,}")
         if not filled:
             raise SystemExit(1)
@@ -491,9 +492,7 @@ def lp_remove(shares: str, alias: str, port: int, deployment: str | None, timeou
         if amount == 0:
             raise click.ClickException(f"{who.address} holds no LP shares")
         _fund_reward(x, who)
-        commit = _commit_or_fail(lambda: x.remove_liquidity(who, amount, settle=False))
-        _settled(x, commit, timeout)
-        if not _print_outcome(x, int(x.order_id(commit))):
+        if not _request(x, lambda: x.remove_liquidity(who, amount, settle=False), timeout):
             raise SystemExit(1)
 
 
@@ -531,15 +530,6 @@ def _fund_reward(x: Any, who: Any) -> None:
     """The settlement reward the router escrows, minted (devnet token) if the wallet is short."""
     if int(x.d.usd.balanceOf(who)) < x.reward_tokens or int(x.d.usd.allowance(who, x.d.router)) < x.reward_tokens:
         x.fund(who, x.reward_tokens)
-
-
-def _commit_or_fail(send: Any) -> Any:
-    from ape.exceptions import ContractLogicError
-
-    try:
-        return send()
-    except ContractLogicError as exc:
-        raise click.ClickException(f"request refused: {exc}") from None
 
 
 def _keeper_node(fn: Any) -> Any:
