@@ -5,6 +5,7 @@ instead of writing contract calls again. Amounts: `tokens` are token units, ever
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from perpdex import model
@@ -51,7 +52,7 @@ class Exchange:
         if self.d.router is not None:
             self.d.usd.approve(self.d.router, MAX_UINT256, sender=account)
 
-    @property
+    @cached_property
     def atomic(self) -> bool:
         """Whether owners trade directly (a deployment for unit tests of the margin math) or
         every trade and LP move is a two-step request through the router."""
@@ -103,7 +104,7 @@ class Exchange:
         return self._request(self.d.router.commit_close(sub, market, bound, sender=account), settle)
 
     # ---- two-step requests (SPEC 13)
-    @property
+    @cached_property
     def reward_tokens(self) -> int:
         """What the router escrows per request from the owner's wallet (token units)."""
         return int(self.d.router.REWARD_TOKENS())
