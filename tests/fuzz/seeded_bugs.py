@@ -47,6 +47,9 @@ MACHINE_TEST = "test_exchange_state_machine"  # the module's other tests are not
 DEPLOYABLES = ("MarginVault", "LiquidationKeeper", "PriceOracle", "OrderRouter", "VaultLens")
 SIZE_LIMIT = 24_576  # EIP-170: the largest runtime bytecode a chain accepts
 VAULT = "contracts/MarginVault.vy"
+POSITIONS = "contracts/modules/positions.vy"
+POOL = "contracts/modules/pool.vy"
+LIQUIDATION = "contracts/modules/liquidation.vy"
 HEARTBEAT = 60.0  # seconds between "still running" lines
 
 Progress = Callable[[str], None]
@@ -73,7 +76,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "funding_wrong_side",
         "settling funding credits the side that owes it (sign flipped)",
-        VAULT,
+        POSITIONS,
         "amount: int256 = wad_math._floor_div(-pos.size * (index - pos.funding_index), IWAD)",
         "amount: int256 = wad_math._floor_div(pos.size * (index - pos.funding_index), IWAD)",
     ),
@@ -81,69 +84,69 @@ MUTATIONS: tuple[Mutation, ...] = (
         "withdrawable_rounds_up",
         "withdrawable() rounds WAD -> token units up, in the trader's favour",
         VAULT,
-        "return self._free_collateral(self._health(_owner, _sub, False)) // TOKEN_SCALE",
-        "return wad_math._ceil_div(self._free_collateral(self._health(_owner, _sub, False)), TOKEN_SCALE)",
+        "return positions._free_collateral(positions._health(_owner, _sub, False)) // token_io.TOKEN_SCALE",
+        "return (positions._free_collateral(positions._health(_owner, _sub, False)) + token_io.TOKEN_SCALE - 1) // token_io.TOKEN_SCALE",
     ),
     Mutation(
         "lp_payout_rounds_up",
         "remove_liquidity rounds the token payout up, in the LP's favour",
-        VAULT,
-        "amount: uint256 = owed_wad // TOKEN_SCALE",
-        "amount: uint256 = wad_math._ceil_div(owed_wad, TOKEN_SCALE)",
+        POOL,
+        "amount: uint256 = owed_wad // token_io.TOKEN_SCALE",
+        "amount: uint256 = wad_math._ceil_div(owed_wad, token_io.TOKEN_SCALE)",
     ),
     Mutation(
         "oi_not_decremented_on_close",
         "closing a long to zero leaves its size in OI long",
-        VAULT,
+        POSITIONS,
         "    if _pos.size > 0:\n        oi -= convert(_pos.size, uint256)",
         "    if _pos.size > 0 and _size != 0:\n        oi -= convert(_pos.size, uint256)",
     ),
     Mutation(
         "liquidation_negative_collateral",
         "bad-debt waterfall tests the collateral before the close: a full liquidation can leave it negative",
-        VAULT,
+        LIQUIDATION,
         "bad_debt: uint256 = 0\n    if mask == 0 and collateral < 0:",
         "bad_debt: uint256 = 0\n    if mask == 0 and h.collateral < 0:",
     ),
     Mutation(
         "withdraw_unrealized_profit",
         "free collateral is equity - IM: unrealized profit becomes withdrawable",
-        VAULT,
+        POSITIONS,
         "free: int256 = min(_h.collateral + _h.funding, _h.equity) - convert(_h.initial_margin, int256)",
         "free: int256 = _h.equity - convert(_h.initial_margin, int256)",
     ),
     Mutation(
         "fee_not_charged",
         "the taker fee is computed and logged but not taken from collateral",
-        VAULT,
-        "delta: int256 = pnl + funding - convert(fee, int256)",
-        "delta: int256 = pnl + funding",
+        POSITIONS,
+        "delta: int256 = pnl + funding_paid - convert(fee, int256)",
+        "delta: int256 = pnl + funding_paid",
     ),
     Mutation(
         "keeper_reward_uncapped",
         "the keeper gets the whole liquidation fee (max_keeper_reward ignored)",
-        VAULT,
-        "reward: uint256 = min(fee, config & MASK96) // TOKEN_SCALE",
-        "reward: uint256 = fee // TOKEN_SCALE",
+        LIQUIDATION,
+        "reward: uint256 = min(fee, config & MASK96) // token_io.TOKEN_SCALE",
+        "reward: uint256 = fee // token_io.TOKEN_SCALE",
     ),
     Mutation(
         "fill_skew_sign_flipped",
         "price impact sign flipped: trades that grow the skew get a discount",
-        VAULT,
+        POSITIONS,
         "convert(_price, int256) * (scale2 + 2 * _skew + _delta)",
         "convert(_price, int256) * (scale2 - 2 * _skew - _delta)",
     ),
     Mutation(
         "bad_debt_skips_insurance",
         "the bad-debt waterfall skips the insurance fund: the pool bears all of it",
-        VAULT,
+        POOL,
         "from_insurance: uint256 = min(self.insurance_fund, _bad_debt)",
         "from_insurance: uint256 = 0",
     ),
     Mutation(
         "liquidation_short_oi_wrong_half",
         "reducing a short (a trade or a liquidation) decrements the long half of the packed OI word",
-        VAULT,
+        POSITIONS,
         "oi -= convert(-_pos.size, uint256) << 128",
         "oi -= convert(-_pos.size, uint256)",
     ),

@@ -106,7 +106,7 @@ def test_compile_copy__mutated_copy__compiles_there_under_the_size_limit(tmp_pat
 
 def test_compile_copy__broken_contract__fails_clearly(tmp_path: Path) -> None:
     copy = sb.copy_repo(tmp_path / "repo")
-    broken = sb.Mutation("broken", "", sb.VAULT, "delta: int256 = pnl + funding", "delta: int256 = pnl + undefined_name")
+    broken = sb.Mutation("broken", "", sb.POSITIONS, "delta: int256 = pnl + funding_paid", "delta: int256 = pnl + undefined_name")
     sb.apply_mutation(copy, broken)
     with pytest.raises(sb.CompileFailed, match="compiling .* failed"):
         sb.compile_copy(copy)

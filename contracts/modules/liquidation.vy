@@ -1,0 +1,183 @@
+# pragma version ~=0.4.3
+"""
+@title liquidation
+@notice Liquidations (SPEC 8): partial first, the share of every position that restores
+        initial margin, everything when what remains would be dust or equity is far below
+        maintenance; the fee to the keeper (capped) and the insurance fund; bad debt down
+        the waterfall of modules/pool.vy. model.liquidation_fraction is the same rule.
+"""
+
+from ..interfaces import IMarginVault
+from . import errors
+from . import wad_math
+from . import markets
+from . import pool
+from . import positions
+from . import token_io
+
+uses: markets
+uses: pool
+uses: positions
+uses: token_io
+
+WAD: constant(uint256) = 10**18
+IWAD: constant(int256) = 10**18
+MAX_MARKETS: constant(uint256) = 64
+MASK60: constant(uint256) = 2**60 - 1
+MASK96: constant(uint256) = 2**96 - 1
+# Everything is closed when equity is below FULL_LIQUIDATION_RATIO of MM, or when what
+# would remain holds less than DUST_MARGIN of initial margin above the fixed per-position
+# minimums.
+FULL_LIQUIDATION_RATIO: constant(uint256) = 5 * 10**17
+DUST_MARGIN: constant(uint256) = 10**18
+
+# The cap on the part of a liquidation fee paid to the caller (USD, WAD, <= 10**24) in the
+# low 96 bits, the LiquidationKeeper (the only caller of `liquidate`) in the high 160: a
+# liquidation reads both from one slot.
+_liquidation: uint256
+
+
+@internal
+def _liquidate(_owner: address, _sub: uint256, _keeper: address) -> (bool, uint256):
+    """
+    @dev See MarginVault.liquidate. Funding is settled first; then every position is closed
+         by the same share (at the oracle price, no price impact).
+    """
+    config: uint256 = self._liquidation
+    if msg.sender != convert(config >> 96, address):
+        errors._fail("vault: not liquidator")
+    positions._settle_funding(_owner, _sub)
+    # funding is settled: the health's funding term is 0
+    h: IMarginVault.AccountHealth = positions._health(_owner, _sub, True)
+    if h.equity >= convert(h.maintenance_margin, int256):
+        return False, 0
+    mask: uint256 = positions._load_account(_owner, _sub)[1]
+
+    # pass 1: the fixed minimums and the fee of closing everything decide the share
+    min_margins: uint256 = 0
+    fee_full: uint256 = 0
+    rest: uint256 = mask
+    for m: uint256 in range(MAX_MARKETS):
+        if rest == 0:
+            break
+        if rest & 1 == 1:
+            min_margins += markets._params[m].margin >> 160
+            fee_full += self._close_fee(m, self._close_share(_owner, _sub, m, WAD, False)[0])
+        rest = rest >> 1
+    fraction: uint256 = self._liquidation_fraction(h, min_margins, fee_full)
+
+    # pass 2: close the same share of every position
+    notional: uint256 = 0
+    pnl: int256 = 0
+    fee: uint256 = 0
+    rest = mask
+    for m: uint256 in range(MAX_MARKETS):
+        if rest == 0:
+            break
+        if rest & 1 == 1:
+            n: uint256 = 0
+            p: int256 = 0
+            left: int256 = 0
+            n, p, left = self._close_share(_owner, _sub, m, fraction, True)
+            notional += n
+            pnl += p
+            fee += self._close_fee(m, n)
+            if left == 0:
+                mask ^= 1 << m
+        rest = rest >> 1
+
+    reward: uint256 = min(fee, config & MASK96) // token_io.TOKEN_SCALE
+    collateral: int256 = h.collateral + pnl - convert(fee, int256)
+    pool.pool_balance -= pnl
+    pool.insurance_fund += fee - reward * token_io.TOKEN_SCALE
+    bad_debt: uint256 = 0
+    if mask == 0 and collateral < 0:
+        bad_debt = convert(-collateral, uint256)
+        pool._cover_bad_debt(_owner, _sub, bad_debt)
+        collateral = 0
+    positions._store_account(_owner, _sub, collateral, mask)
+    if reward != 0:
+        token_io._push(_keeper, reward)
+    log IMarginVault.Liquidation(
+        owner=_owner,
+        sub=_sub,
+        keeper=_keeper,
+        equity=h.equity,
+        maintenance_margin=h.maintenance_margin,
+        fraction=fraction,
+        notional_closed=notional,
+        realized_pnl=pnl,
+        fee=fee,
+        keeper_reward=reward,
+        insurance_fee=fee - reward * token_io.TOKEN_SCALE,
+        bad_debt=bad_debt,
+        collateral=collateral,
+    )
+    return True, reward
+
+
+@pure
+@internal
+def _liquidation_fraction(_h: IMarginVault.AccountHealth, _min_margins: uint256, _fee_full: uint256) -> uint256:
+    """
+    @dev The smallest share f (WAD, rounded up) with  E - f * F >= (1 - f) * I + M0, where
+         I is the notional part of IM, M0 the fixed minimums and F the fee of closing
+         everything (closing at the oracle price moves no value but the fee). WAD (close
+         everything) when equity < FULL_LIQUIDATION_RATIO * MM, when f >= 1, or when what
+         would remain is dust. Only called with equity < MM <= IM, so the need is > 0.
+    """
+    if _h.equity * IWAD < convert(_h.maintenance_margin * FULL_LIQUIDATION_RATIO, int256):
+        return WAD
+    im_notional: uint256 = _h.initial_margin - _min_margins
+    if im_notional <= _fee_full:
+        return WAD
+    need: uint256 = convert(convert(_h.initial_margin, int256) - _h.equity, uint256)
+    f: uint256 = wad_math._ceil_div(need * WAD, im_notional - _fee_full)
+    if f >= WAD or (WAD - f) * im_notional < DUST_MARGIN * WAD:
+        return WAD
+    return f
+
+
+@internal
+def _close_share(_owner: address, _sub: uint256, _market: uint256, _fraction: uint256, _write: bool) -> (uint256, int256, int256):
+    """
+    @dev Closes `_fraction` of one position (|size| * fraction rounded up; all of it at WAD)
+         at the oracle price, without price impact; funding is already settled. Returns the
+         notional closed, the realized PnL (floored) and the size left. With `_write` off it
+         only computes them.
+    """
+    pos: IMarginVault.Position = positions._load_position(_owner, _sub, _market)
+    price: uint256 = staticcall markets.ORACLE.price(_market)
+    closed: int256 = pos.size
+    if _fraction < WAD:
+        closed = convert(wad_math._ceil_div(wad_math._abs(pos.size) * _fraction, WAD), int256)
+        if pos.size < 0:
+            closed = -closed
+    left: int256 = pos.size - closed
+    pnl: int256 = wad_math._floor_div(closed * (convert(price, int256) - convert(pos.entry_price, int256)), IWAD)
+    if _write:
+        positions._move_position(_owner, _sub, _market, pos, left, pos.entry_price, pos.funding_index)
+        log IMarginVault.PositionLiquidated(
+            owner=_owner, sub=_sub, market=_market, closed_size=closed, size=left, price=price, realized_pnl=pnl
+        )
+    return wad_math._ceil_div(wad_math._abs(closed) * price, WAD), pnl, left
+
+
+@view
+@internal
+def _close_fee(_market: uint256, _notional: uint256) -> uint256:
+    return wad_math._ceil_div(_notional * ((markets._params[_market].trading >> 60) & MASK60), WAD)
+
+
+@internal
+def _set_liquidator(_liquidator: address, _max_keeper_reward: uint256):
+    if _max_keeper_reward > 1_000_000 * WAD:
+        errors._fail("vault: bad max_keeper_reward")
+    self._liquidation = (convert(_liquidator, uint256) << 96) | _max_keeper_reward
+    log IMarginVault.LiquidatorSet(liquidator=_liquidator, max_keeper_reward=_max_keeper_reward)
+
+
+@view
+@internal
+def _liquidator() -> address:
+    return convert(self._liquidation >> 96, address)

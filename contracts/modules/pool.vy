@@ -1,0 +1,143 @@
+# pragma version ~=0.4.3
+"""
+@title pool
+@notice The LP pool, counterparty to the traders' net position: its cash, LP shares, the
+        insurance fund, the pool's value (SPEC 8, 11.10), how much exposure its cash backs,
+        and the bad-debt waterfall (insurance fund first, then the pool).
+@dev Virtual shares and assets make the first LP deposit and donations unable to move the
+     share price (no inflation attack): price = (value + VA) / (shares + VS).
+"""
+
+from ..interfaces import IMarginVault
+from . import errors
+from . import wad_math
+from . import markets
+from . import funding_index
+from . import token_io
+
+uses: markets
+uses: funding_index
+uses: token_io
+
+WAD: constant(uint256) = 10**18
+IWAD: constant(int256) = 10**18
+MAX_MARKETS: constant(uint256) = 64
+VIRTUAL_SHARES: constant(uint256) = 10**18
+VIRTUAL_ASSETS: constant(uint256) = 10**18
+
+pool_balance: public(int256)       # LP cash: deposits + fees + trader losses - trader gains
+insurance_fund: public(uint256)    # USD (WAD): liquidation fees in, bad debt out
+lp_shares: public(HashMap[address, uint256])
+total_lp_shares: public(uint256)
+
+
+@internal
+def _add_liquidity(_provider: address, _amount: uint256) -> uint256:
+    """
+    @dev Shares for `_amount` tokens paid by the caller, credited to `_provider`.
+    """
+    if not (_amount != 0):
+        errors._fail("vault: zero amount")
+    value: int256 = self._pool_value(True)
+    if not (value >= 0):
+        errors._fail("vault: pool insolvent")
+    amount_wad: uint256 = _amount * token_io.TOKEN_SCALE
+    shares: uint256 = amount_wad * (self.total_lp_shares + VIRTUAL_SHARES) // (convert(value, uint256) + VIRTUAL_ASSETS)
+    if not (shares != 0):
+        errors._fail("vault: zero shares")
+    token_io._pull(_amount)
+    self.pool_balance += convert(amount_wad, int256)
+    self.lp_shares[_provider] += shares
+    self.total_lp_shares += shares
+    log IMarginVault.LiquidityAdded(provider=_provider, amount=_amount, shares=shares, pool_value=value + convert(amount_wad, int256))
+    return shares
+
+
+@internal
+def _remove_liquidity(_provider: address, _shares: uint256) -> uint256:
+    if not (_shares != 0):
+        errors._fail("vault: zero shares")
+    if not (_shares <= self.lp_shares[_provider]):
+        errors._fail("vault: insufficient shares")
+    value: int256 = self._pool_value(True)
+    if not (value > 0):
+        errors._fail("vault: pool insolvent")
+    # The virtual shares and assets dampen the first deposit; on the way out they would pay
+    # more than a pro-rata part when a share is worth less than one unit (the last LP could
+    # then never leave), so the payout is the smaller of the two, in the pool's favour.
+    owed_wad: uint256 = min(
+        _shares * (convert(value, uint256) + VIRTUAL_ASSETS) // (self.total_lp_shares + VIRTUAL_SHARES),
+        _shares * convert(value, uint256) // self.total_lp_shares,
+    )
+    amount: uint256 = owed_wad // token_io.TOKEN_SCALE
+    if not (amount != 0):
+        errors._fail("vault: zero amount")
+    paid_wad: int256 = convert(amount * token_io.TOKEN_SCALE, int256)
+    cash: int256 = self.pool_balance - paid_wad
+    if not (cash >= 0):
+        errors._fail("vault: pool cash locked")
+    self._check_pool_backs_exposure(cash)
+    self.pool_balance = cash
+    self.lp_shares[_provider] -= _shares
+    self.total_lp_shares -= _shares
+    token_io._push(_provider, amount)
+    log IMarginVault.LiquidityRemoved(provider=_provider, amount=amount, shares=_shares, pool_value=value - paid_wad)
+    return amount
+
+
+@internal
+def _cover_bad_debt(_owner: address, _sub: uint256, _bad_debt: uint256):
+    """
+    @dev The bad-debt waterfall: the insurance fund pays what it can, the LP pool the rest.
+    """
+    from_insurance: uint256 = min(self.insurance_fund, _bad_debt)
+    self.insurance_fund -= from_insurance
+    self.pool_balance -= convert(_bad_debt - from_insurance, int256)
+    log IMarginVault.BadDebtCovered(
+        owner=_owner, sub=_sub, bad_debt=_bad_debt, from_insurance=from_insurance, from_pool=_bad_debt - from_insurance
+    )
+
+
+@view
+@internal
+def _pool_value(_strict: bool) -> int256:
+    """
+    @dev pool cash - sum(trader unrealized PnL) + sum(funding traders owe), in O(markets)
+         from the aggregates kept per market: sum(size * (P - entry)) = skew * P - entry_sum
+         and sum(size * (index - snapshot)) = skew * index - funding_sum.
+    """
+    value: int256 = self.pool_balance
+    for m: uint256 in range(markets.market_count, bound=MAX_MARKETS):
+        if markets._markets[m].oi == 0:
+            continue
+        price: uint256 = markets._price(m, _strict)
+        rate: int256 = 0
+        index: int256 = 0
+        rate, index = funding_index._funding_now(m, price)
+        skew: int256 = markets._skew(m)
+        trader_pnl: int256 = skew * convert(price, int256) - markets._markets[m].entry_sum
+        owed_funding: int256 = skew * index - markets._markets[m].funding_sum
+        value += wad_math._floor_div(owed_funding - trader_pnl, IWAD)
+    return value
+
+
+@view
+@internal
+def _check_pool_backs_exposure(_cash: int256):
+    for m: uint256 in range(markets.market_count, bound=MAX_MARKETS):
+        skew: int256 = markets._skew(m)
+        if skew == 0:
+            continue
+        if not (self._pool_backs(skew, markets._price(m, True), _cash, markets._params[m].trading)):
+            errors._fail("vault: liquidity locked by open interest")
+
+
+@pure
+@internal
+def _pool_backs(_skew: int256, _price: uint256, _cash: int256, _trading: uint256) -> bool:
+    """
+    @dev The pool carries a net exposure |skew| * price of at most max_pool_exposure (the
+         top field of the packed `trading` word) times its cash. model.pool_backs mirrors it.
+    """
+    exposure: uint256 = wad_math._abs(_skew) * _price // WAD
+    return convert(exposure, int256) * IWAD <= _cash * convert(_trading >> 188, int256)
