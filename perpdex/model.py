@@ -755,10 +755,13 @@ class RouterModel:
         self.next_id += 1
         return request
 
+    def escrow_of(self, r: Request) -> int:
+        """Tokens a request escrows at commit: the reward, and an add's LP tokens."""
+        return self.reward_tokens + (r.amount if r.kind == KIND_ADD else 0)
+
     def escrow(self) -> int:
-        """Tokens the router holds: each live request's reward, and an add's LP tokens."""
-        return sum(self.reward_tokens + (r.amount if r.kind == KIND_ADD else 0)
-                   for r in self.requests.values() if r.status == PENDING)
+        """Tokens the router holds: what every live request escrowed."""
+        return sum(self.escrow_of(r) for r in self.requests.values() if r.status == PENDING)
 
     # ---- settle and cancel
     def due(self, r: Request) -> bool:

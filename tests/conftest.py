@@ -67,6 +67,25 @@ def x(system: Deployment) -> Exchange:
 
 
 @pytest.fixture(scope="session")
+def routed(admin: Any, lp: Any, chain: Any) -> Deployment:
+    """The default deployment (two-step trading: every trade and LP move is a request to the
+    OrderRouter) with 1,000,000 USD of LP liquidity: the router's unit tests and the
+    exchange state machine."""
+    # The clock first goes back to just after the head: an earlier test may have left it days
+    # ahead (restores do not rewind it), and blocks stamped then would make every later
+    # module's prices stale.
+    set_clock(int(chain.blocks.head.timestamp) + 1)
+    d = deploy_system(admin)
+    Exchange(d).add_liquidity(lp, POOL_TOKENS)
+    return d
+
+
+@pytest.fixture(scope="session")
+def rx(routed: Deployment) -> Exchange:
+    return Exchange(routed)
+
+
+@pytest.fixture(scope="session")
 def vault(system: Deployment) -> Any:
     return system.vault
 

@@ -28,10 +28,10 @@ def test_anvil__exchange_machine__chain_equals_model_and_invariants_hold():
     with networks.parse_network_choice("ethereum:local:foundry") as provider:
         provider.make_request("anvil_setBlockTimestampInterval", [0])
         role = accounts.test_accounts
-        x = Exchange(deploy_system(role[0], atomic_trading=True))
+        x = Exchange(deploy_system(role[0]))
         x.add_liquidity(role[3], x.tokens(POOL_USD))
         roles = machine.Roles(traders=[role[1], role[2], role[5]], lps=[role[3], role[6]], keeper=role[4],
-                              rival_keeper=role[7], donor=role[8])
+                              rival_keeper=role[7], donor=role[8], settler=role[9])
         machine.SUMMARY.clear()
         machine.SUMMARY.update(machine.new_summary())
         try:

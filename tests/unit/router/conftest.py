@@ -1,5 +1,6 @@
-"""A deployment with the default two-step trading (atomic trading off): every trade and LP
-move is a request to the OrderRouter, filled at its settlement round."""
+"""Helpers over the routed deployment (tests/conftest.py `routed`, `rx`: the default
+two-step trading, atomic trading off): every trade and LP move is a request to the
+OrderRouter, filled at its settlement round."""
 
 from __future__ import annotations
 
@@ -7,27 +8,8 @@ from typing import Any, Callable
 
 import pytest
 
-from perpdex.chain import set_clock
-from perpdex.deploy import Deployment, deploy_system
+from perpdex.deploy import Deployment
 from perpdex.sdk import Exchange
-
-POOL_TOKENS = 1_000_000 * 10**6
-
-
-@pytest.fixture(scope="session")
-def routed(admin: Any, lp: Any, chain: Any) -> Deployment:
-    # The clock first goes back to just after the head: an earlier test may have left it days
-    # ahead (restores do not rewind it), and blocks stamped then would make every later
-    # module's prices stale.
-    set_clock(int(chain.blocks.head.timestamp) + 1)
-    d = deploy_system(admin)
-    Exchange(d).add_liquidity(lp, POOL_TOKENS)
-    return d
-
-
-@pytest.fixture(scope="session")
-def rx(routed: Deployment) -> Exchange:
-    return Exchange(routed)
 
 
 @pytest.fixture(scope="session")
