@@ -19,6 +19,11 @@
      is paid the reward as a settler would be. At most MAX_PENDING requests wait per
      account (owner, sub-account; an owner's LP requests count as one more account).
      Each request keeps the delay and window it was committed under.
+     Storage: a request's head (who, when, what, status) is its own slot for good; its body
+     (size and acceptable price, or LP amount) lives in one of its account's MAX_PENDING
+     body slots, which the account's next request reuses once the order is finished. So
+     `order(id)` of a finished order whose body slot was reused returns zero size_delta,
+     acceptable_price and amount; the events keep every amount.
 @custom:kill The vault's owner calls `vault.set_router(empty(address))`: every settlement
              then fails in the vault and cancels with the reason "vault: not the order
              router", returning LP tokens (and the settler is paid), and new requests are
@@ -44,16 +49,22 @@ exports: (
 
 # ------------------------------------------------------------------ constants
 
-MAX_PENDING: constant(uint256) = 4     # pending requests per account (owner, sub)
+MAX_PENDING: constant(uint256) = 4     # pending requests per account (owner, sub): its body slots
 MAX_BATCH: constant(uint256) = 100
 MAX_MARKETS: constant(uint256) = 64
 MAX_SUB: constant(uint256) = 2**30 - 1  # sub-accounts a request can name (packed in 30 bits)
-LP_ACCOUNT: constant(uint256) = 2**30   # the pending counter of an owner's LP requests
+LP_ACCOUNT: constant(uint256) = 2**30   # the account of an owner's LP requests
 MAX_ABS_SIZE: constant(int256) = 2**120
-MAX_PRICE: constant(uint256) = 2**128 - 1
+MAX_PRICE: constant(uint256) = 2**96 - 1  # an acceptable price clamps here: still no bound
+MAX_AMOUNT: constant(uint256) = 2**224 - 1  # LP tokens or shares a request can name
 SIZE_BIAS: constant(int256) = 2**127
 MASK128: constant(uint256) = 2**128 - 1
-MASK40: constant(uint256) = 2**40 - 1
+MASK96: constant(uint256) = 2**96 - 1
+MASK38: constant(uint256) = 2**38 - 1
+TAG_MASK: constant(uint256) = 2**32 - 1
+COUNT_MASK: constant(uint256) = 2**240 - 1
+BUSY: constant(uint256) = 2**MAX_PENDING - 1  # every body slot of the account busy
+USED: constant(uint256) = 2**MAX_PENDING  # the account's word never returns to zero
 MIN_DELAY: constant(uint256) = 1       # seconds: a round must come after the commit's block
 MAX_DELAY: constant(uint256) = 60
 MIN_WINDOW: constant(uint256) = 10
@@ -78,25 +89,30 @@ REWARD_TOKENS: public(immutable(uint256))  # the same in token units, rounded up
 
 # ------------------------------------------------------------------ storage
 
-settlement_delay: public(uint256)
-settlement_window: public(uint256)
-order_count: public(uint256)  # ids are 1, 2, 3...
-
-# An order is two slots, so that a commit writes two new slots.
-# head: owner (160 bits) | committed_at (40) << 160 | market (6) << 200 | kind (2) << 206
-#       | status (2) << 208 | sub (30) << 210 | delay (6) << 240 | window (10) << 246
-# body: trades: (size_delta + 2**127) | acceptable_price << 128 (a close keeps the sign of
-#       the position it closes as its size); LP requests: the amount.
+# Layout (a commit writes one new slot, the head, and reuses a body slot of its account):
+# _config: order_count (240 bits; ids are 1, 2, 3...) | settlement_delay (6) << 240
+#       | settlement_window (10) << 246: the delay and window sit where the head keeps them
+# _heads[order_id]: owner (160 bits) | committed_at (38: until the year 10,680) << 160 | body slot k (2) << 198
+#       | market (6) << 200 | kind (2) << 206 | status (2) << 208 | sub (30) << 210
+#       | delay (6) << 240 | window (10) << 246
+# _bodies[owner][account][k] (account: sub, or LP_ACCOUNT for LP requests; k < MAX_PENDING):
+#       trades: (size_delta + 2**127) | acceptable_price (96) << 128 | tag (32) << 224 (a
+#       close keeps the sign of the position it closes as its size); LP requests: amount
+#       (224) | tag << 224. The tag, order_id mod 2**32, tells whether the body is still
+#       this order's or a later one's of the account (2**32 orders later would collide).
+# _busy[owner][account]: bit k set while body slot k holds a pending request (the pending
+#       count is their popcount) | USED once the account committed (never zero again, so
+#       every later commit writes a non-zero slot: 2,900 gas instead of 20,000)
+_config: uint256
 _heads: HashMap[uint256, uint256]
-_bodies: HashMap[uint256, uint256]
-# pending requests per (owner, sub) + 1 once used (the slot then never returns to zero, so
-# every later commit pays for a warm slot)
-_pending: HashMap[address, HashMap[uint256, uint256]]
+_bodies: HashMap[address, HashMap[uint256, HashMap[uint256, uint256]]]
+_busy: HashMap[address, HashMap[uint256, uint256]]
 
 
 struct Head:
     owner: address
     committed_at: uint256
+    slot: uint256  # k of its body slot
     market: uint256
     kind: uint256
     status: uint256
@@ -139,15 +155,20 @@ def commit_order(_sub: uint256, _market: uint256, _size_delta: int256, _acceptab
     """
     @notice Request a trade of `_size_delta` base units (> 0 buys) in `_market` for
             sub-account `_sub`, filled at the settlement round if the fill is not worse
-            than `_acceptable_price` (at or below it for a buy, at or above for a sell; a
-            price above 2**128 - 1 counts as no bound). Escrows `REWARD_TOKENS` from the
+            than `_acceptable_price` (at or below it for a buy, at or above for a sell; it is
+            clamped at 2**96 - 1, about 7.9e10 per unit in WAD: a buy's bound there or above
+            is no bound). Escrows `REWARD_TOKENS` from the
             caller's wallet (approve this router first).
     @return The order id.
     """
     assert _size_delta != 0, "router: zero size"
     assert _size_delta >= -MAX_ABS_SIZE and _size_delta <= MAX_ABS_SIZE, "router: size out of range"
     assert _size_delta < 0 or _acceptable_price != 0, "router: zero acceptable price"
-    self._check_trade_account(_sub, _market, self._position_size(msg.sender, _sub, _market))
+    self._check_trade_account(_sub, _market)
+    # an account with a position may always reduce it; otherwise it needs collateral (read
+    # first: one vault slot where the position is two)
+    if staticcall VAULT.collateral(msg.sender, _sub) <= 0:
+        assert self._position_size(msg.sender, _sub, _market) != 0, "router: no collateral"
     return self._commit(_sub, _market, KIND_TRADE, self._pack_trade(_size_delta, _acceptable_price), 0)
 
 
@@ -162,7 +183,7 @@ def commit_close(_sub: uint256, _market: uint256, _acceptable_price: uint256) ->
     size: int256 = self._position_size(msg.sender, _sub, _market)
     assert size != 0, "router: no position"
     assert size > 0 or _acceptable_price != 0, "router: zero acceptable price"
-    self._check_trade_account(_sub, _market, size)
+    self._check_trade_account(_sub, _market)
     # the body keeps the side being closed (+1 long, -1 short), never the size
     side: int256 = 1
     if size < 0:
@@ -179,6 +200,7 @@ def commit_add_liquidity(_amount: uint256) -> uint256:
     @return The order id.
     """
     assert _amount != 0, "router: zero amount"
+    assert _amount <= MAX_AMOUNT, "router: amount out of range"
     return self._commit(0, 0, KIND_ADD, _amount, _amount)
 
 
@@ -191,6 +213,7 @@ def commit_remove_liquidity(_shares: uint256) -> uint256:
     @return The order id.
     """
     assert _shares != 0, "router: zero shares"
+    assert _shares <= MAX_AMOUNT, "router: amount out of range"
     assert _shares <= staticcall VAULT.lp_shares(msg.sender), "router: insufficient shares"
     return self._commit(0, 0, KIND_REMOVE, _shares, 0)
 
@@ -220,8 +243,7 @@ def settle_many(_order_ids: DynArray[uint256, MAX_BATCH]) -> uint256:
     """
     done: uint256 = 0
     for order_id: uint256 in _order_ids:
-        if order_id == 0 or order_id > self.order_count:
-            continue
+        # an unknown id (0, or above order_count) has no head: status 0
         head: Head = self._unpack(self._heads[order_id])
         if head.status != PENDING:
             continue
@@ -256,10 +278,12 @@ def cancel(_order_id: uint256):
 def order(_order_id: uint256) -> IOrderRouter.Order:
     """
     @notice The order as committed, with its settlement time, deadline and status
-            (an unknown id returns an empty order with status 0).
+            (an unknown id returns an empty order with status 0). A pending order always
+            has its size_delta, acceptable_price (as clamped) and amount; a finished one
+            has them until its account's body slot is reused by a later request, and
+            returns 0 for all three from then on (its events keep every amount).
     """
     head: Head = self._unpack(self._heads[_order_id])
-    body: uint256 = self._bodies[_order_id]
     o: IOrderRouter.Order = IOrderRouter.Order(
         owner=head.owner,
         sub=head.sub,
@@ -273,12 +297,15 @@ def order(_order_id: uint256) -> IOrderRouter.Order:
         deadline=head.committed_at + head.delay + head.window,
         status=head.status,
     )
+    body: uint256 = self._body(head)
+    if head.status == 0 or body >> 224 != _order_id & TAG_MASK:
+        return o  # unknown, or its body slot now holds a later request
     if head.kind == KIND_TRADE or head.kind == KIND_CLOSE:
         if head.kind == KIND_TRADE:
             o.size_delta = convert(body & MASK128, int256) - SIZE_BIAS
-        o.acceptable_price = body >> 128
+        o.acceptable_price = (body >> 128) & MASK96
     else:
-        o.amount = body
+        o.amount = body & MAX_AMOUNT
     return o
 
 
@@ -290,8 +317,6 @@ def settleable(_order_id: uint256) -> bool:
             vault refuses it there): it is pending, its round exists, its deadline has not
             passed. An expired order is not settleable, only cancellable.
     """
-    if _order_id == 0 or _order_id > self.order_count:
-        return False
     head: Head = self._unpack(self._heads[_order_id])
     settle_after: uint256 = head.committed_at + head.delay
     return head.status == PENDING and block.timestamp <= settle_after + head.window and self._round_exists(head, settle_after)
@@ -303,7 +328,38 @@ def pending_orders(_owner: address, _sub: uint256) -> uint256:
     """
     @notice Pending requests of the account (`_sub` = 2**30: the owner's LP requests).
     """
-    return self._pending_count(_owner, _sub)
+    busy: uint256 = self._busy[_owner][_sub] & BUSY
+    count: uint256 = 0
+    for k: uint256 in range(MAX_PENDING):
+        count += (busy >> k) & 1
+    return count
+
+
+@view
+@external
+def order_count() -> uint256:
+    """
+    @notice Orders committed so far: ids are 1 to order_count.
+    """
+    return self._config & COUNT_MASK
+
+
+@view
+@external
+def settlement_delay() -> uint256:
+    """
+    @notice Seconds from a new request's commit to its settlement time.
+    """
+    return (self._config >> 240) & 63
+
+
+@view
+@external
+def settlement_window() -> uint256:
+    """
+    @notice Seconds after a new request's settlement time in which it can still fill.
+    """
+    return self._config >> 246
 
 
 @view
@@ -335,35 +391,40 @@ def set_settlement_config(_settlement_delay: uint256, _settlement_window: uint25
 @internal
 def _commit(_sub: uint256, _market: uint256, _kind: uint256, _body: uint256, _lp_tokens: uint256) -> uint256:
     assert staticcall VAULT.router() == self, "router: not the vault's router"
-    account: uint256 = _sub
-    if _kind >= KIND_ADD:
-        account = LP_ACCOUNT
-    pending: uint256 = self._pending_count(msg.sender, account)
-    assert pending < MAX_PENDING, "router: too many pending requests"
-    self._pending[msg.sender][account] = pending + 2
+    account: uint256 = self._account(_sub, _kind)
+    busy: uint256 = self._busy[msg.sender][account]
+    assert busy & BUSY != BUSY, "router: too many pending requests"
+    # the lowest free body slot: never one whose request is pending
+    k: uint256 = 0
+    for i: uint256 in range(MAX_PENDING):
+        if (busy >> i) & 1 == 0:
+            break
+        k += 1
+    self._busy[msg.sender][account] = busy | USED | (1 << k)
     escrow: uint256 = REWARD_TOKENS + _lp_tokens
     if escrow != 0:
         assert extcall TOKEN.transferFrom(msg.sender, self, escrow, default_return_value=True), "router: transfer failed"
-    order_id: uint256 = self.order_count + 1
-    self.order_count = order_id
-    delay: uint256 = self.settlement_delay
-    window: uint256 = self.settlement_window
+    config: uint256 = self._config
+    order_id: uint256 = (config & COUNT_MASK) + 1
+    self._config = config + 1  # the count never reaches 2**240
+    delay: uint256 = (config >> 240) & 63
+    window: uint256 = config >> 246
     self._heads[order_id] = (
         convert(msg.sender, uint256)
         | (block.timestamp << 160)
+        | (k << 198)
         | (_market << 200)
         | (_kind << 206)
         | (PENDING << 208)
         | (_sub << 210)
-        | (delay << 240)
-        | (window << 246)
+        | (config >> 240 << 240)  # delay and window, at the same bits as in the config
     )
-    self._bodies[order_id] = _body
+    self._bodies[msg.sender][account][k] = _body | ((order_id & TAG_MASK) << 224)
     size_delta: int256 = 0
     acceptable: uint256 = 0
     if _kind < KIND_ADD:
         size_delta = convert(_body & MASK128, int256) - SIZE_BIAS
-        acceptable = _body >> 128
+        acceptable = _body >> 128  # no tag yet
     log IOrderRouter.OrderCommitted(
         order_id=order_id,
         owner=msg.sender,
@@ -395,7 +456,7 @@ def _settle(_order_id: uint256, _head: Head) -> bool:
         return True
     if not self._round_exists(_head, settle_after):
         return False
-    body: uint256 = self._bodies[_order_id]
+    body: uint256 = self._body(_head)
     calldata: Bytes[228] = b""
     size_delta: int256 = 0
     if _head.kind < KIND_ADD:
@@ -407,12 +468,12 @@ def _settle(_order_id: uint256, _head: Head) -> bool:
                 return True
             size_delta = -size
         calldata = abi_encode(
-            _head.owner, _head.sub, _head.market, size_delta, body >> 128, settle_after,
+            _head.owner, _head.sub, _head.market, size_delta, (body >> 128) & MASK96, settle_after,
             method_id=method_id("settle_trade(address,uint256,uint256,int256,uint256,uint256)"),
         )
     else:
         calldata = abi_encode(
-            _head.owner, body, _head.kind == KIND_ADD, settle_after,
+            _head.owner, body & MAX_AMOUNT, _head.kind == KIND_ADD, settle_after,
             method_id=method_id("settle_liquidity(address,uint256,bool,uint256)"),
         )
     ok: bool = False
@@ -458,7 +519,7 @@ def _cancel(_order_id: uint256, _head: Head, _reason: String[64], _pay_caller: b
     self._finish(_order_id, _head, CANCELLED)
     refund: uint256 = 0
     if _head.kind == KIND_ADD:
-        refund = self._bodies[_order_id]
+        refund = self._body(_head) & MAX_AMOUNT  # _finish leaves the body: its slot is only reused by a later commit
     reward: uint256 = 0
     if _pay_caller:
         reward = REWARD_TOKENS
@@ -475,10 +536,8 @@ def _cancel(_order_id: uint256, _head: Head, _reason: String[64], _pay_caller: b
 def _finish(_order_id: uint256, _head: Head, _status: uint256):
     # status bits 208-209 go from PENDING (1) to SETTLED (2) or CANCELLED (3)
     self._heads[_order_id] = self._heads[_order_id] + ((_status - PENDING) << 208)
-    account: uint256 = _head.sub
-    if _head.kind >= KIND_ADD:
-        account = LP_ACCOUNT
-    self._pending[_head.owner][account] -= 1
+    # its body slot is free for the account's next request
+    self._busy[_head.owner][self._account(_head.sub, _head.kind)] -= 1 << _head.slot
 
 
 @internal
@@ -504,11 +563,9 @@ def _round_exists(_head: Head, _settle_after: uint256) -> bool:
 
 @view
 @internal
-def _check_trade_account(_sub: uint256, _market: uint256, _size: int256):
+def _check_trade_account(_sub: uint256, _market: uint256):
     assert _sub <= MAX_SUB, "router: sub out of range"
     assert _market < staticcall VAULT.market_count(), "router: unknown market"
-    # an account with a position may always reduce it; otherwise it needs collateral
-    assert _size != 0 or staticcall VAULT.collateral(msg.sender, _sub) > 0, "router: no collateral"
 
 
 @view
@@ -519,18 +576,26 @@ def _position_size(_owner: address, _sub: uint256, _market: uint256) -> int256:
 
 @view
 @internal
-def _pending_count(_owner: address, _account: uint256) -> uint256:
-    stored: uint256 = self._pending[_owner][_account]
-    if stored == 0:
-        return 0
-    return stored - 1
+def _body(_head: Head) -> uint256:
+    return self._bodies[_head.owner][self._account(_head.sub, _head.kind)][_head.slot]
+
+
+@pure
+@internal
+def _account(_sub: uint256, _kind: uint256) -> uint256:
+    if _kind >= KIND_ADD:
+        return LP_ACCOUNT
+    return _sub
 
 
 @view
 @internal
 def _load_pending(_order_id: uint256) -> Head:
-    assert _order_id != 0 and _order_id <= self.order_count, "router: unknown order"
-    head: Head = self._unpack(self._heads[_order_id])
+    word: uint256 = self._heads[_order_id]
+    # every committed order has a head (its owner is never zero); 0 and ids above
+    # order_count have none
+    assert word != 0, "router: unknown order"
+    head: Head = self._unpack(word)
     assert head.status == PENDING, "router: order not pending"
     return head
 
@@ -540,7 +605,8 @@ def _load_pending(_order_id: uint256) -> Head:
 def _unpack(_word: uint256) -> Head:
     return Head(
         owner=convert(_word & (2**160 - 1), address),
-        committed_at=(_word >> 160) & MASK40,
+        committed_at=(_word >> 160) & MASK38,
+        slot=(_word >> 198) & 3,
         market=(_word >> 200) & 63,
         kind=(_word >> 206) & 3,
         status=(_word >> 208) & 3,
@@ -571,6 +637,5 @@ def _reason(_response: Bytes[256]) -> String[64]:
 def _set_settlement_config(_delay: uint256, _window: uint256):
     assert _delay >= MIN_DELAY and _delay <= MAX_DELAY, "router: bad settlement_delay"
     assert _window >= MIN_WINDOW and _window <= MAX_WINDOW, "router: bad settlement_window"
-    self.settlement_delay = _delay
-    self.settlement_window = _window
+    self._config = (self._config & COUNT_MASK) | (_delay << 240) | (_window << 246)
     log IOrderRouter.SettlementConfigSet(settlement_delay=_delay, settlement_window=_window)

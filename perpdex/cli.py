@@ -516,7 +516,7 @@ def orders(owner: str | None, last: int, port: int, deployment: str | None, alia
             o = x.order(order_id)
             if owner and str(o.owner).lower() != owner.lower():
                 continue
-            size = f"{int(o.size_delta) / WAD:+,.6f}" if int(o.kind) == 0 else ("all" if int(o.kind) == 1 else f"{int(o.amount):,}")
+            size = request_size(int(o.kind), int(o.size_delta), int(o.amount))
             table.add_row(str(order_id), str(o.owner)[:10] + "…", str(o.sub), kinds[int(o.kind)],
                           names[int(o.market)] if int(o.kind) < 2 else "-", size, str(o.committed_at), str(o.settle_after),
                           str(o.deadline), statuses[int(o.status)])
@@ -524,6 +524,18 @@ def orders(owner: str | None, last: int, port: int, deployment: str | None, alia
             if shown >= last:
                 break
         console.print(table)
+
+
+def request_size(kind: int, size_delta: int, amount: int) -> str:
+    """The `orders` table's size / amount: "all" for a close; "-" for a finished request whose
+    body slot a later request of its account reused (the router then returns 0, and no
+    committed request has a zero size or amount; its events keep the figures)."""
+    if kind == 1:
+        return "all"
+    value = size_delta if kind == 0 else amount
+    if value == 0:
+        return "-"
+    return f"{value / WAD:+,.6f}" if kind == 0 else f"{value:,}"
 
 
 def _fund_reward(x: Any, who: Any) -> None:

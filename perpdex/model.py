@@ -656,6 +656,8 @@ ORACLE_HISTORY = 64  # PriceOracle.HISTORY: rounds kept per market
 MAX_PENDING = 4  # OrderRouter.MAX_PENDING: per account; an owner's LP requests are one more account
 MAX_SUB = 2**30 - 1
 LP_ACCOUNT = 2**30
+MAX_ACCEPTABLE_PRICE = 2**96 - 1  # OrderRouter.MAX_PRICE: a request's acceptable price clamps here
+MAX_LP_AMOUNT = 2**224 - 1  # OrderRouter.MAX_AMOUNT: LP tokens or shares a request can name
 
 
 @dataclass
@@ -672,10 +674,15 @@ class Request:
     settle_after: int
     deadline: int
     status: int = PENDING
+    slot: int = 0  # which of its account's MAX_PENDING body slots holds its body
 
     @property
     def account(self) -> int:
         return LP_ACCOUNT if self.kind >= KIND_ADD else self.sub
+
+    @property
+    def body_key(self) -> tuple[str, int, int]:
+        return self.owner, self.account, self.slot
 
 
 @dataclass
@@ -702,6 +709,7 @@ class RouterModel:
     requests: dict[int, Request] = field(default_factory=dict)
     rounds: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # market -> [(updated_at, price)]
     next_id: int = 1
+    bodies: dict[tuple[str, int, int], int] = field(default_factory=dict)  # body slot -> the order written last
 
     # ---- the oracle's rounds
     def record_round(self, market: int, price: int, updated_at: int) -> None:
@@ -738,8 +746,10 @@ class RouterModel:
             size_delta = 1 if size > 0 else -1
         elif kind == KIND_ADD:
             require(amount != 0, "router: zero amount")
+            require(amount <= MAX_LP_AMOUNT, "router: amount out of range")
         else:
             require(amount != 0, "router: zero shares")
+            require(amount <= MAX_LP_AMOUNT, "router: amount out of range")
             require(amount <= v.lp_shares.get(owner, 0), "router: insufficient shares")
         if kind < KIND_ADD:
             require(sub <= MAX_SUB, "router: sub out of range")
@@ -748,9 +758,11 @@ class RouterModel:
                     "router: no collateral")
         else:
             sub = market = 0
-        request = Request(self.next_id, owner, sub, market, kind, size_delta, min(acceptable_price, 2**128 - 1),
+        request = Request(self.next_id, owner, sub, market, kind, size_delta, min(acceptable_price, MAX_ACCEPTABLE_PRICE),
                           amount, v.now, v.now + self.delay, v.now + self.delay + self.window)
         require(self.pending_count(owner, request.account) < MAX_PENDING, "router: too many pending requests")
+        request.slot = self.free_slot(owner, request.account)
+        self.bodies[request.body_key] = request.order_id
         self.requests[request.order_id] = request
         self.next_id += 1
         return request
@@ -758,6 +770,22 @@ class RouterModel:
     def escrow_of(self, r: Request) -> int:
         """Tokens a request escrows at commit: the reward, and an add's LP tokens."""
         return self.reward_tokens + (r.amount if r.kind == KIND_ADD else 0)
+
+    def free_slot(self, owner: str, account: int) -> int:
+        """The lowest body slot of the account that no pending request holds."""
+        busy = {r.slot for r in self.requests.values()
+                if r.status == PENDING and r.owner == owner and r.account == account}
+        return min(set(range(MAX_PENDING)) - busy)
+
+    def body_view(self, order_id: int) -> tuple[int, int, int]:
+        """(size_delta, acceptable_price, amount) as `OrderRouter.order` returns them: all
+        zero once a later request of the account has reused the order's body slot."""
+        r = self.requests[order_id]
+        if self.bodies[r.body_key] != order_id:
+            return 0, 0, 0
+        if r.kind >= KIND_ADD:
+            return 0, 0, r.amount
+        return (r.size_delta if r.kind == KIND_TRADE else 0), r.acceptable_price, 0
 
     def escrow(self) -> int:
         """Tokens the router holds: what every live request escrowed."""

@@ -448,10 +448,14 @@ class RouterMachine(RuleBasedStateMachine):
         assert self._tokens(self.settler) == self.settler_paid
 
     @invariant()
-    def every_request_has_the_models_status(self):
-        """No request settles or is cancelled twice, none is lost."""
+    def every_request_has_the_models_status_and_body(self):
+        """No request settles or is cancelled twice, none is lost; `order(id)` returns its
+        body while it is pending, and until a later request of its account reuses the body
+        slot (zeros from then on, never another order's body)."""
         for order_id, r in self.rm.requests.items():
-            assert self.fast.call(self.router, "order", order_id)[10] == r.status, order_id
+            o = self.fast.call(self.router, "order", order_id)
+            assert o[10] == r.status, order_id
+            assert tuple(int(v) for v in o[4:7]) == self.rm.body_view(order_id), order_id
 
     @invariant()
     def tokens_back_the_books(self):

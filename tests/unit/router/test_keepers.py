@@ -1,5 +1,6 @@
 """The feeder's price sources and one feeder round on the embedded chain; the settler's
-choice of what is due and its index (the Anvil tests run both as processes)."""
+choice of what is due and its index (the Anvil tests run both as processes); the CLI's
+`orders` column of sizes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from perpdex.cli import main
+from perpdex.cli import main, request_size
 from perpdex.keepers import feeder
 from perpdex.keepers.settler import LP_MARKET, Request, RequestIndex, due
 from perpdex.model import WAD
@@ -85,3 +86,10 @@ def test_cli_feeder__replay_without_a_file__one_line_usage_error():
     result = CliRunner().invoke(main, ["keeper", "feeder", "--path", "replay"])
     assert result.exit_code == 2
     assert "--path replay needs --file FILE" in result.output and "Traceback" not in result.output
+
+
+def test_request_size__a_reused_body_shows_a_dash_not_a_zero_size():
+    assert request_size(0, 3 * WAD // 2, 0) == "+1.500000"
+    assert request_size(0, 0, 0) == "-"  # the router's view once the body slot was reused
+    assert request_size(1, 0, 0) == "all"
+    assert (request_size(2, 0, 1_000_000), request_size(3, 0, 0)) == ("1,000,000", "-")

@@ -11,8 +11,13 @@ from perpdex.chain import move_time
 from perpdex.model import WAD
 from perpdex.sdk import MAX_UINT256
 
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+
 ETH = 0
 PENDING, SETTLED, CANCELLED = 1, 2, 3
+MAX_PENDING = 4
+LP_ACCOUNT = 2**30
+CLAMPED_PRICE = 2**96 - 1  # where the router clamps an acceptable price: still no bound
 
 
 def feed(rx, eth_price: int, step: int = 2) -> int:
@@ -312,7 +317,9 @@ def test_remove_liquidity__paid_at_the_settlement_round(rx, router, lp, usd):
     (lambda r, t: r.commit_order(5, ETH, WAD, MAX_UINT256, sender=t), "router: no collateral"),
     (lambda r, t: r.commit_close(0, ETH, 0, sender=t), "router: no position"),
     (lambda r, t: r.commit_add_liquidity(0, sender=t), "router: zero amount"),
+    (lambda r, t: r.commit_add_liquidity(2**224, sender=t), "router: amount out of range"),
     (lambda r, t: r.commit_remove_liquidity(0, sender=t), "router: zero shares"),
+    (lambda r, t: r.commit_remove_liquidity(2**224, sender=t), "router: amount out of range"),
     (lambda r, t: r.commit_remove_liquidity(1, sender=t), "router: insufficient shares"),
 ])
 def test_commit__bad_input__reverts_and_changes_nothing(rx, router, trader, funded, call, reason, usd):
@@ -389,8 +396,23 @@ def test_settlement_config__bounds_and_owner_only(router, admin, attacker):
     for delay, window in ((0, 60), (61, 60), (2, 9), (2, 1_001)):
         with ape.reverts():
             router.set_settlement_config(delay, window, sender=admin)
+    count = router.order_count()
     router.set_settlement_config(5, 120, sender=admin)
     assert (router.settlement_delay(), router.settlement_window()) == (5, 120)
+    # the three share a slot: the extremes of one never leak into the others
+    router.set_settlement_config(60, 1_000, sender=admin)
+    assert (router.settlement_delay(), router.settlement_window(), router.order_count()) == (60, 1_000, count)
+
+
+def test_settlement_config__the_next_order_takes_the_next_id_and_the_new_config(
+        rx, router, admin, trader, funded, commit):
+    funded(trader)
+    first = commit(trader, WAD)
+    router.set_settlement_config(60, 1_000, sender=admin)
+    second = commit(trader, WAD)
+    assert second == first + 1 == router.order_count()
+    o = router.order(second)
+    assert (o.settle_after - o.committed_at, o.deadline - o.settle_after) == (60, 1_000)
 
 
 def test_settlement_config__pending_orders_keep_theirs(rx, router, admin, trader, funded, commit):
@@ -403,3 +425,105 @@ def test_settlement_config__pending_orders_keep_theirs(rx, router, admin, trader
     rx.refresh_prices()
     router.settle(order_id, sender=admin)
     assert router.order(order_id).status == SETTLED
+
+
+# ------------------------------------------------------------------ body slots (one per pending request of an account)
+
+
+def _trade_body(router, order_id):
+    o = router.order(order_id)
+    return o.size_delta, o.acceptable_price, o.amount
+
+
+def test_body_slots__never_reused_while_pending__each_order_settles_with_its_own_body(
+        rx, router, trader, funded, commit):
+    funded(trader)
+    # four pending buys with their own sizes and (loose) bounds
+    bodies = [(WAD // 10 * (i + 1), 4_000 * WAD + i) for i in range(MAX_PENDING)]
+    ids = [commit(trader, size, acceptable=bound) for size, bound in bodies]
+    with ape.reverts("router: too many pending requests"):
+        commit(trader, WAD // 10)
+    rx.settle_next(ids[1])  # frees the second's body slot only
+    # a fifth whose bound cancels it (a buy at most 1,000): had it overwritten a pending
+    # order's body, that order would cancel too, or fill with the fifth's size
+    fifth = commit(trader, 7 * WAD // 10, acceptable=1_000 * WAD)
+    assert _trade_body(router, fifth) == (7 * WAD // 10, 1_000 * WAD, 0)
+    assert _trade_body(router, ids[1]) == (0, 0, 0)  # the fifth took the second's slot
+    for i in (0, 2, 3):
+        assert _trade_body(router, ids[i]) == (*bodies[i], 0)
+    receipt = rx.settle_next(fifth)
+    assert event(rx, receipt, "OrderCancelled").reason == "vault: fill above acceptable price"
+    receipt = router.settle_many([ids[0], ids[2], ids[3]], sender=trader)
+    filled = {e["order_id"]: e["size_delta"] for e in rx.events(receipt, "OrderSettled")}
+    assert filled == {ids[i]: bodies[i][0] for i in (0, 2, 3)}
+    assert rx.position(trader, 0, ETH).size == sum(size for size, _ in bodies)
+    assert router.pending_orders(trader, 0) == 0
+
+
+def test_order__a_reused_body_reads_zero__the_head_and_status_stay(rx, router, trader, funded, commit):
+    funded(trader)
+    old = commit(trader, WAD // 2, acceptable=MAX_UINT256)
+    rx.settle_next(old)
+    # finished, its body slot not reused yet: the full body is still there
+    assert _trade_body(router, old) == (WAD // 2, CLAMPED_PRICE, 0)
+    before = router.order(old)
+    rx.refresh_prices()
+    new = commit(trader, -WAD // 4, acceptable=2_000 * WAD)  # the lowest free slot: the old one's
+    o = router.order(old)
+    assert (o.size_delta, o.acceptable_price, o.amount) == (0, 0, 0)
+    assert o.status == SETTLED
+    assert (o.owner, o.sub, o.market, o.kind, o.committed_at, o.settle_after, o.deadline) == (
+        before.owner, before.sub, before.market, before.kind, before.committed_at, before.settle_after, before.deadline)
+    assert _trade_body(router, new) == (-WAD // 4, 2_000 * WAD, 0)
+    # nothing of the old order can be acted on through the reused slot
+    for act in (router.settle, router.cancel):
+        with ape.reverts("router: order not pending"):
+            act(old, sender=trader)
+    assert router.order(new).status == PENDING
+
+
+def test_order__an_old_id_never_reports_a_newer_orders_body(rx, router, trader, funded, commit):
+    """The tag (the id's low 32 bits) is checked: every old id of a slot reads zeros once a
+    newer order holds it, and each newer one reads exactly its own body."""
+    funded(trader)
+    ids = []
+    for i in range(3):  # three orders in turn through the same slot
+        ids.append(commit(trader, WAD // 10 * (i + 1), acceptable=3_500 * WAD + i))
+        rx.settle_next(ids[-1])
+    assert [_trade_body(router, i) for i in ids] == [(0, 0, 0), (0, 0, 0), (3 * WAD // 10, 3_500 * WAD + 2, 0)]
+    assert [router.order(i).status for i in ids] == [SETTLED] * 3
+    # an unknown id reads empty, however the slots of address zero look
+    assert tuple(router.order(0)) == tuple(router.order(router.order_count() + 1)) == (ZERO_ADDRESS, *[0] * 10)
+
+
+def test_order__a_cancelled_add_refunds_its_own_amount_after_other_slots_were_reused(rx, router, trader2, usd):
+    amounts = [rx.tokens(1_000 * (i + 1)) for i in range(2)]
+    rx.fund(trader2, sum(amounts) + 3 * rx.reward_tokens)
+    first, second = (rx.order_id(router.commit_add_liquidity(a, sender=trader2)) for a in amounts)
+    router.cancel(first, sender=trader2)
+    third = rx.order_id(router.commit_add_liquidity(rx.tokens(5), sender=trader2))  # reuses the first's slot
+    assert [router.order(i).amount for i in (first, second, third)] == [0, amounts[1], rx.tokens(5)]
+    wallet = usd.balanceOf(trader2)
+    receipt = router.cancel(second, sender=trader2)
+    assert event(rx, receipt, "OrderCancelled").refund == amounts[1] + rx.reward_tokens
+    assert usd.balanceOf(trader2) == wallet + amounts[1] + rx.reward_tokens
+
+
+def test_body_slots__an_owners_lp_and_trade_requests_are_separate_accounts(rx, router, trader, funded, commit):
+    funded(trader)
+    trades = [commit(trader, WAD // 10 * (i + 1)) for i in range(MAX_PENDING)]
+    rx.fund(trader, rx.tokens(10_000))
+    adds = [rx.order_id(router.commit_add_liquidity(rx.tokens(100 * (i + 1)), sender=trader))
+            for i in range(MAX_PENDING)]
+    assert (router.pending_orders(trader, 0), router.pending_orders(trader, LP_ACCOUNT)) == (MAX_PENDING, MAX_PENDING)
+    with ape.reverts("router: too many pending requests"):
+        router.commit_add_liquidity(rx.tokens(1), sender=trader)
+    with ape.reverts("router: too many pending requests"):
+        commit(trader, WAD // 10)
+    # neither account's bodies overwrote the other's
+    assert [router.order(i).size_delta for i in trades] == [WAD // 10 * (i + 1) for i in range(MAX_PENDING)]
+    assert [router.order(i).amount for i in adds] == [rx.tokens(100 * (i + 1)) for i in range(MAX_PENDING)]
+    rx.settle_next(adds[0])
+    assert (router.pending_orders(trader, 0), router.pending_orders(trader, LP_ACCOUNT)) == (MAX_PENDING, MAX_PENDING - 1)
+    with ape.reverts("router: too many pending requests"):
+        commit(trader, WAD // 10)  # a free LP slot is no free trade slot
