@@ -634,12 +634,9 @@ def keeper_feeder(network: str, port: int, rpc: str | None, deployment: str | No
         raise click.UsageError("--path replay needs --file FILE (a JSON list of {market name: price} rounds)")
     with _devnet(port, deployment, network, rpc) as x:
         sender = signer(alias)
-        if not bool(x.d.oracle.is_feeder(sender)):
-            raise click.ClickException(f"{sender.address} is not a feeder of the oracle {x.d.oracle.address}")
-        pick = {"hold": feeder.hold, "gbm": lambda: feeder.gbm(interval, seed),
-                "replay": lambda: feeder.replay(Path(replay_file or ""), x.d.markets)}
         try:
-            prices = pick[source]()
+            feeder.check_feeder(x, sender)
+            prices = feeder.source(source, interval, x.d.markets, seed, Path(replay_file) if replay_file else None)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
         settler = Settler(x, sender, RequestIndex(db or STATE_DIR / "feeder-settler.db"), report=_stamped) if settle else None
