@@ -16,11 +16,27 @@ def connect(network: str = EMBEDDED, host: str | None = None, manage_process: bo
     `manage_process=False`: connect to the node at `host`, never start one (keepers)."""
     from ape import networks
 
+    if network == DEVNET:
+        wait_for_blocks()
     settings: dict[str, Any] = {"host": host} if host else {}
     if not manage_process:
         settings["manage_process"] = False
     with networks.parse_network_choice(network, provider_settings=settings) as provider:
         yield provider
+
+
+def wait_for_blocks() -> None:
+    """Make Ape wait for each transaction's block on an Anvil that mines on a clock
+    (`perpdex devnet --block-time`). Before every transaction Ape's foundry provider asks the
+    node whether it automines (`anvil_getAutomine`) and, when it does not, hands back an unmined
+    receipt at once (block -1, no logs, no contract address) for the caller to mine by hand;
+    perpdex reads the receipts it sends (deployments, order ids, keepers' logs) and the node
+    mines them itself, so here it is treated like a live network: the receipt is waited for.
+    On an automining node nothing changes. For this process; calling it again is harmless."""
+    from ape_foundry.provider import FoundryProvider
+
+    setter = FoundryProvider.auto_mine.fset  # turning automine on or off still goes to the node
+    FoundryProvider.auto_mine = property(lambda self: True, setter)  # type: ignore[method-assign,assignment]
 
 
 def signer(alias: str | None = None, index: int = 0) -> Any:

@@ -140,7 +140,10 @@ def deploy(network: str, alias: str | None, out: str | None) -> None:
 @click.option("--stop", is_flag=True, help="Stop the Anvil and the feeder that `perpdex devnet` started")
 @click.option("--feeder/--no-feeder", default=True, show_default=True, help="Start the price feeder keeper")
 @click.option("--feeder-interval", default=2.0, show_default=True, help="Seconds between the feeder's rounds")
-def devnet(port: int, stop: bool, feeder: bool, feeder_interval: float) -> None:
+@click.option("--block-time", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds between blocks of the Anvil it starts (default: a block per transaction); "
+                   "per-block bots such as the Silverback feeder need one")
+def devnet(port: int, stop: bool, feeder: bool, feeder_interval: float, block_time: float | None) -> None:
     """Start Anvil if none runs on PORT, deploy, write .perpdex/devnet.json, and start the price
     feeder (a round every 2 s; it settles the two-step requests each round made due)."""
     from perpdex import devnet as dn
@@ -151,11 +154,18 @@ def devnet(port: int, stop: bool, feeder: bool, feeder_interval: float) -> None:
         console.print("feeder stopped" if dn.stop_feeder() else "no feeder started by perpdex is running")
         console.print("anvil stopped" if dn.stop_anvil() else "no anvil started by perpdex is running")
         return
-    pid = dn.start_anvil(port)
-    console.print(f"anvil started (pid {pid}, log {dn.LOG_FILE})" if pid else f"anvil already running on port {port}")
+    pid = dn.start_anvil(port, block_time=block_time)
+    if pid:
+        mining = f"a block every {block_time:g}s" if block_time else "a block per transaction"
+        console.print(f"anvil started (pid {pid}, {mining}, log {dn.LOG_FILE})")
+    else:
+        console.print(f"anvil already running on port {port}"
+                      + (f": --block-time {block_time:g} not applied, its mining is its own" if block_time else ""))
     with connect(DEVNET, host=dn.host_url(port)) as provider:
         d = deploy_system(signer())
-        path = dn.write_deployment(d.to_json(provider.chain_id, provider.get_block("latest").number))
+        record = d.to_json(provider.chain_id, provider.get_block("latest").number)
+        path = dn.write_deployment(dn.with_mining(record, block_time if pid else None, dn.automine(provider)),
+                                   dn.DEPLOYMENT_FILE)
         print_system(Exchange(d))
     console.print(f"deployment written to {path}")
     if feeder:
@@ -646,12 +656,9 @@ def keeper_feeder(network: str, port: int, rpc: str | None, deployment: str | No
         raise click.UsageError("--path replay needs --file FILE (a JSON list of {market name: price} rounds)")
     with _devnet(port, deployment, network, rpc) as x:
         sender = signer(alias)
-        if not bool(x.d.oracle.is_feeder(sender)):
-            raise click.ClickException(f"{sender.address} is not a feeder of the oracle {x.d.oracle.address}")
-        pick = {"hold": feeder.hold, "gbm": lambda: feeder.gbm(interval, seed),
-                "replay": lambda: feeder.replay(Path(replay_file or ""), x.d.markets)}
         try:
-            prices = pick[source]()
+            feeder.check_feeder(x, sender)
+            prices = feeder.source(source, interval, x.d.markets, seed, Path(replay_file) if replay_file else None)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
         settler = Settler(x, sender, RequestIndex(db or STATE_DIR / "feeder-settler.db"), report=_stamped) if settle else None

@@ -1,7 +1,8 @@
 """The Anvil devnet: start it (from node_modules/.bin/anvil) and keep its deployment file.
 
-`perpdex devnet` starts Anvil in the background if nothing answers on the port, deploys
-the system, and writes `.perpdex/devnet.json`; keepers and later commands read that file.
+`perpdex devnet` starts Anvil in the background if nothing answers on the port (mining a
+block per transaction, or every `--block-time` seconds), deploys the system, and writes
+`.perpdex/devnet.json` (with how the node mines); keepers and later commands read that file.
 """
 
 from __future__ import annotations
@@ -45,14 +46,17 @@ def is_listening(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def spawn_anvil(port: int, log_path: Path, timeout: float = 20.0) -> subprocess.Popen[bytes]:
+def spawn_anvil(port: int, log_path: Path, timeout: float = 20.0, block_time: float | None = None) -> subprocess.Popen[bytes]:
     """Start Anvil on `port` (in its own session, output to `log_path`) and wait until it
-    answers. The caller owns the process."""
+    answers: automining (a block per transaction), or with `block_time` also a block every
+    that many seconds whether or not there are transactions (Anvil's `--block-time` with
+    `--mixed-mining`: commands stay as quick as on the automining devnet, and bots woken by
+    blocks are woken on a clock). The caller owns the process."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        [anvil_binary(), "--port", str(port), "--mnemonic", TEST_MNEMONIC, "--accounts", "20", "--hardfork", "prague"],
-        stdout=log_path.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    command = [anvil_binary(), "--port", str(port), "--mnemonic", TEST_MNEMONIC, "--accounts", "20", "--hardfork", "prague"]
+    if block_time is not None:  # mixed: a transaction still gets its block at once
+        command += ["--block-time", f"{block_time:g}", "--mixed-mining"]
+    proc = subprocess.Popen(command, stdout=log_path.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + timeout
     while not is_listening(port):
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -62,14 +66,15 @@ def spawn_anvil(port: int, log_path: Path, timeout: float = 20.0) -> subprocess.
     return proc
 
 
-def start_anvil(port: int = DEFAULT_PORT, timeout: float = 20.0) -> int | None:
-    """Start Anvil in the background unless something already listens on `port`.
+def start_anvil(port: int = DEFAULT_PORT, timeout: float = 20.0, block_time: float | None = None) -> int | None:
+    """Start Anvil in the background (with `block_time`: see spawn_anvil) unless something
+    already listens on `port`; a running node is left as it is, its mining included.
 
     Returns the new process id, or None when a node was already running.
     """
     if is_listening(port):
         return None
-    proc = spawn_anvil(port, LOG_FILE, timeout)
+    proc = spawn_anvil(port, LOG_FILE, timeout, block_time)
     PID_FILE.write_text(str(proc.pid))
     return proc.pid
 
@@ -127,6 +132,26 @@ def stop_feeder(pid_file: Path = FEEDER_PID_FILE) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def automine(provider: Any) -> bool | None:
+    """Whether the node mines a block per transaction and only then (Anvil's
+    `anvil_getAutomine`; false with a block time); None from a node that cannot say."""
+    try:
+        result = provider.make_request("anvil_getAutomine", [])
+    except Exception:  # noqa: BLE001 - not Anvil: the question has no answer, not an error
+        return None
+    return result if isinstance(result, bool) else None
+
+
+def with_mining(deployment_json: str, block_time: float | None, automine: bool | None) -> str:
+    """The deployment file's JSON with how its node mines: `block_time`, the seconds between
+    blocks of an Anvil `perpdex devnet` started with `--block-time` (null for one it started
+    automining, or one it found running: that node's interval is not known, and not changed),
+    and `automine` as the node says (null if it cannot say)."""
+    data = json.loads(deployment_json)
+    data.update(block_time=block_time, automine=automine)
+    return json.dumps(data, indent=2)
 
 
 def write_deployment(data: str, path: Path = DEPLOYMENT_FILE) -> Path:

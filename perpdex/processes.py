@@ -26,11 +26,12 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, proc: "
 
 
 class Devnet:
-    """Anvil on a free port, started and killed by its owner (who can also restart it)."""
+    """Anvil on a free port, started and killed by its owner (who can also restart it);
+    automining, or with `block_time` also a block every that many seconds (spawn_anvil)."""
 
-    def __init__(self, workdir: Path, port: int | None = None):
-        self.port, self.log = port or free_port(), workdir / "anvil.log"
-        self.proc = spawn_anvil(self.port, self.log)
+    def __init__(self, workdir: Path, port: int | None = None, block_time: float | None = None):
+        self.port, self.log, self.block_time = port or free_port(), workdir / "anvil.log", block_time
+        self.proc = spawn_anvil(self.port, self.log, block_time=block_time)
 
     @property
     def url(self) -> str:
@@ -38,7 +39,7 @@ class Devnet:
 
     def restart(self) -> None:
         self.stop()
-        self.proc = spawn_anvil(self.port, self.log)
+        self.proc = spawn_anvil(self.port, self.log, block_time=self.block_time)
 
     def stop(self) -> None:
         kill_anvil(self.proc.pid, signal.SIGKILL)
@@ -110,12 +111,15 @@ def funding_process(port: int, deployment: Path, account: int, max_idle: int = 3
                               "--account", str(account), "--max-idle", str(max_idle), "--interval", str(interval)))
 
 
-def silverback_keeper(bot: str, rpc: str, deployment: Path, db: Path, account: int) -> KeeperProcess:
-    """A keeper run by Silverback: `bot` is `perpdex.keepers.silverback_bot` (the liquidator)
-    or `perpdex.keepers.silverback_settler`."""
+def silverback_keeper(bot: str, rpc: str, deployment: Path, db: Path, account: int,
+                      env: dict[str, str] | None = None) -> KeeperProcess:
+    """A keeper run by Silverback: `bot` is `perpdex.keepers.silverback_bot` (the liquidator),
+    `perpdex.keepers.silverback_settler` or `perpdex.keepers.silverback_feeder`; `env` adds
+    the bot's own settings (PERPDEX_FEEDER_INTERVAL)."""
     silverback = str(Path(sys.executable).with_name("silverback"))
     command = [silverback, "run", f"{bot}:bot", "--network", "ethereum:local:foundry", "--account", f"TEST::{account}"]
-    return KeeperProcess(command, {"APE_FOUNDRY_HOST": rpc, "PERPDEX_DEPLOYMENT": str(deployment), "PERPDEX_DB": str(db)})
+    return KeeperProcess(command, {"APE_FOUNDRY_HOST": rpc, "PERPDEX_DEPLOYMENT": str(deployment), "PERPDEX_DB": str(db),
+                                   **(env or {})})
 
 
 def silverback_liquidator(rpc: str, deployment: Path, db: Path, account: int) -> KeeperProcess:

@@ -1,5 +1,6 @@
 """A keeper whose pass runs on every new block under Silverback's runner: the same `step()`
-as the keeper's own command, built at startup from the deployment file and the bot's signer.
+as the keeper's own command (or a pass that decides from the block, as the feeder's), built at
+startup from the deployment file and the bot's signer.
 Passes never overlap (Silverback may run handlers in a pool)."""
 
 from __future__ import annotations
@@ -13,10 +14,19 @@ from ape import chain
 from ape.logging import logger
 from silverback import SilverbackBot
 
+from perpdex.chain import wait_for_blocks
 
-def block_bot(name: str, build: Callable[[Any], Any]) -> SilverbackBot:
-    """A SilverbackBot that builds its keeper with `build(signer)` at startup and calls its
-    `step()` on every block; the step's result is the task's result (a metric)."""
+wait_for_blocks()  # Silverback connects by itself: on a block-time devnet its receipts are waited for too
+
+
+def _step(keeper: Any, block: Any) -> Any:
+    return keeper.step()
+
+
+def block_bot(name: str, build: Callable[[Any], Any], on_block: Callable[[Any, Any], Any] = _step) -> SilverbackBot:
+    """A SilverbackBot that builds its keeper with `build(signer)` at startup and calls
+    `on_block(keeper, block)` on every new block (by default the keeper's `step()`); its result
+    is the task's result (a metric)."""
     bot = SilverbackBot(signer_required=True)
     keepers: list[Any] = []
     one_at_a_time = threading.Lock()
@@ -29,7 +39,7 @@ def block_bot(name: str, build: Callable[[Any], Any]) -> SilverbackBot:
     @bot.on_(chain.blocks)
     def each_block(block: Any) -> Any:
         with one_at_a_time:
-            return keepers[0].step()
+            return on_block(keepers[0], block)
 
     return bot
 

@@ -3,12 +3,17 @@ lifecycle that `perpdex devnet` runs (start Anvil, deploy, write and re-read the
 
 from __future__ import annotations
 
+import json
 import socket
+import time
+from pathlib import Path
 
 import pytest
 from ape import accounts, networks
+from click.testing import CliRunner
 
 from perpdex import devnet
+from perpdex.cli import main
 from perpdex.deploy import attach, deploy_system
 from perpdex.model import WAD
 from perpdex.sdk import Exchange
@@ -44,7 +49,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_devnet__start_deploy_write_attach(tmp_path):
+@pytest.fixture
+def devnet_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`perpdex devnet`'s pid, log and deployment files in tmp_path, not in the checkout's
+    .perpdex (a devnet someone runs there uses them: `devnet --stop` reads the pid)."""
+    for name, file in (("PID_FILE", "anvil.pid"), ("LOG_FILE", "anvil.log"), ("DEPLOYMENT_FILE", "devnet.json")):
+        monkeypatch.setattr(devnet, name, tmp_path / file)
+    return tmp_path
+
+
+def test_devnet__start_deploy_write_attach(devnet_files, tmp_path):
     port = _free_port()
     pid = devnet.start_anvil(port)
     assert pid is not None
@@ -60,7 +74,26 @@ def test_devnet__start_deploy_write_attach(tmp_path):
             assert again.vault.address == d.vault.address
             assert again.vault.market_count() == 2
     finally:
-        import os
-        import signal
+        assert devnet.stop_anvil()  # the launcher's whole group: the node is its child
 
-        os.kill(pid, signal.SIGTERM)
+
+def test_devnet_command__block_time__blocks_on_a_clock_and_the_file_says_so__a_running_node_left_alone(devnet_files):
+    port = _free_port()
+    result = CliRunner().invoke(main, ["devnet", "--port", str(port), "--block-time", "1", "--no-feeder"])
+    try:
+        assert result.exit_code == 0, result.output
+        assert "a block every 1s" in result.output
+        data = json.loads((devnet_files / "devnet.json").read_text())
+        assert data["block_time"] == 1 and data["automine"] is False
+        with networks.parse_network_choice("ethereum:local:foundry", provider_settings={"host": devnet.host_url(port)}) as provider:
+            head = provider.get_block("latest").number
+            time.sleep(2.5)  # no transactions: only the clock makes blocks
+            assert provider.get_block("latest").number >= head + 2
+        # a node already running keeps its mining: the file records no block time it did not set
+        again = CliRunner().invoke(main, ["devnet", "--port", str(port), "--block-time", "3", "--no-feeder"])
+        assert again.exit_code == 0, again.output
+        assert "--block-time 3 not applied" in again.output
+        data = json.loads((devnet_files / "devnet.json").read_text())
+        assert data["block_time"] is None and data["automine"] is False
+    finally:
+        assert devnet.stop_anvil()

@@ -93,3 +93,41 @@ def test_request_size__a_reused_body_shows_a_dash_not_a_zero_size():
     assert request_size(0, 0, 0) == "-"  # the router's view once the body slot was reused
     assert request_size(1, 0, 0) == "all"
     assert (request_size(2, 0, 1_000_000), request_size(3, 0, 0)) == ("1,000,000", "-")
+
+
+def test_round_due__the_first_then_an_interval_apart__never_for_an_older_block():
+    assert feeder.round_due(None, 100, 2.0)
+    assert not feeder.round_due(100, 101, 2.0)  # the block of its own round, or the next one
+    assert feeder.round_due(100, 102, 2.0)
+    assert not feeder.round_due(100, 99, 2.0)  # delivered late
+
+
+def test_price_feeder__step_if_due__writes_only_an_interval_after_its_last_round(rx, admin):
+    bot = feeder.PriceFeeder(rx, admin, feeder.hold(), settler=None, report=lambda line: None)
+    first = int(rx.d.oracle.latest_round(0))
+    assert bot.step_if_due(1_000, 2.0) is not None
+    assert bot.step_if_due(1_001, 2.0) is None
+    assert int(rx.d.oracle.latest_round(0)) == first + 1 and bot.last_round_at == 1_000
+    assert bot.step_if_due(1_002, 2.0) is not None
+    assert int(rx.d.oracle.latest_round(0)) == first + 2 and bot.rounds == 2
+
+
+def test_source__by_name__unknown_or_replay_without_a_file_refused():
+    now = {0: 3000 * WAD}
+    assert feeder.source("hold", 2.0, {"ETH-USD": 0})(now) == now
+    assert feeder.source("gbm", 2.0, {"ETH-USD": 0}, seed=1)(now) == feeder.gbm(2.0, seed=1)(now)
+    with pytest.raises(ValueError, match="needs a file"):
+        feeder.source("replay", 2.0, {"ETH-USD": 0})
+    with pytest.raises(ValueError, match="unknown price path 'walk'"):
+        feeder.source("walk", 2.0, {"ETH-USD": 0})
+
+
+def test_silverback_feeder_settings__from_the_environment__an_interval_of_0_refused(tmp_path):
+    from perpdex.keepers.feeder import FeederSettings, settings_from_env
+
+    assert settings_from_env({}) == FeederSettings(2.0, "hold", 7, None)
+    env = {"PERPDEX_FEEDER_INTERVAL": "3.5", "PERPDEX_FEEDER_PATH": "replay", "PERPDEX_FEEDER_SEED": "9",
+           "PERPDEX_FEEDER_FILE": str(tmp_path / "rounds.json")}
+    assert settings_from_env(env) == FeederSettings(3.5, "replay", 9, tmp_path / "rounds.json")
+    with pytest.raises(ValueError, match="more than 0 seconds"):
+        settings_from_env({"PERPDEX_FEEDER_INTERVAL": "0"})
