@@ -187,12 +187,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         machine="router",
     ),
     Mutation(
-        "settle_pays_double_reward",
-        "a settled request pays its settler the escrowed reward twice (out of other requests' escrow)",
+        # (paying a settler twice on every fill instead breaks the deployment itself: its first
+        # fill, the pool's deposit, is the only escrow the router holds, so the second transfer fails)
+        "cancel_refunds_and_pays_reward",
+        "a request a settler cancels (expired, refused by the vault) refunds the reward to the owner and pays it to the settler",
         ROUTER,
-        "    self._pay(msg.sender, REWARD_TOKENS)\n    log IOrderRouter.OrderSettled(",
-        "    self._pay(msg.sender, REWARD_TOKENS)\n    self._pay(msg.sender, REWARD_TOKENS)\n"
-        "    log IOrderRouter.OrderSettled(",
+        "    if _pay_caller:\n        reward = REWARD_TOKENS\n    else:\n        refund += REWARD_TOKENS",
+        "    if _pay_caller:\n        reward = REWARD_TOKENS\n    refund += REWARD_TOKENS",
         machine="router",
     ),
     Mutation(

@@ -26,7 +26,7 @@ def test_mutation__applies_exactly_once_and_changes_the_source(mutation: sb.Muta
 def test_mutations__the_router_machine_has_its_own() -> None:
     """Two-step settlement (SPEC 11.13-11.15) has seeded bugs of its own, in each contract it relies on."""
     routed = {m.name: m for m in sb.MUTATIONS if m.machine == "router"}
-    assert {"fill_at_latest_price", "settle_pays_double_reward", "settle_uses_later_round"} <= set(routed)
+    assert {"fill_at_latest_price", "cancel_refunds_and_pays_reward", "settle_uses_later_round"} <= set(routed)
     assert {sb.target(sb.REPO, m).name for m in routed.values()} == {"MarginVault.vy", "OrderRouter.vy", "PriceOracle.vy"}
 
 
