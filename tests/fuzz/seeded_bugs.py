@@ -1,15 +1,23 @@
 """Seeded bugs (issue 5): show that the stateful fuzz suite has teeth.
 
-Each `Mutation` is a small, realistic one-line bug in the contracts. The runner copies the
-repository to a temporary directory, applies one mutation there, compiles the copy (failing
-clearly on a compile error or a contract over the 24,576-byte limit), and runs
-tests/fuzz/test_exchange_machine.py in the copy with PERPDEX_FUZZ_PROFILE=seeded (the `ci`
-size, no shrinking, no example database) and PERPDEX_FUZZ_SUMMARY, so the machine's own
-counters say how many examples and steps it took to catch the bug. `--baseline` runs the
-unmutated copy, which must pass: the harness itself is not what fails.
+Each `Mutation` is a small, realistic one-line bug in the contracts, and names the state
+machine that should catch it: `exchange` (tests/fuzz/test_exchange_machine.py: the margin
+math, SPEC 11.1-11.12) or `router` (tests/fuzz/test_router_machine.py: two-step settlement,
+SPEC 11.13-11.15). The runner copies the repository to a temporary directory, applies one
+mutation there, compiles the copy (failing clearly on a compile error or a contract over the
+24,576-byte limit), and runs the mutation's machine in the copy with
+PERPDEX_FUZZ_PROFILE=seeded (each machine's `ci` size, no shrinking, no example database) and
+PERPDEX_FUZZ_SUMMARY, so the machine's own counters say how many examples and steps it took to
+catch the bug. `--baseline` runs the unmutated copy through each machine the chosen mutations
+name, which must pass: the harness itself is not what fails.
 
-    .venv/bin/python tests/fuzz/seeded_bugs.py [--only NAME]... [--baseline] [--profile seeded]
-        [--jobs 1] [--timeout-minutes 20] [--seed 0 | --random] [--no-exit-check] [--keep] [--list]
+A mutation's `file` may be a glob (`VAULT_CODE`: the vault and its modules): the snippet must
+then occur exactly once in all the files it matches together, so the mutation keeps applying
+when the function it changes moves between the vault and contracts/modules/.
+
+    .venv/bin/python tests/fuzz/seeded_bugs.py [--only NAME]... [--machine exchange|router] [--baseline]
+        [--profile seeded] [--jobs 1] [--timeout-minutes 20] [--seed 0 | --random] [--no-exit-check]
+        [--keep] [--list]
 
 The copy must be what gets deployed: `perpdex.deploy.contracts_project()` loads the
 contracts next to the imported `perpdex` package, and the repo is pip-installed in editable
@@ -40,16 +48,18 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 REPO = Path(__file__).resolve().parents[2]
+# the whole contracts/ tree goes along: contracts/modules/ and contracts/interfaces/ included
 COPIED = ("contracts", "tests", "perpdex", "ape-config.yaml", "pyproject.toml")
 IGNORED = shutil.ignore_patterns(".build", ".hypothesis", "__pycache__", ".pytest_cache", "*.pyc")
-MACHINE = "tests/fuzz/test_exchange_machine.py"
-MACHINE_TEST = "test_exchange_state_machine"  # the module's other tests are not the state machine
 DEPLOYABLES = ("MarginVault", "LiquidationKeeper", "PriceOracle", "OrderRouter", "VaultLens")
 SIZE_LIMIT = 24_576  # EIP-170: the largest runtime bytecode a chain accepts
 VAULT = "contracts/MarginVault.vy"
 POSITIONS = "contracts/modules/positions.vy"
 POOL = "contracts/modules/pool.vy"
 LIQUIDATION = "contracts/modules/liquidation.vy"
+VAULT_CODE = "contracts/**/*.vy"  # the vault wherever its code lives: MarginVault.vy or contracts/modules/
+ROUTER = "contracts/OrderRouter.vy"
+ORACLE = "contracts/PriceOracle.vy"
 HEARTBEAT = 60.0  # seconds between "still running" lines
 
 Progress = Callable[[str], None]
@@ -57,6 +67,25 @@ Progress = Callable[[str], None]
 
 class MutationError(ValueError):
     """A mutation no longer applies: its `old` snippet is missing or ambiguous."""
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A state machine a mutation can be run against: its test file and test function (the
+    module's other tests are not the state machine)."""
+
+    name: str
+    path: str
+    test: str
+
+
+MACHINES: dict[str, Machine] = {
+    m.name: m for m in (
+        Machine("exchange", "tests/fuzz/test_exchange_machine.py", "test_exchange_state_machine"),
+        Machine("router", "tests/fuzz/test_router_machine.py", "test_router_state_machine"),
+    )
+}
+MACHINE = MACHINES["exchange"].path  # the default machine
 
 
 class CompileFailed(RuntimeError):
@@ -67,9 +96,10 @@ class CompileFailed(RuntimeError):
 class Mutation:
     name: str
     description: str
-    file: str  # relative to the repository root
-    old: str  # must occur exactly once in the current source
+    file: str  # relative to the repository root; a glob: the snippet's one file among its matches
+    old: str  # must occur exactly once in the current source (of all the files `file` matches)
     new: str
+    machine: str = "exchange"  # the key in MACHINES of the machine that should catch it
 
 
 MUTATIONS: tuple[Mutation, ...] = (
@@ -150,6 +180,33 @@ MUTATIONS: tuple[Mutation, ...] = (
         "oi -= convert(-_pos.size, uint256) << 128",
         "oi -= convert(-_pos.size, uint256)",
     ),
+    # ---- two-step settlement (SPEC 11.13-11.15): the router machine
+    Mutation(
+        "fill_at_latest_price",
+        "strict price reads during a settlement take the latest price, not the settlement round",
+        VAULT_CODE,
+        "return (staticcall ORACLE.price_at(_market, at))[0]",
+        "return staticcall ORACLE.price(_market)",
+        machine="router",
+    ),
+    Mutation(
+        # (paying a settler twice on every fill instead breaks the deployment itself: its first
+        # fill, the pool's deposit, is the only escrow the router holds, so the second transfer fails)
+        "cancel_refunds_and_pays_reward",
+        "a request a settler cancels (expired, refused by the vault) refunds the reward to the owner and pays it to the settler",
+        ROUTER,
+        "    if _pay_caller:\n        reward = REWARD_TOKENS\n    else:\n        refund += REWARD_TOKENS",
+        "    if _pay_caller:\n        reward = REWARD_TOKENS\n    refund += REWARD_TOKENS",
+        machine="router",
+    ),
+    Mutation(
+        "settle_uses_later_round",
+        "PriceOracle.price_at answers with the newest round, not the first at or after the time",
+        ORACLE,
+        'assert round_id != 0, "oracle: no round yet"\n    return self._fresh(word), round_id',
+        'assert round_id != 0, "oracle: no round yet"\n    return self._fresh(self._heads[_market]), self._heads[_market] >> 192',
+        machine="router",
+    ),
 )
 
 
@@ -175,9 +232,28 @@ def mutate(source: str, mutation: Mutation) -> str:
     return source.replace(mutation.old, mutation.new)
 
 
-def apply_mutation(root: Path, mutation: Mutation) -> None:
-    path = root / mutation.file
+def target(root: Path, mutation: Mutation) -> Path:
+    """The file under `root` that the mutation changes: its `file`, or for a glob the one file
+    among the matches that holds the snippet (which must occur once in all of them together)."""
+    if not any(ch in mutation.file for ch in "*?["):
+        return root / mutation.file
+    counts = {path: path.read_text().count(mutation.old) for path in sorted(root.glob(mutation.file))}
+    holders = [path for path, n in counts.items() if n]
+    total = sum(counts.values())
+    if total != 1:
+        where = "not found" if total == 0 else f"found {total} times ({', '.join(str(h.relative_to(root)) for h in holders)})"
+        raise MutationError(
+            f"mutation {mutation.name}: snippet {mutation.old!r} {where} in {mutation.file} "
+            "(the contract changed: update the mutation in tests/fuzz/seeded_bugs.py)"
+        )
+    return holders[0]
+
+
+def apply_mutation(root: Path, mutation: Mutation) -> Path:
+    """Mutate the copy under `root` in place; returns the file changed."""
+    path = target(root, mutation)
     path.write_text(mutate(path.read_text(), mutation))
+    return path
 
 
 def copy_repo(dest: Path, src: Path = REPO) -> Path:
@@ -252,6 +328,7 @@ class Outcome:
     steps_per_second: float = 0.0
     caught_by: str = ""
     vault_size: int = 0
+    machine: str = "exchange"
     error: str = ""  # a harness problem (compile, copy, no summary), not a catch
 
     @property
@@ -262,15 +339,15 @@ class Outcome:
         return self.caught != (self.name == "baseline")
 
 
-_LOCATION = re.compile(re.escape(MACHINE.split("/")[-1]) + r":(\d+): \w+")
 _RULE_CALL = re.compile(r"^(?:E)?\s*state\.(\w+)\(", re.M)  # pytest prefixes the lines with "E   "
 _INVARIANT = re.compile(r"@invariant\(\)\s+def (\w+)")
 
 
-def failure_site(log: str, machine_source: str) -> str:
-    """`function:line: source` of the deepest frame in the machine file (which invariant or
-    comparison failed), from pytest's traceback in `log`; '' when there is none."""
-    lines = [int(n) for n in _LOCATION.findall(log)]
+def failure_site(log: str, machine_source: str, machine_path: str = MACHINE) -> str:
+    """`function:line: source` of the deepest frame in the machine file `machine_path` (which
+    invariant or comparison failed), from pytest's traceback in `log`; '' when there is none."""
+    location = re.compile(re.escape(machine_path.split("/")[-1]) + r":(\d+): \w+")
+    lines = [int(n) for n in location.findall(log)]
     if not lines:
         return ""
     src = machine_source.splitlines()
@@ -302,11 +379,11 @@ def _wait(proc: subprocess.Popen[bytes], timeout: float, label: str, progress: P
             progress(f"  {label}: still running ({elapsed / 60:.0f} min)")
 
 
-def run_machine(copy: Path, label: str, profile: str, timeout: float, seed: int | None,
+def run_machine(copy: Path, machine: Machine, label: str, profile: str, timeout: float, seed: int | None,
                 progress: Progress, exit_check: bool = True) -> tuple[dict[str, object] | None, str, bool]:
-    """Run the exchange machine in `copy`; returns (summary JSON or None, log, finished)."""
+    """Run `machine` in `copy`; returns (summary JSON or None, log, finished)."""
     summary_path, log_path = copy / "fuzz-summary.json", copy / "fuzz.log"
-    cmd = [str(Path(sys.executable).parent / "ape"), "test", f"{MACHINE}::{MACHINE_TEST}", "-q", "-p", "no:cacheprovider"]
+    cmd = [str(Path(sys.executable).parent / "ape"), "test", f"{machine.path}::{machine.test}", "-q", "-p", "no:cacheprovider"]
     if seed is not None:
         cmd.append(f"--hypothesis-seed={seed}")
     env = copy_env(copy, {"PERPDEX_FUZZ_PROFILE": profile, "PERPDEX_FUZZ_SUMMARY": str(summary_path),
@@ -320,20 +397,24 @@ def run_machine(copy: Path, label: str, profile: str, timeout: float, seed: int 
 
 
 def run_one(mutation: Mutation | None, profile: str, timeout: float, seed: int | None,
-            progress: Progress, keep: bool = False, source: Path = REPO, exit_check: bool = True) -> Outcome:
-    """Copy `source`, mutate (None = baseline), compile, fuzz; never raises for a harness problem."""
+            progress: Progress, keep: bool = False, source: Path = REPO, exit_check: bool = True,
+            machine: str | None = None) -> Outcome:
+    """Copy `source`, mutate (None = baseline), compile, fuzz with `machine` (default: the
+    mutation's; the exchange machine for a baseline); never raises for a harness problem."""
     name = mutation.name if mutation else "baseline"
-    outcome = Outcome(name, mutation.description if mutation else "no mutation: the suite must pass", caught=False)
-    tmp = Path(tempfile.mkdtemp(prefix=f"perpdex-seeded-{name}-"))
+    chosen = MACHINES[machine or (mutation.machine if mutation else "exchange")]
+    outcome = Outcome(name, mutation.description if mutation else "no mutation: the suite must pass", caught=False,
+                      machine=chosen.name)
+    tmp = Path(tempfile.mkdtemp(prefix=f"perpdex-seeded-{name}-{chosen.name}-"))
     try:
         copy = copy_repo(tmp / "repo", source)
         if mutation:
             apply_mutation(copy, mutation)
         progress(f"{name}: compiling in {copy}")
         outcome.vault_size = compile_copy(copy)["MarginVault"]
-        progress(f"{name}: fuzzing ({profile}, MarginVault {outcome.vault_size:,} B)")
-        summary, log, finished = run_machine(copy, name, profile, timeout, seed, progress, exit_check)
-        _read_run(outcome, summary, log, finished, (copy / MACHINE).read_text(), timeout)
+        progress(f"{name}: fuzzing with the {chosen.name} machine ({profile}, MarginVault {outcome.vault_size:,} B)")
+        summary, log, finished = run_machine(copy, chosen, name, profile, timeout, seed, progress, exit_check)
+        _read_run(outcome, summary, log, finished, chosen.path, (copy / chosen.path).read_text(), timeout)
     except (MutationError, CompileFailed, OSError, subprocess.SubprocessError, ValueError) as exc:
         outcome.error = f"{type(exc).__name__}: {exc}"
     finally:
@@ -346,7 +427,7 @@ def run_one(mutation: Mutation | None, profile: str, timeout: float, seed: int |
 
 
 def _read_run(outcome: Outcome, summary: dict[str, object] | None, log: str, finished: bool,
-              machine_source: str, timeout: float) -> None:
+              machine_path: str, machine_source: str, timeout: float) -> None:
     if not finished:
         outcome.timed_out = True
         outcome.seconds = timeout
@@ -361,7 +442,7 @@ def _read_run(outcome: Outcome, summary: dict[str, object] | None, log: str, fin
         outcome.caught = True
         outcome.failing_example_steps = failing_example_length(log, machine_source)
         first = str(failed).strip().splitlines()[0][:120]
-        site = failure_site(log, machine_source)
+        site = failure_site(log, machine_source, machine_path)
         outcome.caught_by = f"{site}  ({first})" if site else first
 
 
@@ -371,8 +452,8 @@ def verdict(o: Outcome) -> str:
     if o.timed_out:
         return "not caught within the limit"
     if o.caught:
-        return f"caught after {o.examples} examples, {o.steps} steps ({o.seconds:.0f} s): {o.caught_by}"
-    return f"passed: {o.examples} examples, {o.steps} steps ({o.seconds:.0f} s)"
+        return f"caught by the {o.machine} machine after {o.examples} examples, {o.steps} steps ({o.seconds:.0f} s): {o.caught_by}"
+    return f"{o.machine} machine passed: {o.examples} examples, {o.steps} steps ({o.seconds:.0f} s)"
 
 
 # ------------------------------------------------------------------ report
@@ -382,8 +463,8 @@ def outcome_table(outcomes: list[Outcome], profile: str, seed: int | None) -> Ta
     from rich.table import Table
 
     seed_note = f"seed {seed}" if seed is not None else "random seed"
-    table = Table(title=f"Seeded bugs vs the exchange machine [{profile}, {seed_note}]", show_lines=True)
-    for col, justify in (("bug", "left"), ("caught?", "center"), ("steps to catch", "right"),
+    table = Table(title=f"Seeded bugs vs the state machines [{profile}, {seed_note}]", show_lines=True)
+    for col, justify in (("bug", "left"), ("machine", "left"), ("caught?", "center"), ("steps to catch", "right"),
                          ("failing example", "right"), ("examples", "right"), ("seconds", "right"),
                          ("what caught it", "left")):
         table.add_column(col, justify=justify, overflow="fold")
@@ -397,46 +478,55 @@ def outcome_table(outcomes: list[Outcome], profile: str, seed: int | None) -> Ta
         else:
             status = "[green]yes[/]" if o.caught else "[red]NO[/]"
         table.add_row(
-            f"{o.name}\n[dim]{o.description}[/]", status, f"{o.steps:,}" if o.steps else "-",
+            f"{o.name}\n[dim]{o.description}[/]", o.machine, status, f"{o.steps:,}" if o.steps else "-",
             str(o.failing_example_steps) if o.caught else "-", str(o.examples or "-"), f"{o.seconds:.0f}",
             o.error.splitlines()[0] if o.error else (o.caught_by or "-"),
         )
     return table
 
 
-def run_all(mutations: list[Mutation | None], profile: str, timeout: float, seed: int | None, jobs: int,
+Run = tuple[Mutation | None, str]  # a mutation (None: the baseline) and the machine to run it with
+
+
+def runs_for(mutations: list[Mutation], baseline: bool, machines: list[str] | None = None) -> list[Run]:
+    """The runs of `mutations`, each with its own machine, after (`baseline`) one baseline per
+    machine they name (`machines`: these, when there are no mutations)."""
+    wanted = list(dict.fromkeys(m.machine for m in mutations)) or list(machines or MACHINES)
+    return ([(None, name) for name in wanted] if baseline else []) + [(m, m.machine) for m in mutations]
+
+
+def run_all(runs: list[Run], profile: str, timeout: float, seed: int | None, jobs: int,
             progress: Progress, keep: bool = False, exit_check: bool = True) -> list[Outcome]:
-    """Run each mutation (None = the baseline, run first: if it fails nothing else runs) on copies
-    of one snapshot of the repository taken now, so that edits made to the working tree while
-    the runs go on (the machine, the model) do not change the harness between two runs."""
+    """Do each run (the baselines first: if one fails nothing else runs) on copies of one
+    snapshot of the repository taken now, so that edits made to the working tree while the
+    runs go on (the machines, the model) do not change the harness between two runs."""
     with tempfile.TemporaryDirectory(prefix="perpdex-seeded-snapshot-") as tmp:
         snapshot = copy_repo(Path(tmp) / "repo")
-        return _run_all(mutations, profile, timeout, seed, jobs, progress, keep, snapshot, exit_check)
+        return _run_all(runs, profile, timeout, seed, jobs, progress, keep, snapshot, exit_check)
 
 
-def _run_all(mutations: list[Mutation | None], profile: str, timeout: float, seed: int | None, jobs: int,
+def _run_all(runs: list[Run], profile: str, timeout: float, seed: int | None, jobs: int,
              progress: Progress, keep: bool, source: Path, exit_check: bool = True) -> list[Outcome]:
-    total = len(mutations)
+    total = len(runs)
     lock = threading.Lock()
 
     def say(msg: str) -> None:
         with lock:
             progress(msg)
 
-    def one(indexed: tuple[int, Mutation | None]) -> Outcome:
-        i, m = indexed
-        say(f"[{i}/{total}] {m.name if m else 'baseline'}: start")
-        return run_one(m, profile, timeout, seed, say, keep, source, exit_check)
+    def one(indexed: tuple[int, Run]) -> Outcome:
+        i, (m, machine) = indexed
+        say(f"[{i}/{total}] {m.name if m else 'baseline'} ({machine} machine): start")
+        return run_one(m, profile, timeout, seed, say, keep, source, exit_check, machine)
 
-    indexed = list(enumerate(mutations, 1))
-    outcomes: list[Outcome] = []
-    if indexed and indexed[0][1] is None:  # the baseline first: if it fails, catches mean nothing
-        outcomes.append(one(indexed.pop(0)))
-        if not outcomes[0].ok:
-            say("baseline did not pass: the harness fails on its own, so the mutations were not run")
-            return outcomes
+    indexed = list(enumerate(runs, 1))
+    baselines = [item for item in indexed if item[1][0] is None]
+    outcomes = [one(item) for item in baselines]  # first: if one fails, catches mean nothing
+    if not all(o.ok for o in outcomes):
+        say("a baseline did not pass: the harness fails on its own, so the mutations were not run")
+        return outcomes
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return outcomes + list(pool.map(one, indexed))
+        return outcomes + list(pool.map(one, [item for item in indexed if item[1][0] is not None]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -444,33 +534,34 @@ def main(argv: list[str] | None = None) -> int:
 
     @click.command(help=__doc__.split("\n\n")[0])
     @click.option("--only", "only", multiple=True, help="Run just this mutation (repeatable)")
-    @click.option("--baseline", is_flag=True, help="Also run the unmutated copy (must pass)")
-    @click.option("--baseline-only", is_flag=True, help="Run only the unmutated copy")
+    @click.option("--machine", "machines", multiple=True, type=click.Choice(sorted(MACHINES)),
+                  help="Run just the mutations this machine should catch (repeatable)")
+    @click.option("--baseline", is_flag=True, help="Also run the unmutated copy through each machine (must pass)")
+    @click.option("--baseline-only", is_flag=True, help="Run only the unmutated copy (through --machine, or all)")
     @click.option("--profile", default="seeded", show_default=True, help="PERPDEX_FUZZ_PROFILE for each run")
     @click.option("--jobs", default=1, show_default=True, help="Runs in parallel (the machine is shared: keep 1)")
     @click.option("--timeout-minutes", default=20.0, show_default=True, help="Cap per run")
     @click.option("--seed", default=0, show_default=True, help="--hypothesis-seed for every run (reproducible)")
     @click.option("--random", "random_seed", is_flag=True, help="Let Hypothesis pick the seed")
     @click.option("--exit-check/--no-exit-check", default=True, show_default=True,
-                  help="Turn the machine's everyone-exits rule (SPEC 11.11) off (PERPDEX_FUZZ_EXIT=0)")
+                  help="Turn the exchange machine's everyone-exits rule (SPEC 11.11) off (PERPDEX_FUZZ_EXIT=0)")
     @click.option("--keep", is_flag=True, help="Keep the temporary copies (with fuzz.log) for inspection")
     @click.option("--list", "list_only", is_flag=True, help="List the mutations and exit")
-    def command(only: tuple[str, ...], baseline: bool, baseline_only: bool, profile: str, jobs: int,
-                timeout_minutes: float, seed: int, random_seed: bool, exit_check: bool, keep: bool,
+    def command(only: tuple[str, ...], machines: tuple[str, ...], baseline: bool, baseline_only: bool, profile: str,
+                jobs: int, timeout_minutes: float, seed: int, random_seed: bool, exit_check: bool, keep: bool,
                 list_only: bool) -> None:
         from perpdex.display import console
 
         if list_only:
             for m in MUTATIONS:
-                console.print(f"[bold]{m.name}[/] ({m.file}): {m.description}")
+                console.print(f"[bold]{m.name}[/] ({m.file}, the {m.machine} machine): {m.description}")
             return
-        chosen: list[Mutation | None] = [] if baseline_only else (
-            [mutation_named(n) for n in only] if only else list(MUTATIONS))
-        if baseline or baseline_only:
-            chosen.insert(0, None)
+        named = [mutation_named(n) for n in only] if only else list(MUTATIONS)
+        chosen = [] if baseline_only else [m for m in named if not machines or m.machine in machines]
+        runs = runs_for(chosen, baseline or baseline_only, list(machines))
         chosen_seed = None if random_seed else seed
         start = time.monotonic()
-        outcomes = run_all(chosen, profile, timeout_minutes * 60, chosen_seed, jobs,
+        outcomes = run_all(runs, profile, timeout_minutes * 60, chosen_seed, jobs,
                            lambda msg: console.print(msg, markup=False, highlight=False), keep, exit_check)
         console.print(outcome_table(outcomes, profile if exit_check else f"{profile}, exit check off", chosen_seed))
         bad = [o.name for o in outcomes if not o.ok]

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -88,6 +87,7 @@ from perpdex.model import (
 from perpdex.sdk import MAX_UINT256, Exchange, liquidation_price_of, model_from_chain, price_steps
 
 from fastchain import FastChain, model_state  # tests/fuzz is on sys.path
+from run_summary import recording, steps_per_second, write_json
 from strategies import (  # tests/fuzz is on sys.path (rootdir-less test dirs, prepend mode)
     MARKETS,
     SUBS,
@@ -1072,16 +1072,12 @@ def machine_rules() -> set[str]:
 def run_exchange_machine(x: Exchange, chain: Any, roles: Roles, profile: str) -> None:
     """Run the machine under settings profile `perpdex-<profile>`; SUMMARY collects the figures
     (a failure is recorded in SUMMARY["failed"] and raised)."""
-    start = time.perf_counter()
-    try:
+    def never_hit() -> None:
+        SUMMARY["never_hit"] = sorted(machine_rules() - set(SUMMARY["rules"]))
+
+    with recording(SUMMARY, after=never_hit):  # the lambda's line as it was: it seeds the quick profile
         run_state_machine_as_test(lambda: ExchangeMachine(x, chain, roles),
                                   settings=settings.get_profile(f"perpdex-{profile}"))
-    except BaseException as exc:
-        SUMMARY["failed"] = f"{type(exc).__name__}: {str(exc)[:2000]}"
-        raise
-    finally:
-        SUMMARY["seconds"] += time.perf_counter() - start
-        SUMMARY["never_hit"] = sorted(machine_rules() - set(SUMMARY["rules"]))
 
 
 def print_summary(profile: str, json_path: str | None = None) -> None:
@@ -1091,10 +1087,9 @@ def print_summary(profile: str, json_path: str | None = None) -> None:
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(s["kinds"].items()))
     refused = ", ".join(f"{v} x {k}" for k, v in sorted(s["refused"].items(), key=lambda kv: -kv[1])) or "none"
     skipped = ", ".join(f"{v} x {k}" for k, v in sorted(s["skipped"].items(), key=lambda kv: -kv[1])) or "none"
-    rate = s["steps"] / s["seconds"] if s["seconds"] else 0.0
+    rate = steps_per_second(s)
     if json_path:
-        with open(json_path, "w") as out:
-            json.dump({**s, "profile": profile, "steps_per_second": rate}, out, indent=1)
+        write_json(s, profile, json_path)
     print(
         f"\nexchange machine [{profile}]: {s['examples']} examples, {s['steps']} steps, {s['checks']} invariant "
         f"checks (x6 invariants), {s['seconds']:.1f} s, {rate:.1f} steps/s ({s['check_seconds']:.1f} s reading the "

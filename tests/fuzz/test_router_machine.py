@@ -13,7 +13,9 @@ position or flips it (11.14); the adversary's round trips around a round it knew
 lose money (11.13: at most fees and price impact are lost).
 
 Profiles follow PERPDEX_FUZZ_PROFILE like the exchange machine's (quick: 10 x 30 steps,
-derandomized, in the default run).
+derandomized, in the default run; seeded: the ci size without shrinking or the example
+database, for tests/fuzz/seeded_bugs.py). PERPDEX_FUZZ_SUMMARY=FILE writes the run's figures
+(examples, steps, seconds, the failure) as JSON.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 import ape
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
 
@@ -36,6 +38,7 @@ from perpdex.model import (
 from perpdex.sdk import MAX_UINT256, Exchange, model_from_chain
 
 from fastchain import FastChain, model_state  # tests/fuzz is on sys.path
+from run_summary import recorded
 
 TOKEN = 10**6
 SUBS = (0, 1)
@@ -48,11 +51,13 @@ PROFILES = {
     "quick": settings(max_examples=10, stateful_step_count=30, derandomize=True, **_COMMON),
     "ci": settings(max_examples=100, stateful_step_count=40, **_COMMON),
     "long": settings(max_examples=1_000, stateful_step_count=50, **_COMMON),
-    "seeded": settings(max_examples=100, stateful_step_count=40, database=None, **_COMMON),
+    # no shrinking: the seeded-bug runner counts the steps to the first failure, not a minimal example
+    "seeded": settings(max_examples=100, stateful_step_count=40, database=None,
+                       phases=(Phase.explicit, Phase.generate), **_COMMON),
 }
 PROFILE = os.environ.get("PERPDEX_FUZZ_PROFILE", "quick")
-SUMMARY: dict[str, Any] = {"steps": 0, "filled": 0, "cancelled": {}, "adversary_trips": 0, "adversary_losses": [],
-                           "lp_trips": 0, "rules": {}}
+SUMMARY: dict[str, Any] = {"examples": 0, "steps": 0, "seconds": 0.0, "failed": None, "filled": 0, "cancelled": {},
+                           "adversary_trips": 0, "adversary_losses": [], "lp_trips": 0, "rules": {}}
 
 
 def _count(key: str) -> None:
@@ -71,6 +76,7 @@ class Roles:
 class RouterMachine(RuleBasedStateMachine):
     def __init__(self, x: Exchange, chain: Any, roles: Roles) -> None:
         super().__init__()
+        SUMMARY["examples"] += 1
         self.x, self.chain, self.router, self.vault, self.usd = x, chain, x.d.router, x.vault, x.d.usd
         self.traders, self.names = roles.traders, [str(t) for t in roles.traders]
         self.lps, self.settler, self.keeper = roles.lps, roles.settler, roles.keeper
@@ -472,12 +478,13 @@ def routed_exchange(admin: Any, accounts: Any, chain: Any) -> Exchange:
     return x
 
 
+@recorded(SUMMARY, PROFILE)  # the lambda below keeps its line: it seeds the quick profile
 def test_router_state_machine(routed_exchange, chain, accounts, trader, trader2, attacker, liquidator):
     roles = Roles(traders=[trader, trader2, attacker], lps=[accounts[6], accounts[7]], settler=accounts[8],
                   keeper=liquidator)
     run_state_machine_as_test(lambda: RouterMachine(routed_exchange, chain, roles), settings=PROFILES[PROFILE])
     s = SUMMARY
-    print(f"\nrouter machine [{PROFILE}]: {s['steps']} steps; filled {s['filled']}, cancelled {s['cancelled']}; "
+    print(f"\nrouter machine [{PROFILE}]: {s['examples']} examples, {s['steps']} steps; filled {s['filled']}, cancelled {s['cancelled']}; "
           f"adversary round trips {s['adversary_trips']} (each lost USD: min "
           f"{min(s['adversary_losses'], default=0):.4f}, max {max(s['adversary_losses'], default=0):.2f}), "
           f"LP round trips {s['lp_trips']}; rules {s['rules']}")

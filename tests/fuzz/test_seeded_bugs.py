@@ -14,11 +14,44 @@ import seeded_bugs as sb  # tests/fuzz is on sys.path (rootdir-less test dirs, p
 
 @pytest.mark.parametrize("mutation", sb.MUTATIONS, ids=lambda m: m.name)
 def test_mutation__applies_exactly_once_and_changes_the_source(mutation: sb.Mutation) -> None:
-    source = (sb.REPO / mutation.file).read_text()
+    path = sb.target(sb.REPO, mutation)  # a glob: the one matching file that holds the snippet
+    source = path.read_text()
     assert source.count(mutation.old) == 1, f"{mutation.name}: snippet must occur once in {mutation.file}"
     mutated = sb.mutate(source, mutation)
     assert mutated != source
     assert mutation.new in mutated
+    assert mutation.machine in sb.MACHINES
+
+
+def test_mutations__the_router_machine_has_its_own() -> None:
+    """Two-step settlement (SPEC 11.13-11.15) has seeded bugs of its own, in each contract it relies on."""
+    routed = {m.name: m for m in sb.MUTATIONS if m.machine == "router"}
+    assert {"fill_at_latest_price", "cancel_refunds_and_pays_reward", "settle_uses_later_round"} <= set(routed)
+    assert {sb.target(sb.REPO, m).name for m in routed.values()} == {"MarginVault.vy", "OrderRouter.vy", "PriceOracle.vy"}
+
+
+def test_target__glob__finds_the_one_file_that_holds_the_snippet(tmp_path: Path) -> None:
+    """A vault mutation keeps applying when its function moves into contracts/modules/."""
+    (tmp_path / "contracts" / "modules").mkdir(parents=True)
+    (tmp_path / "contracts" / "V.vy").write_text("a = 1\n")
+    (tmp_path / "contracts" / "modules" / "m.vy").write_text("b = 1\n")
+    moved = sb.Mutation("moved", "", "contracts/**/*.vy", "b = 1", "b = 2")
+    assert sb.apply_mutation(tmp_path, moved) == tmp_path / "contracts" / "modules" / "m.vy"
+    assert (tmp_path / "contracts" / "modules" / "m.vy").read_text() == "b = 2\n"
+    with pytest.raises(sb.MutationError, match="not found in contracts/\\*\\*/\\*.vy"):
+        sb.target(tmp_path, sb.Mutation("gone", "", "contracts/**/*.vy", "c = 1", "c = 2"))
+    (tmp_path / "contracts" / "W.vy").write_text("b = 2\n")  # the moved file now holds "b = 2" too
+    with pytest.raises(sb.MutationError, match="found 2 times"):
+        sb.target(tmp_path, sb.Mutation("twice", "", "contracts/**/*.vy", "b = 2", "b = 3"))
+
+
+def test_runs_for__one_baseline_per_machine_named_then_each_mutation_with_its_machine() -> None:
+    exchange, router = sb.mutation_named("fee_not_charged"), sb.mutation_named("fill_at_latest_price")
+    assert sb.runs_for([router, exchange], baseline=True) == [
+        (None, "router"), (None, "exchange"), (router, "router"), (exchange, "exchange")]
+    assert sb.runs_for([router], baseline=False) == [(router, "router")]
+    assert sb.runs_for([], baseline=True, machines=["router"]) == [(None, "router")]
+    assert sb.runs_for([], baseline=True) == [(None, name) for name in sb.MACHINES]
 
 
 def test_mutations__at_least_six_with_unique_names() -> None:
@@ -46,6 +79,9 @@ def test_copy_and_apply__change_only_the_copy(tmp_path: Path) -> None:
     copy = sb.copy_repo(tmp_path / "repo")
     assert sorted(p.name for p in copy.iterdir()) == sorted(sb.COPIED)
     assert not list(copy.rglob(".build")) and not list(copy.rglob("__pycache__"))
+    for part in ("contracts/modules", "contracts/interfaces"):  # what the contracts import comes along
+        files = sorted(p.relative_to(sb.REPO) for p in (sb.REPO / part).iterdir() if p.is_file())
+        assert files and sorted(p.relative_to(copy) for p in (copy / part).iterdir()) == files
     mutation = sb.mutation_named("fee_not_charged")
     original = (sb.REPO / mutation.file).read_text()
     assert (copy / mutation.file).read_text() == original
@@ -88,6 +124,13 @@ E   state.teardown()
 def test_failure_site__names_the_failing_invariant_line() -> None:
     assert sb.failure_site(LOG, MACHINE_SOURCE) == "books_balance:8: assert self.a == self.b"
     assert sb.failure_site("no traceback here", MACHINE_SOURCE) == ""
+
+
+def test_failure_site__reads_the_frames_of_the_machine_that_ran() -> None:
+    router_log = LOG.replace("test_exchange_machine.py", "test_router_machine.py")
+    router = sb.MACHINES["router"].path
+    assert sb.failure_site(router_log, MACHINE_SOURCE, router) == "books_balance:8: assert self.a == self.b"
+    assert sb.failure_site(LOG, MACHINE_SOURCE, router) == ""  # another machine's frames are not its
 
 
 def test_failing_example_length__counts_rules_not_invariants() -> None:

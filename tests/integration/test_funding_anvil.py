@@ -1,6 +1,8 @@
 """Funding on Anvil: a long that sits on a skewed market for days pays, the short receives,
 the pool picks up the imbalance, and equity/withdrawable show it before any settlement. The
-funding keeper runs as real separate processes: two at once, then a restart."""
+funding keeper runs as real separate processes: two at once, then a restart. Routed
+deployments: every trade and LP move is a request the SDK fills at the next round (the test
+drives the clock and feeds the round itself, as `Exchange.settle_next` does)."""
 
 from __future__ import annotations
 
@@ -29,11 +31,18 @@ def test_anvil__skewed_market_for_days__long_pays_short_receives_pool_takes_the_
         provider.make_request("anvil_setBlockTimestampInterval", [0])
         try:
             admin, lp, long_trader, short_trader = (accounts.test_accounts[i] for i in range(4))
-            x = Exchange(deploy_system(admin, atomic_trading=True))
+            x = Exchange(deploy_system(admin))
             x.add_liquidity(lp, x.tokens(1_000_000))
-            for who, size in ((long_trader, 150 * WAD), (short_trader, -50 * WAD)):
+            sizes = {long_trader: 150 * WAD, short_trader: -50 * WAD}
+            for who in sizes:
                 x.deposit(who, x.tokens(50_000))
-                x.trade(who, 0, size)
+                x.fund(who, 2 * x.reward_tokens)  # the settlement rewards of the open and the close
+            # both opens fill at one round in one settle_many: no funding accrues between them
+            # (filled a round apart, the long would already owe some when `before` is read)
+            opens = [x.order_id(x.trade(who, 0, size, settle=False)) for who, size in sizes.items()]
+            x.next_round()  # their settlement round
+            x.settle(opens)
+            assert all(x.position(who, 0, 0).size == size for who, size in sizes.items())
             vault = x.vault
             before = {w: (vault.equity(w, 0), vault.withdrawable(w, 0), vault.collateral(w, 0)) for w in (long_trader, short_trader)}
             pool_before = vault.pool_value()
@@ -52,8 +61,9 @@ def test_anvil__skewed_market_for_days__long_pays_short_receives_pool_takes_the_
             assert pool_gain > 0  # the pool is short the skew: it receives rate * skew
             assert all(vault.collateral(w, 0) == before[w][2] for w in before)  # nothing settled yet
 
-            settled = [x.close(who, 0).events.filter(vault.PositionModified)[0].funding for who in (long_trader, short_trader)]
-            # each close lands in its own block (at most a little more accrued by then)
+            settled = [x.events(x.close(who, 0), "PositionModified")[0]["funding"] for who in (long_trader, short_trader)]
+            # each close fills at its own round, settlement_delay seconds after its commit:
+            # at most a little more accrued by then
             assert paid * 1001 // 1000 <= settled[0] <= paid
             assert received <= settled[1] <= received * 1001 // 1000
             for who in (long_trader, short_trader):
@@ -79,11 +89,13 @@ def test_anvil__funding_keeper__two_at_once_then_restart(tmp_path):
     with networks.parse_network_choice("ethereum:local:foundry") as provider:
         port = int(provider.uri.rsplit(":", 1)[1].strip("/"))
         admin, lp, trader = (accounts.test_accounts[i] for i in range(3))
-        d = deploy_system(admin, atomic_trading=True)
+        d = deploy_system(admin)
         x = Exchange(d)
         x.add_liquidity(lp, x.tokens(1_000_000))
         x.deposit(trader, x.tokens(50_000))
+        x.fund(trader, x.reward_tokens)
         x.trade(trader, 0, 100 * WAD)
+        assert x.position(trader, 0, 0).size == 100 * WAD  # filled at the next round
         path = write_deployment(d.to_json(provider.chain_id, chain.blocks.head.number), tmp_path / "devnet.json")
         move_time(2 * HOUR)
         x.refresh_prices()
