@@ -67,10 +67,12 @@ def x(system: Deployment) -> Exchange:
 
 
 @pytest.fixture(scope="session")
-def routed(admin: Any, lp: Any, chain: Any) -> Deployment:
+def routed(admin: Any, lp: Any, chain: Any, system: Deployment) -> Deployment:
     """The default deployment (two-step trading: every trade and LP move is a request to the
     OrderRouter) with 1,000,000 USD of LP liquidity: the router's unit tests and the
-    exchange state machine."""
+    exchange state machine. It asks for `system` so that both session deployments are made
+    together, before any test's snapshot: a session fixture first made in the middle of the
+    run makes Ape rebase its snapshot stack, which the embedded chain's anchors do not survive."""
     # The clock first goes back to just after the head: an earlier test may have left it days
     # ahead (restores do not rewind it), and blocks stamped then would make every later
     # module's prices stale.

@@ -1131,29 +1131,38 @@ def test_exchange_state_machine(rx, chain, trader, trader2, attacker, lp, accoun
 
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 @given(seed=st.integers(1, 10**6), donation=donation_usd, deposit=st.integers(1, 10**11))
-def test_first_lp_deposit__after_a_donation__gets_a_fair_share(x, chain, lp, attacker, trader, seed, donation,
+def test_first_lp_deposit__after_a_donation__gets_a_fair_share(rx, chain, lp, attacker, trader, seed, donation,
                                                               deposit):
     """The pool empties (every LP leaves while no position is open), an attacker makes the
     first deposit (`seed` token units) and donates to the vault; a later LP still gets shares
-    worth what it paid, less at most one token unit, and the donation moves no share price."""
+    worth what it paid, less at most one token unit, and the donation moves no share price.
+    Every LP move is a request filled at the next round (SPEC 13), as on the real exchange."""
     snap = chain.snapshot()
     try:
-        v = x.vault
+        x, v = rx, rx.vault
+
+        def filled(receipt: Any, event: str) -> dict[str, Any]:
+            [ev] = x.events(receipt, event)  # settled, not cancelled at its round
+            return ev
+
+        for who in (lp, attacker, trader):
+            x.fund(who, 10 * TOKEN)  # the settlement rewards their requests escrow
         assert int(v.total_lp_shares()) == int(v.lp_shares(lp)) and not any(
             int(v.market_state(m).oi_long) + int(v.market_state(m).oi_short) for m in MARKETS)
-        v.remove_liquidity(v.lp_shares(lp), sender=lp)
+        filled(x.remove_liquidity(lp, int(v.lp_shares(lp))), "LiquidityRemoved")
         empty = model_from_chain(x, int(chain.blocks.head.timestamp))
         assert empty.total_lp_shares == 0
-        x.add_liquidity(attacker, seed)
+        filled(x.add_liquidity(attacker, seed), "LiquidityAdded")
         first = model_from_chain(x, empty.now)
         assert share_price(first)[0] * share_price(empty)[1] >= share_price(empty)[0] * share_price(first)[1]
         x.fund(attacker, donation * TOKEN)
         x.d.usd.transfer(v, donation * TOKEN, sender=attacker)
         assert model_from_chain(x, empty.now) == first  # the donation moved no book
-        shares_ = x.add_liquidity(trader, deposit).return_value
+        shares_ = int(filled(x.add_liquidity(trader, deposit), "LiquidityAdded")["shares"])
         assert shares_ > 0
-        paid = v.remove_liquidity(shares_, sender=trader).return_value
+        paid = int(filled(x.remove_liquidity(trader, shares_), "LiquidityRemoved")["amount"])
         assert deposit - 1 <= paid <= deposit, (deposit, paid)
-        assert v.remove_liquidity(v.lp_shares(attacker), sender=attacker).return_value <= seed  # no profit
+        left = int(filled(x.remove_liquidity(attacker, int(v.lp_shares(attacker))), "LiquidityRemoved")["amount"])
+        assert left <= seed  # no profit
     finally:
         chain.restore(snap)

@@ -24,10 +24,11 @@ def test_mutation__applies_exactly_once_and_changes_the_source(mutation: sb.Muta
 
 
 def test_mutations__the_router_machine_has_its_own() -> None:
-    """Two-step settlement (SPEC 11.13-11.15) has seeded bugs of its own, in each contract it relies on."""
+    """Two-step settlement (SPEC 11.13-11.15) has seeded bugs of its own, in each contract it relies on
+    (the vault's price reads live in contracts/modules/markets.vy)."""
     routed = {m.name: m for m in sb.MUTATIONS if m.machine == "router"}
     assert {"fill_at_latest_price", "cancel_refunds_and_pays_reward", "settle_uses_later_round"} <= set(routed)
-    assert {sb.target(sb.REPO, m).name for m in routed.values()} == {"MarginVault.vy", "OrderRouter.vy", "PriceOracle.vy"}
+    assert {sb.target(sb.REPO, m).name for m in routed.values()} == {"markets.vy", "OrderRouter.vy", "PriceOracle.vy"}
 
 
 def test_target__glob__finds_the_one_file_that_holds_the_snippet(tmp_path: Path) -> None:
