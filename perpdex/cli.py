@@ -13,6 +13,7 @@ import click
 
 from perpdex.chain import DEVNET, EMBEDDED, EXACT, connect, move_time, signer, test_signers
 from perpdex.display import account_tables, console, funding_tables, liquidation_tables, print_system
+from perpdex.errors import Group, UserError, address
 from perpdex.logs import EventDecoder
 from perpdex.model import WAD
 
@@ -24,21 +25,35 @@ if TYPE_CHECKING:
 warnings.filterwarnings("ignore", message="Field 'import_remapping' has an incomplete definition")
 
 NETWORK_HELP = "Ape network choice, e.g. ethereum:local:boa (embedded), ethereum:local:foundry (Anvil)"
+SIM_NETWORK = click.Choice([EMBEDDED, DEVNET])  # the simulation drives the clock of these two
 
 
-@click.group()
+PORT = click.IntRange(1, 65_535)
+SUB = click.IntRange(0, 2**30 - 1)
+COUNT = click.IntRange(1, None)
+
+
+def _address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    return address(value)
+
+
+@click.group(cls=Group)
 @click.option("--verbose", is_flag=True, help="Show Ape's own log lines (deployments, transactions)")
-def main(verbose: bool) -> None:
+@click.option("--debug", is_flag=True, help="Show the traceback of an error instead of its one line")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool, debug: bool) -> None:
     """perpdex: an on-chain perpetual-futures exchange (Vyper + Ape)."""
     from ape.logging import logger
 
+    ctx.meta["perpdex.debug"] = debug
     logger.set_level("INFO" if verbose else "WARNING")
 
 
 @main.command()
-@click.option("--network", default=EMBEDDED, show_default=True, help=NETWORK_HELP)
-@click.option("--traders", default=50, show_default=True, help="Simulated traders (sub-accounts of 8 test accounts)")
-@click.option("--blocks", default=None, type=int, help="Blocks to replay (default: the demo's 200)")
+@click.option("--network", default=EMBEDDED, show_default=True, type=SIM_NETWORK, help=NETWORK_HELP)
+@click.option("--traders", default=50, show_default=True, type=COUNT,
+              help="Simulated traders (sub-accounts of 8 test accounts)")
+@click.option("--blocks", default=None, type=COUNT, help="Blocks to replay (default: the demo's 200)")
 @click.option("--seed", default=7, show_default=True, help="Seed of the price path and the trader population")
 @click.option("--out", default="out/demo", show_default=True, help="Directory for the charts, report.html, summary.json")
 def demo(network: str, traders: int, blocks: int | None, seed: int, out: str) -> None:
@@ -55,9 +70,9 @@ def demo(network: str, traders: int, blocks: int | None, seed: int, out: str) ->
 @main.command()
 @click.option("--scenario", "name", default=None, help="One of: gbm, crash, gap, squeeze, bleed")
 @click.option("--all", "run_all", is_flag=True, help="Run every scenario and print a comparison table")
-@click.option("--network", default=EMBEDDED, show_default=True, help=NETWORK_HELP)
-@click.option("--traders", default=None, type=int, help="Simulated traders (default: the scenario's 50)")
-@click.option("--blocks", default=None, type=int, help="Blocks to replay (default: the scenario's)")
+@click.option("--network", default=EMBEDDED, show_default=True, type=SIM_NETWORK, help=NETWORK_HELP)
+@click.option("--traders", default=None, type=COUNT, help="Simulated traders (default: the scenario's 50)")
+@click.option("--blocks", default=None, type=COUNT, help="Blocks to replay (default: the scenario's)")
 @click.option("--seed", default=7, show_default=True)
 @click.option("--out", default="out/stress", show_default=True, help="Each scenario's report goes to OUT/NAME")
 def stress(name: str | None, run_all: bool, network: str, traders: int | None, blocks: int | None, seed: int, out: str) -> None:
@@ -136,7 +151,7 @@ def deploy(network: str, alias: str | None, out: str | None) -> None:
 
 
 @main.command()
-@click.option("--port", default=8545, show_default=True)
+@click.option("--port", default=8545, show_default=True, type=PORT)
 @click.option("--stop", is_flag=True, help="Stop the Anvil and the feeder that `perpdex devnet` started")
 @click.option("--feeder/--no-feeder", default=True, show_default=True, help="Start the price feeder keeper")
 @click.option("--feeder-interval", default=2.0, show_default=True, help="Seconds between the feeder's rounds")
@@ -179,9 +194,9 @@ def devnet(port: int, stop: bool, feeder: bool, feeder_interval: float, block_ti
 
 
 @main.command()
-@click.option("--port", default=8545, show_default=True)
-@click.option("--owner", default=None, help="Also show this account (address)")
-@click.option("--sub", default=0, show_default=True)
+@click.option("--port", default=8545, show_default=True, type=PORT)
+@click.option("--owner", default=None, callback=_address, help="Also show this account (address)")
+@click.option("--sub", default=0, show_default=True, type=SUB)
 def show(port: int, owner: str | None, sub: int) -> None:
     """Print the devnet deployment (from .perpdex/devnet.json): markets, pool, an account."""
     with _devnet(port) as x:
@@ -192,9 +207,9 @@ def show(port: int, owner: str | None, sub: int) -> None:
 
 
 @main.command()
-@click.option("--port", default=8545, show_default=True, help="The devnet's port (reads .perpdex/devnet.json)")
-@click.option("--owner", default=None, help="Also show what this account's positions pay (address)")
-@click.option("--sub", default=0, show_default=True)
+@click.option("--port", default=8545, show_default=True, type=PORT, help="The devnet's port (reads .perpdex/devnet.json)")
+@click.option("--owner", default=None, callback=_address, help="Also show what this account's positions pay (address)")
+@click.option("--sub", default=0, show_default=True, type=SUB)
 @click.option("--example", is_flag=True, help="No devnet needed: on the embedded chain, skew ETH-USD, wait 12 h, show it")
 def funding(port: int, owner: str | None, sub: int, example: bool) -> None:
     """Funding per market: skew, rate per hour / day / APR, predicted rates, and what a position pays."""
@@ -232,9 +247,9 @@ def _skewed_example() -> tuple[Any, Any]:
 
 
 @main.command()
-@click.option("--port", default=8545, show_default=True, help="The devnet's port (reads .perpdex/devnet.json)")
-@click.option("--owner", default=None, help="The account to show (address)")
-@click.option("--sub", default=0, show_default=True)
+@click.option("--port", default=8545, show_default=True, type=PORT, help="The devnet's port (reads .perpdex/devnet.json)")
+@click.option("--owner", default=None, callback=_address, help="The account to show (address)")
+@click.option("--sub", default=0, show_default=True, type=SUB)
 @click.option("--example", is_flag=True, help="No devnet needed: on the embedded chain, a 15x long is liquidated step by step")
 def liquidation(port: int, owner: str | None, sub: int, example: bool) -> None:
     """An account's health breakdown and liquidation prices (the on-chain views a liquidation uses)."""
@@ -297,7 +312,7 @@ def _on_devnet(fn: Any) -> Any:
     """--port, --deployment and --account, as every trading command takes them."""
     fn = click.option("--account", "alias", default="1", show_default=True, help=TRADER_HELP)(fn)
     fn = click.option("--deployment", default=None, help="Deployment file (default .perpdex/devnet.json)")(fn)
-    return click.option("--port", default=8545, show_default=True, help="The devnet's port")(fn)
+    return click.option("--port", default=8545, show_default=True, type=PORT, help="The devnet's port")(fn)
 
 
 def _human_amount(text: str) -> Decimal:
@@ -323,7 +338,7 @@ def _slippage(text: str) -> int:
 
 def _market_id(x: Any, name: str) -> int:
     if name not in x.d.markets:
-        raise click.ClickException(f"unknown market {name!r}: the devnet has {', '.join(x.d.markets)}")
+        raise UserError(f"unknown market {name!r}: the devnet has {', '.join(x.d.markets)}")
     return int(x.d.markets[name])
 
 
@@ -335,7 +350,7 @@ def _request(x: Any, send: Any, timeout: float) -> bool:
     try:
         commit = send()
     except ContractLogicError as exc:
-        raise click.ClickException(f"request refused: {exc}") from None
+        raise UserError(f"request refused: {exc}") from None
     order_id = x.order_id(commit)
     console.print(f"request {order_id} committed; it fills at the next price round "
                   f"({int(x.d.router.settlement_delay())} s or more from now)")
@@ -386,7 +401,7 @@ def _print_outcome(x: Any, order_id: int) -> bool:
 
 @main.command()
 @click.argument("amount")
-@click.option("--sub", default=0, show_default=True, type=click.IntRange(0, None))
+@click.option("--sub", default=0, show_default=True, type=SUB)
 @_on_devnet
 def deposit(amount: str, sub: int, alias: str, port: int, deployment: str | None) -> None:
     """Deposit AMOUNT USD of collateral into sub-account SUB (the devnet token is minted if short)."""
@@ -403,7 +418,7 @@ def deposit(amount: str, sub: int, alias: str, port: int, deployment: str | None
 
 @main.command()
 @click.argument("amount")
-@click.option("--sub", default=0, show_default=True, type=click.IntRange(0, None))
+@click.option("--sub", default=0, show_default=True, type=SUB)
 @_on_devnet
 def withdraw(amount: str, sub: int, alias: str, port: int, deployment: str | None) -> None:
     """Withdraw AMOUNT USD (or `all`: everything withdrawable) from sub-account SUB."""
@@ -414,18 +429,18 @@ def withdraw(amount: str, sub: int, alias: str, port: int, deployment: str | Non
         free = int(x.vault.withdrawable(who, sub))
         tokens = free if amount == "all" else int(_human_amount(amount) * 10 ** int(x.d.usd.decimals()))
         if tokens == 0:
-            raise click.ClickException("nothing to withdraw (withdrawable is 0)")
+            raise UserError("nothing to withdraw (withdrawable is 0)")
         try:
             x.vault.withdraw(sub, tokens, sender=who)
         except ContractLogicError as exc:
-            raise click.ClickException(f"withdraw refused: {exc}; withdrawable now {free / 10 ** int(x.d.usd.decimals()):,.2f} USD") from None
+            raise UserError(f"withdraw refused: {exc}; withdrawable now {free / 10 ** int(x.d.usd.decimals()):,.2f} USD") from None
         console.print(f"withdrew {tokens / 10 ** int(x.d.usd.decimals()):,.2f} USD")
 
 
 @main.command()
 @click.option("--market", required=True, help="e.g. ETH-USD")
 @click.option("--size", required=True, type=float, help="Base units: > 0 buys (long), < 0 sells (short)")
-@click.option("--sub", default=0, show_default=True, type=click.IntRange(0, None))
+@click.option("--sub", default=0, show_default=True, type=SUB)
 @click.option("--slippage", default="1%", show_default=True, help="How far the fill may be from the quote now")
 @_on_devnet
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the settlement")
@@ -447,7 +462,7 @@ def trade(market: str, size: float, sub: int, slippage: str, alias: str, port: i
 
 @main.command()
 @click.option("--market", required=True, help="e.g. ETH-USD")
-@click.option("--sub", default=0, show_default=True, type=click.IntRange(0, None))
+@click.option("--sub", default=0, show_default=True, type=SUB)
 @click.option("--slippage", default="1%", show_default=True)
 @_on_devnet
 @click.option("--timeout", default=30.0, show_default=True)
@@ -457,7 +472,7 @@ def close(market: str, sub: int, slippage: str, alias: str, port: int, deploymen
     with _devnet(port, deployment) as x:
         who, m = signer(alias), _market_id(x, market)
         if x.position(who, sub, m).size == 0:
-            raise click.ClickException(f"no {market} position in sub-account {sub} of {who.address}")
+            raise UserError(f"no {market} position in sub-account {sub} of {who.address}")
         _fund_reward(x, who)
         filled = _request(x, lambda: x.close(who, m, sub=sub, slippage=bound, settle=False), timeout)
         for table in account_tables(x, who, sub):
@@ -500,14 +515,14 @@ def lp_remove(shares: str, alias: str, port: int, deployment: str | None, timeou
         held = int(x.vault.lp_shares(who))
         amount = held if shares == "all" else int(_human_amount(shares))
         if amount == 0:
-            raise click.ClickException(f"{who.address} holds no LP shares")
+            raise UserError(f"{who.address} holds no LP shares")
         _fund_reward(x, who)
         if not _request(x, lambda: x.remove_liquidity(who, amount, settle=False), timeout):
             raise SystemExit(1)
 
 
 @main.command()
-@click.option("--owner", default=None, help="Only this owner's requests (address)")
+@click.option("--owner", default=None, callback=_address, help="Only this owner's requests (address)")
 @click.option("--last", default=20, show_default=True, help="How many of the newest requests")
 @_on_devnet
 def orders(owner: str | None, last: int, port: int, deployment: str | None, alias: str) -> None:
@@ -558,7 +573,7 @@ def _keeper_node(fn: Any) -> Any:
     """--network, --port, --rpc and --deployment: where an event-indexed keeper runs."""
     fn = click.option("--deployment", default=None, help="Deployment file (default .perpdex/devnet.json)")(fn)
     fn = click.option("--rpc", default=None, help="Node URL, e.g. http://127.0.0.1:8545 (default: the devnet at --port)")(fn)
-    fn = click.option("--port", default=8545, show_default=True, help="The devnet's port (ignored with --rpc)")(fn)
+    fn = click.option("--port", default=8545, show_default=True, type=PORT, help="The devnet's port (ignored with --rpc)")(fn)
     return click.option("--network", default=DEVNET, show_default=True, help=NETWORK_HELP)(fn)
 
 
@@ -568,7 +583,7 @@ def keeper() -> None:
 
 
 @keeper.command("funding")
-@click.option("--port", default=8545, show_default=True, help="The devnet's port (reads .perpdex/devnet.json)")
+@click.option("--port", default=8545, show_default=True, type=PORT, help="The devnet's port (reads .perpdex/devnet.json)")
 @click.option("--deployment", default=None, help="Deployment file (default .perpdex/devnet.json)")
 @click.option("--account", "alias", default=None, help="Ape account alias, or N for test account N (default 0)")
 @click.option("--max-idle", default=3600, show_default=True, help="Poke markets not accrued for this many seconds")
@@ -660,7 +675,7 @@ def keeper_feeder(network: str, port: int, rpc: str | None, deployment: str | No
             feeder.check_feeder(x, sender)
             prices = feeder.source(source, interval, x.d.markets, seed, Path(replay_file) if replay_file else None)
         except ValueError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise UserError(str(exc)) from None
         settler = Settler(x, sender, RequestIndex(db or STATE_DIR / "feeder-settler.db"), report=_stamped) if settle else None
         bot = feeder.PriceFeeder(x, sender, prices, settler, report=_stamped)
         _stamped(f"feeder: {source} prices every {interval:g}s to {x.d.oracle.address}"
@@ -832,9 +847,9 @@ def _bench_fuzz(profile: str) -> list[tuple[str, str]]:
 
 
 @bench.command("demo")
-@click.option("--network", default=EMBEDDED, show_default=True, help=NETWORK_HELP)
-@click.option("--traders", default=50, show_default=True)
-@click.option("--blocks", default=200, show_default=True)
+@click.option("--network", default=EMBEDDED, show_default=True, type=SIM_NETWORK, help=NETWORK_HELP)
+@click.option("--traders", default=50, show_default=True, type=COUNT)
+@click.option("--blocks", default=200, show_default=True, type=COUNT)
 def bench_demo(network: str, traders: int, blocks: int) -> None:
     """The demo's blocks per second (the block loop: prices, trades, keepers)."""
     _bench_demo(network, traders, blocks)
