@@ -308,11 +308,33 @@ def _devnet(port: int, deployment: str | None = None, network: str = DEVNET, rpc
 TRADER_HELP = "Ape account alias, or N for test account N (default 1: account 0 is the feeder's)"
 
 
-def _on_devnet(fn: Any) -> Any:
-    """--port, --deployment and --account, as every trading command takes them."""
-    fn = click.option("--account", "alias", default="1", show_default=True, help=TRADER_HELP)(fn)
-    fn = click.option("--deployment", default=None, help="Deployment file (default .perpdex/devnet.json)")(fn)
-    return click.option("--port", default=8545, show_default=True, type=PORT, help="The devnet's port")(fn)
+def _on_devnet(fn: Any = None, *, account: str = "1", account_help: str = TRADER_HELP) -> Any:
+    """--port, --deployment and --account, as every trading command takes them (the feeder's
+    commands default to account 0, the deployer, which feeds prices)."""
+
+    def decorate(fn: Any) -> Any:
+        fn = click.option("--account", "alias", default=account, show_default=True, help=account_help)(fn)
+        fn = click.option("--deployment", default=None, help="Deployment file (default .perpdex/devnet.json)")(fn)
+        return click.option("--port", default=8545, show_default=True, type=PORT, help="The devnet's port")(fn)
+
+    return decorate(fn) if fn is not None else decorate
+
+
+FEEDER_HELP = "Ape account alias, or N for test account N (default 0: the deployer, a price feeder)"
+DURATION = {"s": 1, "m": 60, "h": 3_600, "d": 86_400}
+
+
+def _seconds(text: str) -> int:
+    """'90', '90s', '15m', '1h', '2d' -> seconds (more than 0)."""
+    unit = DURATION.get(text[-1:].lower(), None)
+    number = text[:-1] if unit else text
+    try:
+        seconds = int(Decimal(number) * (unit or 1))
+    except InvalidOperation:
+        raise click.BadParameter(f"{text!r}: give it as 90, 90s, 15m, 1h or 2d") from None
+    if seconds <= 0:
+        raise click.BadParameter(f"{text!r}: must be more than 0 seconds")
+    return seconds
 
 
 def _human_amount(text: str) -> Decimal:
@@ -414,6 +436,96 @@ def deposit(amount: str, sub: int, alias: str, port: int, deployment: str | None
         x.vault.deposit(sub, tokens, sender=who)
         for table in account_tables(x, who, sub):
             console.print(table)
+
+
+@main.command()
+@click.argument("amount")
+@click.option("--to", "to", default=None, callback=_address, help="Who gets the tokens (default: the --account)")
+@_on_devnet
+def faucet(amount: str, to: str | None, alias: str, port: int, deployment: str | None) -> None:
+    """Mint AMOUNT USD of the devnet's token (MockUSD) to --to or to the account (which then
+    has it approved for deposits and settlement rewards)."""
+    usd_amount = _human_amount(amount)
+    with _devnet(port, deployment) as x:
+        who = signer(alias)
+        decimals = int(x.d.usd.decimals())
+        tokens = int(usd_amount * 10**decimals)
+        if to is None:
+            x.fund(who, tokens)
+        else:
+            x.d.usd.mint(to, tokens, sender=who)
+        target = to or who.address
+        balance = int(x.d.usd.balanceOf(target))
+        console.print(f"minted {usd_amount:,.2f} USD to {target}; its balance is {balance / 10**decimals:,.2f} USD")
+
+
+@main.group("price")
+def price_group() -> None:
+    """The oracle's prices on the devnet."""
+
+
+@price_group.command("set")
+@click.argument("market")
+@click.argument("value")
+@_on_devnet(account="0", account_help=FEEDER_HELP)
+def price_set(market: str, value: str, alias: str, port: int, deployment: str | None) -> None:
+    """Move MARKET's price to VALUE USD (e.g. `perpdex price set ETH-USD 2860`), in rounds
+    within the oracle's jump limit, every market fed in each round (none goes stale). The
+    account must be a price feeder (account 0 deployed the devnet and is one)."""
+    target_usd = _human_amount(value)
+    from perpdex.keepers import feeder
+    from perpdex.sdk import feed_prices
+
+    with _devnet(port, deployment) as x:
+        mk = _market_id(x, market)
+        who = signer(alias)
+        try:
+            feeder.check_feeder(x, who)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        before = x.price(mk)
+        rounds = feed_prices(x, {mk: int(target_usd * WAD)}, feeder=who)
+        console.print(f"{market}: {before / WAD:,.2f} -> {x.price(mk) / WAD:,.2f} USD in {len(rounds)} round(s) "
+                      f"(at most {int(x.d.oracle.max_price_jump()) * 100 / WAD:g}% each)")
+
+
+@main.group("time")
+def time_group() -> None:
+    """The devnet's clock."""
+
+
+@time_group.command("warp")
+@click.argument("duration")
+@click.option("--port", default=8545, show_default=True, type=PORT, help="The devnet's port")
+def time_warp(duration: str, port: int) -> None:
+    """Move the devnet's clock DURATION on (90, 90s, 15m, 1h, 2d): one block stamped that
+    much after the head. Funding accrues over it; prices older than the oracle's max age
+    then make trading wait for the feeder's next round."""
+    seconds = _seconds(duration)
+    from perpdex.devnet import host_url
+
+    with connect(DEVNET, host=host_url(port), manage_process=False):
+        from ape import chain
+
+        before = int(chain.blocks.head.timestamp)
+        move_time(seconds)
+        head = chain.blocks.head
+        console.print(f"block {head.number}: time {before} -> {int(head.timestamp)} (+{int(head.timestamp) - before} s)")
+
+
+@main.command()
+@click.argument("blocks", type=COUNT, default=1)
+@click.option("--port", default=8545, show_default=True, type=PORT, help="The devnet's port")
+def mine(blocks: int, port: int) -> None:
+    """Mine BLOCKS empty blocks on the devnet (default 1)."""
+    from perpdex.devnet import host_url
+
+    with connect(DEVNET, host=host_url(port), manage_process=False):
+        from ape import chain
+
+        start = chain.blocks.head.number
+        chain.mine(blocks)
+        console.print(f"mined {chain.blocks.head.number - start} block(s): head is block {chain.blocks.head.number}")
 
 
 @main.command()

@@ -69,7 +69,7 @@ def test_trading_commands__each_fills_at_the_feeders_next_round(deployed, tmp_pa
 def test_trading_commands__user_errors_are_one_line(deployed):
     node, deployment = deployed
     code, out = run(node, deployment, "trade", "--market", "DOGE-USD", "--size", "1")
-    assert code == 1 and "unknown market 'DOGE-USD'" in out and "Traceback" not in out
+    assert code == 2 and "unknown market 'DOGE-USD'" in out and "Traceback" not in out
     code, out = run(node, deployment, "trade", "--market", "ETH-USD", "--size", "0")
     assert code == 2 and "--size must not be 0" in out
     code, out = run(node, deployment, "trade", "--market", "ETH-USD", "--size", "1", "--slippage", "abc")
@@ -77,8 +77,42 @@ def test_trading_commands__user_errors_are_one_line(deployed):
     code, out = run(node, deployment, "deposit", "0")
     assert code == 2 and "must be more than 0" in out
     code, out = run(node, deployment, "close", "--market", "ETH-USD")
-    assert code == 1 and "no ETH-USD position" in out
+    assert code == 2 and "no ETH-USD position" in out
     # no feeder running: the request is committed, nothing settles it, and the user is told so
     run(node, deployment, "deposit", "1000")
     code, out = run(node, deployment, "trade", "--market", "ETH-USD", "--size", "0.1", "--timeout", "3")
     assert code == 1 and "is the feeder running?" in out and "Traceback" not in out, out
+
+
+def test_devnet_verbs__faucet_price_set_time_warp_mine(deployed):
+    """What a user drives the devnet with: tokens, prices, time and blocks, each one command."""
+    node, deployment = deployed
+    someone = "0x" + "ab" * 20
+    code, out = run(node, deployment, "faucet", "1,000")
+    assert code == 0 and "minted 1,000.00 USD" in out, out
+    code, out = run(node, deployment, "faucet", "5", "--to", someone)
+    assert code == 0 and "its balance is 5.00 USD" in out, out
+    code, out = run(node, deployment, "price", "set", "ETH-USD", "2860")
+    assert code == 0 and "ETH-USD: 3,000.00 -> 2,860.00 USD in 1 round(s)" in out, out
+    code, out = run(node, deployment, "price", "set", "ETH-USD", "5,000")  # +75%: rounds of at most 25%
+    assert code == 0 and "-> 5,000.00 USD in 3 round(s)" in out, out
+    code, out = run(node, deployment, "price", "set", "ETH-USD", "3000", "--account", "1")
+    assert code == 2 and "is not a feeder of the oracle" in out, out
+    code, out = run(node, deployment, "price", "set", "DOGE-USD", "1")
+    assert code == 2 and "unknown market 'DOGE-USD'" in out, out
+    with connect(DEVNET, host=node.url, manage_process=False):
+        from perpdex.deploy import attach
+        from perpdex.devnet import read_deployment
+
+        x = Exchange(attach(read_deployment(deployment)))
+        assert x.price(0) == 5_000 * WAD and int(x.d.usd.balanceOf(someone)) == 5 * 10**6
+        start = chain.blocks.head
+    warp = CliRunner().invoke(main, ["time", "warp", "1h", "--port", str(node.port)])
+    assert warp.exit_code == 0 and "(+3600 s)" in warp.output, warp.output
+    mined = CliRunner().invoke(main, ["mine", "3", "--port", str(node.port)])
+    assert mined.exit_code == 0 and "mined 3 block(s)" in mined.output, mined.output
+    with connect(DEVNET, host=node.url, manage_process=False):
+        head = chain.blocks.head
+        assert head.number == start.number + 4 and head.timestamp >= start.timestamp + 3_600
+    bad = CliRunner().invoke(main, ["time", "warp", "soon", "--port", str(node.port)])
+    assert bad.exit_code == 2 and "give it as 90, 90s, 15m, 1h or 2d" in bad.output
