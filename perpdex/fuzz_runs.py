@@ -10,6 +10,7 @@ tests/fuzz/campaign_profiles.py implement them):
     PERPDEX_FUZZ_SUMMARY   FILE: the run's figures as JSON when it ends
     PERPDEX_FUZZ_PROGRESS  FILE: the same figures, rewritten every few seconds while it runs
     PERPDEX_FUZZ_DB        DIR: the campaign profiles' Hypothesis example database
+    PERPDEX_FUZZ_SEED      N: the campaign profiles' seed (not --hypothesis-seed: that turns the database off)
     PERPDEX_FUZZ_BACKEND   the EVM backend, passed through untouched (the machines' default when unset)
 """
 
@@ -28,6 +29,7 @@ PROFILE_ENV = "PERPDEX_FUZZ_PROFILE"
 SUMMARY_ENV = "PERPDEX_FUZZ_SUMMARY"
 PROGRESS_ENV = "PERPDEX_FUZZ_PROGRESS"
 DB_ENV = "PERPDEX_FUZZ_DB"
+SEED_ENV = "PERPDEX_FUZZ_SEED"
 BACKEND_ENV = "PERPDEX_FUZZ_BACKEND"
 WORKER_ENV = "PERPDEX_FUZZ_WORKER"
 
