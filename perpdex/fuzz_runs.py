@@ -12,6 +12,7 @@ tests/fuzz/campaign_profiles.py implement them):
     PERPDEX_FUZZ_DB        DIR: the campaign profiles' Hypothesis example database
     PERPDEX_FUZZ_SEED      N: the campaign profiles' seed (not --hypothesis-seed: that turns the database off)
     PERPDEX_FUZZ_BACKEND   the EVM backend, passed through untouched (the machines' default when unset)
+    PERPDEX_FUZZ_WORKER    a campaign worker's index (read only by the test-only dummy machine)
 """
 
 from __future__ import annotations
