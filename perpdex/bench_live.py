@@ -3,18 +3,16 @@ fuzz suite's steps per second. `perpdex bench` prints them with the gas and flat
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from perpdex.deploy import ROOT
+from perpdex.fuzz_runs import MACHINES, ape_test_command, fuzz_env, read_json
 from perpdex.model import WAD
 from perpdex.sdk import Exchange
 
@@ -102,18 +100,16 @@ class FuzzRate:
 
 
 def fuzz_rate(profile: str = "quick", timeout: float = 1_800) -> FuzzRate:
-    """Run the exchange state machine (tests/fuzz/test_exchange_machine.py) with `profile`
-    in a child `ape test` and read the summary it writes."""
+    """Run the exchange state machine's test (tests/fuzz/test_exchange_machine.py) with
+    `profile` in a child `ape test` and read the summary it writes."""
     with tempfile.TemporaryDirectory() as scratch:
         summary = Path(scratch) / "summary.json"
-        env = {**os.environ, "PERPDEX_FUZZ_PROFILE": profile, "PERPDEX_FUZZ_SUMMARY": str(summary)}
-        ape = str(Path(sys.executable).with_name("ape"))
         started = time.monotonic()
-        done = subprocess.run([ape, "test", "tests/fuzz/test_exchange_machine.py", "-q", "-p", "no:cacheprovider"],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-        if not summary.exists():
+        done = subprocess.run(ape_test_command(MACHINES["exchange"]), cwd=ROOT, env=fuzz_env(os.environ, profile, summary),
+                              capture_output=True, text=True, timeout=timeout)
+        s = read_json(summary)
+        if s is None:
             raise RuntimeError(f"the fuzz run wrote no summary (exit {done.returncode}, "
                                f"{time.monotonic() - started:.0f}s):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-        s: dict[str, Any] = json.loads(summary.read_text())
     return FuzzRate(profile, int(s["examples"]), int(s["steps"]), float(s["seconds"]), float(s["steps_per_second"]),
                     s.get("failed"))

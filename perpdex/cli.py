@@ -1,4 +1,4 @@
-"""The `perpdex` command line: demo, deploy, devnet, show, funding, keeper, bench."""
+"""The `perpdex` command line: demo, deploy, devnet, show, funding, keeper, fuzz, bench."""
 
 from __future__ import annotations
 
@@ -809,6 +809,34 @@ def _stamped(line: str) -> None:
     """A keeper's log line: wall-clock time first, flushed at once (logs are read live)."""
     console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {line}", highlight=False, soft_wrap=True)
     console.file.flush()
+
+
+@main.command()
+@click.option("--machine", default="exchange", show_default=True, help="The state machine: exchange or router")
+@click.option("--profile", default="quick", show_default=True,
+              help="Each worker's run: smoke, quick, ci or long (its campaign-* variant: not derandomized)")
+@click.option("--workers", type=int, default=None, help="Worker processes (default: one per core)")
+@click.option("--seed", type=int, default=None, help="Campaign seed; each worker's derives from it (default: random)")
+@click.option("--db", default=None, help="Hypothesis example database directory, shared by every worker "
+              "(default: .perpdex/fuzz-db)")
+@click.option("--backend", default=None, help="revm or ape: PERPDEX_FUZZ_BACKEND for the workers "
+              "(default: as the environment has it, else the machines' own)")
+@click.option("--max-minutes", type=float, default=None, help="Stop every worker after this long (default: no limit)")
+@click.option("--logs", default=None, help="Each campaign's directory (worker logs, merged summary.json) goes here "
+              "(default: .perpdex/fuzz-runs)")
+def fuzz(machine: str, profile: str, workers: int | None, seed: int | None, db: str | None, backend: str | None,
+         max_minutes: float | None, logs: str | None) -> None:
+    """A fuzzing campaign: N seeded workers run the state machine, share one example database,
+    report live; the first failure stops them all and prints its replay command. Exit 0: no
+    failure, 1: a failure, 2: bad usage, 130: interrupted."""
+    from perpdex.fuzz_campaign import UsageError, campaign_from_options, run_campaign
+
+    try:
+        campaign = campaign_from_options(machine, profile, workers, seed, db, backend, max_minutes, logs)
+    except UsageError as exc:
+        click.echo(f"perpdex fuzz: {exc}", err=True)
+        raise SystemExit(2) from None
+    raise SystemExit(run_campaign(campaign))
 
 
 BENCH_PARTS = ("gas", "funding", "fuzz", "demo", "anvil", "liquidator")

@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from perpdex.fuzz_runs import MACHINES, Machine, ape_test_command, fuzz_env
+
 if TYPE_CHECKING:
     from rich.table import Table
 
@@ -69,22 +71,6 @@ class MutationError(ValueError):
     """A mutation no longer applies: its `old` snippet is missing or ambiguous."""
 
 
-@dataclass(frozen=True)
-class Machine:
-    """A state machine a mutation can be run against: its test file and test function (the
-    module's other tests are not the state machine)."""
-
-    name: str
-    path: str
-    test: str
-
-
-MACHINES: dict[str, Machine] = {
-    m.name: m for m in (
-        Machine("exchange", "tests/fuzz/test_exchange_machine.py", "test_exchange_state_machine"),
-        Machine("router", "tests/fuzz/test_router_machine.py", "test_router_state_machine"),
-    )
-}
 MACHINE = MACHINES["exchange"].path  # the default machine
 
 
@@ -383,13 +369,9 @@ def run_machine(copy: Path, machine: Machine, label: str, profile: str, timeout:
                 progress: Progress, exit_check: bool = True) -> tuple[dict[str, object] | None, str, bool]:
     """Run `machine` in `copy`; returns (summary JSON or None, log, finished)."""
     summary_path, log_path = copy / "fuzz-summary.json", copy / "fuzz.log"
-    cmd = [str(Path(sys.executable).parent / "ape"), "test", f"{machine.path}::{machine.test}", "-q", "-p", "no:cacheprovider"]
-    if seed is not None:
-        cmd.append(f"--hypothesis-seed={seed}")
-    env = copy_env(copy, {"PERPDEX_FUZZ_PROFILE": profile, "PERPDEX_FUZZ_SUMMARY": str(summary_path),
-                          "PERPDEX_FUZZ_EXIT": "1" if exit_check else "0"})
+    env = fuzz_env(copy_env(copy), profile, summary_path, exit="1" if exit_check else "0")
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=copy, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(ape_test_command(machine, seed), cwd=copy, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         finished = _wait(proc, timeout, label, progress)
     text = log_path.read_text(errors="replace")
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else None

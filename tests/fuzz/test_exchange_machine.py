@@ -36,7 +36,8 @@ unless PERPDEX_FUZZ_EXIT=0 (EXIT_CHECK). A separate Hypothesis test covers the f
 after the pool emptied (SPEC 11.10).
 
 Profiles: PERPDEX_FUZZ_PROFILE=quick (default: 16 x 28 steps, derandomized) | ci (200 x 50) |
-long (2,000 x 50) | seeded | anvil (tests/integration/test_fuzz_anvil.py). `pytest -s` prints a summary
+long (2,000 x 50) | seeded | anvil (tests/integration/test_fuzz_anvil.py) | campaign-* (`perpdex fuzz`'s
+workers: tests/fuzz/campaign_profiles.py). `pytest -s` prints a summary
 (with the rules never hit); PERPDEX_FUZZ_SUMMARY=FILE also writes it as JSON (with `failed`).
 In the quick and ci profiles the test fails when a rule was never hit or nothing was liquidated
 (ci: no partial or no full liquidation). `seeded` is `ci` without
@@ -86,6 +87,7 @@ from perpdex.model import (
 )
 from perpdex.sdk import MAX_UINT256, Exchange, liquidation_price_of, model_from_chain, price_steps
 
+from campaign_profiles import register_campaign_profiles
 from fastchain import FastChain, model_state  # tests/fuzz is on sys.path
 from run_summary import recording, steps_per_second, write_json
 from strategies import (  # tests/fuzz is on sys.path (rootdir-less test dirs, prepend mode)
@@ -132,6 +134,7 @@ settings.register_profile("perpdex-long", max_examples=2_000, stateful_step_coun
 settings.register_profile("perpdex-anvil", max_examples=3, stateful_step_count=12, database=None, **_COMMON)
 settings.register_profile("perpdex-seeded", settings.get_profile("perpdex-ci"), database=None,
                           phases=(Phase.explicit, Phase.generate))
+register_campaign_profiles("perpdex-")  # perpdex-campaign-*: `perpdex fuzz`'s workers
 PROFILE = os.environ.get("PERPDEX_FUZZ_PROFILE", "quick")
 MUST_HIT_EVERY_RULE = ("quick", "ci")
 

@@ -14,8 +14,8 @@ lose money (11.13: at most fees and price impact are lost).
 
 Profiles follow PERPDEX_FUZZ_PROFILE like the exchange machine's (quick: 10 x 30 steps,
 derandomized, in the default run; seeded: the ci size without shrinking or the example
-database, for tests/fuzz/seeded_bugs.py). PERPDEX_FUZZ_SUMMARY=FILE writes the run's figures
-(examples, steps, seconds, the failure) as JSON.
+database, for tests/fuzz/seeded_bugs.py; campaign-*: `perpdex fuzz`, tests/fuzz/campaign_profiles.py).
+PERPDEX_FUZZ_SUMMARY=FILE writes the run's figures (examples, steps, seconds, the failure) as JSON.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from perpdex.model import (
 )
 from perpdex.sdk import MAX_UINT256, Exchange, model_from_chain
 
+from campaign_profiles import campaign_profiles
 from fastchain import FastChain, model_state  # tests/fuzz is on sys.path
 from run_summary import recorded
 
@@ -55,6 +56,7 @@ PROFILES = {
     "seeded": settings(max_examples=100, stateful_step_count=40, database=None,
                        phases=(Phase.explicit, Phase.generate), **_COMMON),
 }
+PROFILES.update(campaign_profiles(PROFILES))  # campaign-*: `perpdex fuzz`'s workers
 PROFILE = os.environ.get("PERPDEX_FUZZ_PROFILE", "quick")
 SUMMARY: dict[str, Any] = {"examples": 0, "steps": 0, "seconds": 0.0, "failed": None, "filled": 0, "cancelled": {},
                            "adversary_trips": 0, "adversary_losses": [], "lp_trips": 0, "rules": {}}
