@@ -158,11 +158,17 @@ def deploy(network: str, alias: str | None, out: str | None) -> None:
 @click.option("--block-time", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds between blocks of the Anvil it starts (default: a block per transaction); "
                    "per-block bots such as the Silverback feeder need one")
-def devnet(port: int, stop: bool, feeder: bool, feeder_interval: float, block_time: float | None) -> None:
-    """Start Anvil if none runs on PORT, deploy, write .perpdex/devnet.json, and start the price
+@click.option("--seed-accounts", default=0, show_default=True, type=click.IntRange(0, 7),
+              help="Traders (test accounts 2, 3, ...) funded with 10,000 USD and a position each; "
+                   "the pool always gets a 1,000,000 USD LP")
+@click.option("--redeploy", is_flag=True, help="Deploy again (new addresses) even if the devnet already has a deployment")
+def devnet(port: int, stop: bool, feeder: bool, feeder_interval: float, block_time: float | None,
+           seed_accounts: int, redeploy: bool) -> None:
+    """Start Anvil if none runs on PORT, deploy (or attach to the deployment already there),
+    fund an LP (and --seed-accounts traders), write .perpdex/devnet.json, and start the price
     feeder (a round every 2 s; it settles the two-step requests each round made due)."""
     from perpdex import devnet as dn
-    from perpdex.deploy import deploy_system
+    from perpdex.deploy import attach, deploy_system
     from perpdex.sdk import Exchange
 
     if stop:
@@ -176,13 +182,25 @@ def devnet(port: int, stop: bool, feeder: bool, feeder_interval: float, block_ti
     else:
         console.print(f"anvil already running on port {port}"
                       + (f": --block-time {block_time:g} not applied, its mining is its own" if block_time else ""))
-    with connect(DEVNET, host=dn.host_url(port)) as provider:
-        d = deploy_system(signer())
-        record = d.to_json(provider.chain_id, provider.get_block("latest").number)
-        path = dn.write_deployment(dn.with_mining(record, block_time if pid else None, dn.automine(provider)),
-                                   dn.DEPLOYMENT_FILE)
-        print_system(Exchange(d))
-    console.print(f"deployment written to {path}")
+    url = dn.host_url(port)
+    with connect(DEVNET, host=url) as provider:
+        live = None if redeploy else dn.live_deployment(provider)
+        if live is not None:
+            path = dn.DEPLOYMENT_FILE
+            x = Exchange(attach(live))
+            console.print(f"attached to the deployment already on this devnet (vault {x.vault.address}; "
+                          "--redeploy deploys a new one)")
+        else:
+            from ape import accounts
+
+            x = Exchange(deploy_system(signer()))
+            record = x.d.to_json(provider.chain_id, provider.get_block("latest").number)
+            path = dn.write_deployment(dn.with_mining(record, block_time if pid else None, dn.automine(provider), url),
+                                       dn.DEPLOYMENT_FILE)
+            for line in dn.seed(x, seed_accounts, accounts.test_accounts):
+                console.print(f"seeded {line}")
+            console.print(f"deployment written to {path}")
+        print_system(x)
     if feeder:
         dn.stop_feeder()  # one feeder per devnet: a feeder of an earlier deployment goes
         fpid = dn.start_feeder(port, path, feeder_interval)

@@ -144,14 +144,56 @@ def automine(provider: Any) -> bool | None:
     return result if isinstance(result, bool) else None
 
 
-def with_mining(deployment_json: str, block_time: float | None, automine: bool | None) -> str:
-    """The deployment file's JSON with how its node mines: `block_time`, the seconds between
-    blocks of an Anvil `perpdex devnet` started with `--block-time` (null for one it started
-    automining, or one it found running: that node's interval is not known, and not changed),
-    and `automine` as the node says (null if it cannot say)."""
+def with_mining(deployment_json: str, block_time: float | None, automine: bool | None, rpc_url: str | None = None) -> str:
+    """The deployment file's JSON with its node: `rpc_url`, and how it mines: `block_time`, the
+    seconds between blocks of an Anvil `perpdex devnet` started with `--block-time` (null for
+    one it started automining, or one it found running: that node's interval is not known,
+    and not changed), and `automine` as the node says (null if it cannot say)."""
     data = json.loads(deployment_json)
-    data.update(block_time=block_time, automine=automine)
+    data.update(rpc_url=rpc_url, block_time=block_time, automine=automine)
     return json.dumps(data, indent=2)
+
+
+def live_deployment(provider: Any, path: Path | None = None) -> dict[str, Any] | None:
+    """The deployment file's content when it describes a deployment on this node (the same
+    chain id, and its vault's code is there), else None: `perpdex devnet` then attaches to it
+    instead of deploying again with new addresses."""
+    path = path or DEPLOYMENT_FILE  # read now: tests point it elsewhere
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    if data.get("chain_id") != provider.chain_id:
+        return None
+    vault = data.get("addresses", {}).get("vault")
+    return data if vault and len(provider.get_code(vault)) > 0 else None
+
+
+SEED_LP_USD = 1_000_000
+SEED_TRADER_USD = 10_000
+SEED_TRADERS_MAX = 7  # test accounts 2-8: 0 feeds prices, 1 is the CLI's default trader, 9 the LP
+
+
+def seed(x: Any, traders: int, accounts: Any) -> list[str]:
+    """What a fresh devnet needs to be played with: a funded LP (test account 9, 1,000,000 USD)
+    and `traders` traders (test accounts 2, 3, ...), each with 10,000 USD and a 2-5x position,
+    long and short, ETH and BTC, every one a request filled at the next round (moving time
+    as a feeder would: call it before the feeder starts). Returns a line per account."""
+    from perpdex.model import WAD
+
+    lp = accounts[9]
+    x.add_liquidity(lp, x.tokens(SEED_LP_USD))
+    lines = [f"LP {lp.address}: {SEED_LP_USD:,} USD in the pool"]
+    markets = list(x.d.markets.items())
+    for i in range(min(traders, SEED_TRADERS_MAX)):
+        who = accounts[2 + i]
+        name, market = markets[i % len(markets)]
+        leverage, side = 2 + i % 4, 1 if i % 2 == 0 else -1
+        x.deposit(who, x.tokens(SEED_TRADER_USD))
+        x.fund(who, x.tokens(10))  # settlement rewards
+        size = side * SEED_TRADER_USD * leverage * WAD * WAD // x.price(market)
+        x.trade(who, market, size)
+        lines.append(f"trader {who.address}: {SEED_TRADER_USD:,} USD, {'long' if side > 0 else 'short'} {name} at {leverage}x")
+    return lines
 
 
 def write_deployment(data: str, path: Path = DEPLOYMENT_FILE) -> Path:

@@ -89,11 +89,34 @@ def test_devnet_command__block_time__blocks_on_a_clock_and_the_file_says_so__a_r
             head = provider.get_block("latest").number
             time.sleep(2.5)  # no transactions: only the clock makes blocks
             assert provider.get_block("latest").number >= head + 2
-        # a node already running keeps its mining: the file records no block time it did not set
+        # a node already running keeps its mining, and its deployment: attached, not redeployed
         again = CliRunner().invoke(main, ["devnet", "--port", str(port), "--block-time", "3", "--no-feeder"])
         assert again.exit_code == 0, again.output
-        assert "--block-time 3 not applied" in again.output
+        assert "--block-time 3 not applied" in again.output and "attached to the deployment" in again.output
+        assert json.loads((devnet_files / "devnet.json").read_text()) == data
+        # --redeploy: new addresses; the file records no block time it did not set
+        fresh = CliRunner().invoke(main, ["devnet", "--port", str(port), "--no-feeder", "--redeploy"])
+        assert fresh.exit_code == 0, fresh.output
+        redeployed = json.loads((devnet_files / "devnet.json").read_text())
+        assert redeployed["addresses"]["vault"] != data["addresses"]["vault"]
+        assert redeployed["block_time"] is None and redeployed["automine"] is False
+        assert redeployed["rpc_url"] == devnet.host_url(port) and redeployed["chain_id"] == data["chain_id"]
+    finally:
+        assert devnet.stop_anvil()
+
+
+def test_devnet_command__seed_accounts__a_funded_pool_and_traders_with_positions(devnet_files):
+    port = _free_port()
+    result = CliRunner().invoke(main, ["devnet", "--port", str(port), "--seed-accounts", "3", "--no-feeder"])
+    try:
+        assert result.exit_code == 0, result.output
+        assert result.output.count("seeded trader") == 3 and "seeded LP" in result.output
         data = json.loads((devnet_files / "devnet.json").read_text())
-        assert data["block_time"] is None and data["automine"] is False
+        with networks.parse_network_choice("ethereum:local:foundry", provider_settings={"host": devnet.host_url(port)}):
+            x = Exchange(attach(data))
+            assert int(x.vault.pool_value()) >= 1_000_000 * WAD * 99 // 100
+            held = [x.open_markets(accounts.test_accounts[2 + i]) for i in range(3)]
+            assert held == [[0], [1], [0]]
+            assert x.position(accounts.test_accounts[3], 0, 1).size < 0 < x.position(accounts.test_accounts[2], 0, 0).size
     finally:
         assert devnet.stop_anvil()
