@@ -653,9 +653,10 @@ def lp_remove(shares: str, alias: str, port: int, deployment: str | None, timeou
 
 @main.command()
 @click.option("--owner", default=None, callback=_address, help="Only this owner's requests (address)")
-@click.option("--last", default=20, show_default=True, help="How many of the newest requests")
+@click.option("--last", default=20, show_default=True, type=COUNT, help="How many of the newest requests")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table")
 @_on_devnet
-def orders(owner: str | None, last: int, port: int, deployment: str | None, alias: str) -> None:
+def orders(owner: str | None, last: int, as_json: bool, port: int, deployment: str | None, alias: str) -> None:
     """The newest requests on the router: kind, market, size, times, status."""
     from rich.table import Table
 
@@ -663,21 +664,138 @@ def orders(owner: str | None, last: int, port: int, deployment: str | None, alia
     with _devnet(port, deployment) as x:
         names = x.market_names()
         count = int(x.d.router.order_count())
-        table = Table(title=f"Requests on the router ({count} in all)")
-        for col in ("id", "owner", "sub", "kind", "market", "size / amount", "committed", "settle after", "deadline", "status"):
-            table.add_column(col, justify="right")
-        shown = 0
+        rows = []
         for order_id in range(count, 0, -1):
             o = x.order(order_id)
             if owner and str(o.owner).lower() != owner.lower():
                 continue
-            size = request_size(int(o.kind), int(o.size_delta), int(o.amount))
-            table.add_row(str(order_id), str(o.owner)[:10] + "…", str(o.sub), kinds[int(o.kind)],
-                          names[int(o.market)] if int(o.kind) < 2 else "-", size, str(o.committed_at), str(o.settle_after),
-                          str(o.deadline), statuses[int(o.status)])
-            shown += 1
-            if shown >= last:
+            rows.append({"id": order_id, "owner": str(o.owner), "sub": int(o.sub), "kind": kinds[int(o.kind)],
+                         "market": names[int(o.market)] if int(o.kind) < 2 else None,
+                         "size_delta": int(o.size_delta), "amount": int(o.amount), "committed_at": int(o.committed_at),
+                         "settle_after": int(o.settle_after), "deadline": int(o.deadline),
+                         "status": statuses[int(o.status)]})
+            if len(rows) >= last:
                 break
+        if as_json:
+            _print_json(rows)
+            return
+        table = Table(title=f"Requests on the router ({count} in all)")
+        for col in ("id", "owner", "sub", "kind", "market", "size / amount", "committed", "settle after", "deadline", "status"):
+            table.add_column(col, justify="right")
+        for r in rows:
+            table.add_row(str(r["id"]), r["owner"][:10] + "…", str(r["sub"]), r["kind"], r["market"] or "-",
+                          request_size(kinds.index(r["kind"]), r["size_delta"], r["amount"]), str(r["committed_at"]),
+                          str(r["settle_after"]), str(r["deadline"]), r["status"])
+        console.print(table)
+
+
+def _event_log(x: Any, since: int | None, deployment: str | None) -> Any:
+    """The deployment's events from block `since` (default: the block it was deployed at)."""
+    from perpdex.devnet import DEPLOYMENT_FILE, read_deployment
+    from perpdex.report.events import EventLog
+
+    log = EventLog(x)
+    if since is None:
+        since = int(read_deployment(Path(deployment) if deployment else DEPLOYMENT_FILE).get("block", 0))
+    log.add_range(since)
+    return log
+
+
+def _plain(value: Any) -> Any:
+    """An event argument as JSON has it: addresses and hashes as strings, ints as ints."""
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value if isinstance(value, (int, str, bool)) or value is None else str(value)
+
+
+def _print_json(data: Any) -> None:
+    import json
+
+    click.echo(json.dumps(data, indent=2))
+
+
+@main.command()
+@click.option("--since", default=None, type=click.IntRange(0, None), help="First block (default: the deployment's)")
+@click.option("--owner", default=None, callback=_address, help="Only events whose owner or provider is this address")
+@click.option("--name", "names", multiple=True, help="Only events of this name (repeatable), e.g. PositionModified")
+@click.option("--last", default=50, show_default=True, type=COUNT, help="How many of the newest events")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table")
+@click.option("--deployment", default=None, help="Deployment file (default .perpdex/devnet.json)")
+@click.option("--port", default=8545, show_default=True, type=PORT, help="The devnet's port")
+def events(since: int | None, owner: str | None, names: tuple[str, ...], last: int, as_json: bool,
+           deployment: str | None, port: int) -> None:
+    """The deployment's events (vault, oracle, keeper, router), newest last."""
+    from rich.table import Table
+
+    with _devnet(port, deployment) as x:
+        found = _event_log(x, since, deployment).events
+        if names:
+            found = [e for e in found if e.name in names]
+        if owner:
+            found = [e for e in found if owner.lower() in (str(e.args.get("owner", "")).lower(),
+                                                           str(e.args.get("provider", "")).lower())]
+        found = found[-last:]
+        if as_json:
+            _print_json([{"block": e.block, "timestamp": e.timestamp, "tx": e.tx, "log_index": e.log_index,
+                          "name": e.name, "args": {k: _plain(v) for k, v in e.args.items()}} for e in found])
+            return
+        table = Table(title=f"Events ({len(found)} shown)")
+        for col in ("block", "event", "arguments"):
+            table.add_column(col, overflow="fold")
+        for e in found:
+            table.add_row(str(e.block), e.name, ", ".join(f"{k}={_plain(v)}" for k, v in e.args.items()))
+        console.print(table)
+
+
+def open_accounts(events_: list[Any]) -> dict[tuple[str, int], dict[int, int]]:
+    """(owner, sub) -> {market: size} of every account with a position, from its events (the
+    size after each PositionModified and PositionLiquidated)."""
+    sizes: dict[tuple[str, int], dict[int, int]] = {}
+    for e in events_:
+        if e.name in ("PositionModified", "PositionLiquidated"):
+            sizes.setdefault((str(e.args["owner"]), int(e.args["sub"])), {})[int(e.args["market"])] = int(e.args["size"])
+    return {k: {m: z for m, z in v.items() if z} for k, v in sizes.items() if any(v.values())}
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table")
+@click.option("--deployment", default=None, help="Deployment file (default .perpdex/devnet.json)")
+@click.option("--port", default=8545, show_default=True, type=PORT, help="The devnet's port")
+def accounts(as_json: bool, deployment: str | None, port: int) -> None:
+    """Every account with a position (found from the events), the closest to liquidation
+    first: equity, maintenance margin, margin ratio and each position's liquidation price."""
+    from rich.table import Table
+
+    from perpdex.sdk import liquidation_price_of
+
+    with _devnet(port, deployment) as x:
+        names = x.market_names()
+        rows = []
+        for (owner, sub), held in open_accounts(_event_log(x, None, deployment).events).items():
+            h = x.d.keeper.health(owner, sub)
+            rows.append({
+                "owner": owner, "sub": sub, "equity_usd": int(h.equity) / WAD,
+                "maintenance_margin_usd": int(h.maintenance_margin) / WAD,
+                "margin_ratio": None if int(h.margin_ratio) >= 2**255 else int(h.margin_ratio) / WAD,
+                "liquidatable": bool(h.liquidatable),
+                "positions": [{"market": names[m], "size": z / WAD,
+                               "liquidation_price_usd": (lp / WAD) if (lp := liquidation_price_of(x, owner, sub, m)) else None}
+                              for m, z in sorted(held.items())],
+            })
+        rows.sort(key=lambda r: (r["margin_ratio"] is None, r["margin_ratio"] or 0))
+        if as_json:
+            _print_json(rows)
+            return
+        table = Table(title=f"Accounts with positions ({len(rows)}), closest to liquidation first")
+        for col in ("owner", "sub", "equity USD", "MM USD", "margin ratio", "positions (liquidation price)"):
+            table.add_column(col, justify="right", overflow="fold")
+        for r in rows:
+            ratio = "-" if r["margin_ratio"] is None else f"{r['margin_ratio']:.3f}" + (" LIQUIDATABLE" if r["liquidatable"] else "")
+            held_text = "; ".join(f"{p['market']} {p['size']:+,.4f} ({'-' if p['liquidation_price_usd'] is None else format(p['liquidation_price_usd'], ',.2f')})"
+                                  for p in r["positions"])
+            table.add_row(r["owner"], str(r["sub"]), f"{r['equity_usd']:,.2f}", f"{r['maintenance_margin_usd']:,.2f}", ratio, held_text)
         console.print(table)
 
 

@@ -116,3 +116,41 @@ def test_devnet_verbs__faucet_price_set_time_warp_mine(deployed):
         assert head.number == start.number + 4 and head.timestamp >= start.timestamp + 3_600
     bad = CliRunner().invoke(main, ["time", "warp", "soon", "--port", str(node.port)])
     assert bad.exit_code == 2 and "give it as 90, 90s, 15m, 1h or 2d" in bad.output
+
+
+def test_read_commands__accounts_events_orders__tables_and_json(deployed):
+    """`accounts` ranks every account with a position by its margin ratio (from the events),
+    `events` lists the deployment's events, `orders` the router's requests; --json for each."""
+    import json
+    from dataclasses import replace
+
+    node, deployment = deployed
+    with connect(DEVNET, host=node.url, manage_process=False):
+        from perpdex.deploy import attach
+        from perpdex.devnet import read_deployment
+
+        # the deployer feeds the rounds the trades fill at (no feeder process in this test)
+        x = Exchange(replace(attach(read_deployment(deployment)), deployer=accounts.test_accounts[0]))
+        bold, careful = accounts.test_accounts[2], accounts.test_accounts[3]
+        for who, usd, leverage, market in ((bold, 1_000, 15, 0), (careful, 10_000, 2, 1)):
+            x.deposit(who, x.tokens(usd))
+            x.fund(who, x.tokens(10))
+            x.trade(who, market, usd * leverage * WAD * WAD // x.price(market))  # filled at the next round
+    code, out = run(node, deployment, "accounts", "--json")
+    assert code == 0, out
+    ranked = json.loads(out)
+    assert [r["owner"] for r in ranked] == [bold.address, careful.address]  # 15x is closer to liquidation
+    assert ranked[0]["margin_ratio"] < ranked[1]["margin_ratio"] and not ranked[0]["liquidatable"]
+    assert ranked[0]["positions"][0]["market"] == "ETH-USD" and ranked[0]["positions"][0]["liquidation_price_usd"] > 0
+    code, out = run(node, deployment, "accounts")
+    assert code == 0 and "closest to liquidation first" in out and "ETH-USD" in out, out
+    code, out = run(node, deployment, "events", "--json", "--name", "PositionModified", "--owner", careful.address)
+    assert code == 0, out
+    [modified] = json.loads(out)
+    assert modified["args"]["owner"] == careful.address and modified["args"]["market"] == 1 and modified["args"]["size"] > 0
+    code, out = run(node, deployment, "events", "--last", "5")
+    assert code == 0 and "Events (5 shown)" in out, out
+    code, out = run(node, deployment, "orders", "--json", "--owner", bold.address)
+    assert code == 0, out
+    [order] = json.loads(out)
+    assert (order["kind"], order["market"], order["status"]) == ("trade", "ETH-USD", "settled")
