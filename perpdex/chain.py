@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Any, Iterator
 
 EMBEDDED = "ethereum:local:boa"
@@ -90,3 +91,28 @@ def set_clock(timestamp: int) -> None:
         provider._timestamp_offset = timestamp - int(boa_provider.time.time())
     else:
         chain.pending_timestamp = timestamp
+
+
+@contextmanager
+def frozen_clock() -> Iterator[None]:
+    """Stop the embedded chain's clock for the block: every transaction and view then has the
+    time the chain already shows until `move_time` moves it, so a run is the same run
+    whatever the machine's speed (boa otherwise stamps each transaction with the wall time
+    plus an offset: funding over a few milliseconds more, a slightly different result). The
+    clock restarts one second after the head. Other providers' clocks are left alone (py-evm
+    and Anvil, as the tests set it up, only move when blocks are mined)."""
+    from ape import chain
+
+    if not hasattr(chain.provider, "_timestamp_offset"):  # not ape-titanoboa 0.8.0a1
+        yield
+        return
+    import ape_titanoboa.provider as boa_provider
+
+    wall = boa_provider.time
+    stopped = int(wall.time())
+    boa_provider.time = SimpleNamespace(time=lambda: stopped)
+    try:
+        set_clock(int(chain.blocks.head.timestamp) + 1)
+        yield
+    finally:
+        boa_provider.time = wall

@@ -6,13 +6,11 @@ each test starts from the same state: LP liquidity in the pool, prices set, no t
 
 from __future__ import annotations
 
-import time
-from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 
-from perpdex.chain import set_clock
+from perpdex.chain import frozen_clock, set_clock
 from perpdex.deploy import Deployment, deploy_system
 from perpdex.model import WAD, VaultModel
 from perpdex.sdk import Exchange, model_from_chain
@@ -141,18 +139,15 @@ def model_of(x: Exchange, chain: Any) -> Callable[[], VaultModel]:
 
 
 @pytest.fixture(autouse=True)
-def deterministic_time(chain: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def deterministic_time(chain: Any) -> Iterator[None]:
     """Start every test one second after the restored head block, on a stopped clock.
 
     On the boa provider, time otherwise follows the wall clock (a test's views and its next
     transaction can land a second apart, and funding accrues in between), and snapshot
     restore does not rewind the clock offset an earlier test's time travel left behind.
-    With the clock stopped, time moves only when a test moves it (chain.pending_timestamp).
+    With the clock stopped (perpdex.chain.frozen_clock, which the simulation uses too), time
+    moves only when a test moves it (chain.pending_timestamp).
     """
-    start = chain.blocks.head.timestamp + 1
-    if hasattr(chain.provider, "_timestamp_offset"):  # ape-titanoboa 0.8.0a1
-        import ape_titanoboa.provider as boa_provider
-
-        stopped = int(time.time())
-        monkeypatch.setattr(boa_provider, "time", SimpleNamespace(time=lambda: stopped))
-    set_clock(start)
+    with frozen_clock():
+        set_clock(int(chain.blocks.head.timestamp) + 1)
+        yield

@@ -60,7 +60,9 @@ def simulate(
         return run_on_anvil(config, progress, workdir, then)
     if config.network != EMBEDDED:
         raise ValueError(f"network {config.network!r}: the simulation runs on {EMBEDDED} or {DEVNET}")
-    with embedded_session():
+    from perpdex.chain import frozen_clock
+
+    with embedded_session(), frozen_clock():  # block times from the simulation alone: reproducible
         result = Simulation(config, progress).run()
         if then:
             then(result)
