@@ -5,7 +5,8 @@ validating a transaction model, pydantic settings, return-data decoding) and hal
 EVM code. `FastChain` keeps the EVM half only: calldata is built from pre-computed selectors
 with eth_abi, executed with titanoboa's `Env.execute_code(..., is_modifying=False)` (exactly
 what ape-titanoboa's `send_call` runs, so block number and timestamp are the same), and the
-return data decoded with eth_abi. On any other provider the same calldata goes through
+return data decoded with eth_abi. On a RevmChain in use (perpdex.chain.using: the fuzz
+machines' revm backend) the calldata goes to `RevmChain.call`; on any other provider through
 `provider.send_call` (what Ape's own view calls use), so results are identical everywhere.
 
 `FastChain.state(...)` returns every number the machine's `_compare` reads as a plain nested
@@ -21,6 +22,7 @@ from typing import Any, Mapping, Sequence
 from eth_abi import decode, encode
 from eth_utils import function_signature_to_4byte_selector
 
+from perpdex.chain import current_chain
 from perpdex.model import VaultModel
 from perpdex.sdk import Exchange
 
@@ -56,20 +58,20 @@ def _method(contract: Any, name: str) -> _Method:
 
 
 class FastChain:
-    """View calls on one deployment without Ape's per-call overhead (on boa)."""
+    """View calls on one deployment without Ape's per-call overhead (on boa and revm)."""
 
     def __init__(self, x: Exchange) -> None:
-        from ape import chain
-
+        chain = current_chain()
         self.x, self.provider = x, chain.provider
+        self.revm = chain if self.provider.name == "revm" else None
         self.env = getattr(self.provider, "env", None) if self.provider.name == "boa" else None
-        self.gas = int(self.provider.max_gas)
+        self.gas = 0 if self.revm else int(self.provider.max_gas)
         self._methods: dict[tuple[str, str], _Method] = {}
 
     @property
     def fast(self) -> bool:
-        """True when reads bypass Ape (the boa provider)."""
-        return self.env is not None
+        """True when reads bypass Ape (the boa provider, or revm)."""
+        return self.env is not None or self.revm is not None
 
     def call(self, contract: Any, fn_name: str, *args: Any) -> Any:
         """`contract.fn_name(*args)` as plain Python: ints, bools, addresses, tuples for structs
@@ -81,6 +83,8 @@ class FastChain:
         return method.result(self._execute(contract.address, method.calldata(args)))
 
     def _execute(self, address: str, data: bytes) -> bytes:
+        if self.revm is not None:
+            return self.revm.call(address, data)
         if self.env is None:
             txn = self.provider.network.ecosystem.create_transaction(receiver=address, data=data)
             return bytes(self.provider.send_call(txn))
@@ -92,6 +96,8 @@ class FastChain:
         return bytes(computation.output)
 
     def head_timestamp(self) -> int:
+        if self.revm is not None:
+            return int(self.revm.blocks.head.timestamp)
         if self.env is not None:  # ape-titanoboa stamps the EVM with the head block's time
             return int(self.env.evm.patch.timestamp)
         from ape import chain
