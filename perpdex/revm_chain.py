@@ -45,6 +45,7 @@ from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_
 from ethpm_types import ContractType
 from ethpm_types.abi import ABIType, EventABI, MethodABI
 
+from perpdex.abi_static import Codec
 from perpdex.logs import Layout
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,9 +135,16 @@ def _struct_type(abi_type: ABIType) -> Any:
 
 
 def _shape(abi_type: ABIType, value: Any) -> Any:
-    """A decoded value as Ape hands it out: structs (ABI tuples) as named tuples."""
+    """A decoded value as Ape hands it out: structs (ABI tuples) as named tuples, addresses
+    checksummed, dynamic arrays as lists."""
     if abi_type.components and abi_type.type == "tuple":
         return _struct_type(abi_type)(*(_shape(c, v) for c, v in zip(abi_type.components, value)))
+    if abi_type.type == "address":
+        return to_checksum_address(value)
+    if abi_type.type == "address[]":
+        return [to_checksum_address(v) for v in value]
+    if abi_type.type.endswith("[]"):
+        return list(value)
     return value
 
 
@@ -248,23 +256,23 @@ class RevmMethod:
 class _Encoded:
     abi: MethodABI
     selector: bytes
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
+    inputs: Codec
+    outputs: Codec
     view: bool
 
     @classmethod
     def of(cls, abi: MethodABI) -> "_Encoded":
         return cls(abi, function_signature_to_4byte_selector(abi.selector),
-                   tuple(i.canonical_type for i in abi.inputs), tuple(o.canonical_type for o in abi.outputs),
+                   Codec([i.canonical_type for i in abi.inputs]), Codec([o.canonical_type for o in abi.outputs]),
                    abi.stateMutability in ("view", "pure"))
 
     def calldata(self, args: Sequence[Any]) -> bytes:
-        return self.selector + abi_encode(list(self.inputs), [_to_abi(a) for a in args])
+        return self.selector + self.inputs.encode([_to_abi(a) for a in args])
 
     def result(self, output: bytes) -> Any:
-        if not self.outputs:
+        if not self.outputs.types:
             return None
-        values = [_shape(t, v) for t, v in zip(self.abi.outputs, abi_decode(list(self.outputs), output))]
+        values = [_shape(t, v) for t, v in zip(self.abi.outputs, self.outputs.decode(output))]
         return values[0] if len(values) == 1 else tuple(values)
 
 

@@ -3,7 +3,7 @@
 Ape view calls on the boa provider spend about half their time in Ape itself (building and
 validating a transaction model, pydantic settings, return-data decoding) and half executing
 EVM code. `FastChain` keeps the EVM half only: calldata is built from pre-computed selectors
-with eth_abi, executed with titanoboa's `Env.execute_code(..., is_modifying=False)` (exactly
+(perpdex.abi_static: eth_abi's encoding, sliced by hand for static types), executed with titanoboa's `Env.execute_code(..., is_modifying=False)` (exactly
 what ape-titanoboa's `send_call` runs, so block number and timestamp are the same), and the
 return data decoded with eth_abi. On a RevmChain in use (perpdex.chain.using: the fuzz
 machines' revm backend) the calldata goes to `RevmChain.call`; on any other provider through
@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import astuple, dataclass
 from typing import Any, Mapping, Sequence
 
-from eth_abi import decode, encode
 from eth_utils import function_signature_to_4byte_selector
 
+from perpdex.abi_static import Codec
 from perpdex.chain import current_chain
 from perpdex.model import VaultModel
 from perpdex.sdk import Exchange
@@ -32,14 +32,14 @@ State = dict[str, Any]
 @dataclass(frozen=True)
 class _Method:
     selector: bytes
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
+    inputs: Codec
+    outputs: Codec
 
     def calldata(self, args: Sequence[Any]) -> bytes:
-        return self.selector + encode(list(self.inputs), [_address(a) for a in args])
+        return self.selector + self.inputs.encode([_address(a) for a in args])
 
     def result(self, output: bytes) -> Any:
-        values = decode(list(self.outputs), output)
+        values = self.outputs.decode(output)
         return values[0] if len(values) == 1 else values
 
 
@@ -52,8 +52,8 @@ def _method(contract: Any, name: str) -> _Method:
     abi = contract.contract_type.view_methods[name]
     return _Method(
         selector=function_signature_to_4byte_selector(abi.selector),
-        inputs=tuple(i.canonical_type for i in abi.inputs),
-        outputs=tuple(o.canonical_type for o in abi.outputs),
+        inputs=Codec([i.canonical_type for i in abi.inputs]),
+        outputs=Codec([o.canonical_type for o in abi.outputs]),
     )
 
 
