@@ -20,7 +20,7 @@ Decoder = Callable[[bytes, int], tuple[Any, int]]  # (data, offset) -> (value, n
 Encoder = Callable[[Any], bytes]
 
 
-def _split(types: str) -> list[str]:
+def split_types(types: str) -> list[str]:
     """The top-level members of a tuple type's inside: "uint256,(int256,bool)" -> 2 members."""
     out, depth, start = [], 0, 0
     for i, ch in enumerate(types):
@@ -57,7 +57,7 @@ def _scalar(kind: str) -> tuple[Decoder, Encoder] | None:
 def _static(kind: str) -> tuple[Decoder, Encoder] | None:
     """Decoder and encoder of a static type (a scalar or a tuple of static types), or None."""
     if kind.startswith("(") and kind.endswith(")"):
-        parts = [_static(t) for t in _split(kind[1:-1])]
+        parts = [_static(t) for t in split_types(kind[1:-1])]
         if any(p is None for p in parts):
             return None
         decoders = [p[0] for p in parts if p is not None]
