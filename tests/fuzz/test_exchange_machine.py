@@ -1156,6 +1156,8 @@ def run_on_revm(profile: str) -> None:
 
 @pytest.mark.parametrize("backend", fuzz_backends(PROFILE))
 def test_exchange_state_machine(backend, rx, chain, trader, trader2, attacker, lp, accounts, liquidator, summary):
+    # the Ape fixtures are asked for on revm too: the session deployment is then made before any
+    # test of the module runs (one first made mid-module breaks Ape's snapshots: conftest `routed`)
     if backend == "revm":
         run_on_revm(PROFILE)
     else:
