@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from types import SimpleNamespace
-from typing import Any, Iterator
+from typing import Any, ContextManager, Iterator
+
+# Chains standing in for Ape's (perpdex.revm_chain.RevmChain), innermost last: while one is in
+# use (`using`), move_time, set_clock, reverts and current_chain act on it
+_STAND_INS: list[Any] = []
 
 EMBEDDED = "ethereum:local:boa"
 EXACT = "ethereum:local:test"
@@ -58,12 +62,43 @@ def test_signers(n: int, start: int = 0) -> list[Any]:
     return [accounts.test_accounts[i] for i in range(start, start + n)]
 
 
+@contextmanager
+def using(chain: Any) -> Iterator[Any]:
+    """Make `chain` (a perpdex.revm_chain.RevmChain) the chain of this module's helpers for the block."""
+    _STAND_INS.append(chain)
+    try:
+        yield chain
+    finally:
+        _STAND_INS.remove(chain)
+
+
+def current_chain() -> Any:
+    """The chain in use: the innermost `using` one, else Ape's."""
+    if _STAND_INS:
+        return _STAND_INS[-1]
+    from ape import chain
+
+    return chain
+
+
+def reverts(reason: str | None = None) -> ContextManager[Any]:
+    """`ape.reverts(reason)` on the chain in use."""
+    if _STAND_INS:
+        return _STAND_INS[-1].reverts(reason)
+    import ape
+
+    return ape.reverts(reason)
+
+
 def move_time(seconds: int) -> None:
     """Move chain time `seconds` on for every later transaction and view. On Anvil: mine a
     block stamped `seconds` after the head (moving Anvil's clock offset instead would make
     views depend on the wall clock). py-evm mines a block to get there; boa only stamps the
     next transaction with the new time and later ones would go back to its own clock: an
-    empty block makes the new time stick."""
+    empty block makes the new time stick. On a stand-in chain: its own `move_time`."""
+    if _STAND_INS:
+        _STAND_INS[-1].move_time(seconds)
+        return
     from ape import chain
 
     head = chain.blocks.head
@@ -79,7 +114,11 @@ def set_clock(timestamp: int) -> None:
     """Make `timestamp` the time of the next transaction and of the chain's clock from then
     on (it may go back: after a snapshot restore, which the embedded chains do not rewind
     their clock for). On boa the clock is the wall time plus an offset: the offset is set
-    (setting `pending_timestamp` would hold for one transaction only)."""
+    (setting `pending_timestamp` would hold for one transaction only). A stand-in chain's
+    clock is frozen: its pending timestamp is set."""
+    if _STAND_INS:
+        _STAND_INS[-1].pending_timestamp = timestamp
+        return
     from ape import chain
 
     provider = chain.provider

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from perpdex.chain import move_time, set_clock
+from perpdex.chain import current_chain, move_time, set_clock
 from perpdex.sdk import MAX_UINT256, Exchange
 
 Account = tuple[Any, int]  # (owner: an Ape account or address, sub-account)
@@ -92,9 +92,9 @@ def everyone_exits(x: Exchange, accounts: Iterable[Account], lps: Iterable[Any],
     closed, then every trader and LP can withdraw everything, and the tokens that stay are
     the insurance fund plus dust of less than one token unit per payout (plus the pool's
     virtual-share remainder, which protects the share price from inflation). `donations`:
-    token units sent straight to the vault, which nobody can take out (they stay too)."""
-    from ape import chain
-
+    token units sent straight to the vault, which nobody can take out (they stay too).
+    On the chain in use (perpdex.chain.current_chain: Ape's, or a RevmChain)."""
+    chain = current_chain()
     clock = int(chain.pending_timestamp)
     snapshot = chain.snapshot()
     try:

@@ -61,8 +61,13 @@ def deploy_system(deployer: Any, **overrides: Any) -> Deployment:
     `deploy_system(admin, markets={"ETH-USD": {"max_leverage": 10}}, oracle={"max_price_age": 60})`,
     `deploy_system(admin, atomic_trading=True)`.
     """
+    return deploy_from(contracts_project(), deployer, **overrides)
+
+
+def deploy_from(project: Any, deployer: Any, **overrides: Any) -> Deployment:
+    """`deploy_system` from `project`: Ape's contracts project, or anything with the same
+    `project.Name.deploy(*args, sender=)` / `.at(address)` (perpdex.revm_chain.RevmProject)."""
     cfg = load_config(**overrides)
-    project = contracts_project()
     if address := cfg["token"].get("address"):
         usd = project.MockUSD.at(address)
     else:

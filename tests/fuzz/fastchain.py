@@ -3,9 +3,10 @@
 Ape view calls on the boa provider spend about half their time in Ape itself (building and
 validating a transaction model, pydantic settings, return-data decoding) and half executing
 EVM code. `FastChain` keeps the EVM half only: calldata is built from pre-computed selectors
-with eth_abi, executed with titanoboa's `Env.execute_code(..., is_modifying=False)` (exactly
+(perpdex.abi_static: eth_abi's encoding, sliced by hand for static types), executed with titanoboa's `Env.execute_code(..., is_modifying=False)` (exactly
 what ape-titanoboa's `send_call` runs, so block number and timestamp are the same), and the
-return data decoded with eth_abi. On any other provider the same calldata goes through
+return data decoded with eth_abi. On a RevmChain in use (perpdex.chain.using: the fuzz
+machines' revm backend) the calldata goes to `RevmChain.call`; on any other provider through
 `provider.send_call` (what Ape's own view calls use), so results are identical everywhere.
 
 `FastChain.state(...)` returns every number the machine's `_compare` reads as a plain nested
@@ -18,9 +19,10 @@ from __future__ import annotations
 from dataclasses import astuple, dataclass
 from typing import Any, Mapping, Sequence
 
-from eth_abi import decode, encode
 from eth_utils import function_signature_to_4byte_selector
 
+from perpdex.abi_static import Codec
+from perpdex.chain import current_chain
 from perpdex.model import VaultModel
 from perpdex.sdk import Exchange
 
@@ -30,14 +32,14 @@ State = dict[str, Any]
 @dataclass(frozen=True)
 class _Method:
     selector: bytes
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
+    inputs: Codec
+    outputs: Codec
 
     def calldata(self, args: Sequence[Any]) -> bytes:
-        return self.selector + encode(list(self.inputs), [_address(a) for a in args])
+        return self.selector + self.inputs.encode([_address(a) for a in args])
 
     def result(self, output: bytes) -> Any:
-        values = decode(list(self.outputs), output)
+        values = self.outputs.decode(output)
         return values[0] if len(values) == 1 else values
 
 
@@ -50,26 +52,26 @@ def _method(contract: Any, name: str) -> _Method:
     abi = contract.contract_type.view_methods[name]
     return _Method(
         selector=function_signature_to_4byte_selector(abi.selector),
-        inputs=tuple(i.canonical_type for i in abi.inputs),
-        outputs=tuple(o.canonical_type for o in abi.outputs),
+        inputs=Codec([i.canonical_type for i in abi.inputs]),
+        outputs=Codec([o.canonical_type for o in abi.outputs]),
     )
 
 
 class FastChain:
-    """View calls on one deployment without Ape's per-call overhead (on boa)."""
+    """View calls on one deployment without Ape's per-call overhead (on boa and revm)."""
 
     def __init__(self, x: Exchange) -> None:
-        from ape import chain
-
+        chain = current_chain()
         self.x, self.provider = x, chain.provider
+        self.revm = chain if self.provider.name == "revm" else None
         self.env = getattr(self.provider, "env", None) if self.provider.name == "boa" else None
-        self.gas = int(self.provider.max_gas)
+        self.gas = 0 if self.revm else int(self.provider.max_gas)
         self._methods: dict[tuple[str, str], _Method] = {}
 
     @property
     def fast(self) -> bool:
-        """True when reads bypass Ape (the boa provider)."""
-        return self.env is not None
+        """True when reads bypass Ape (the boa provider, or revm)."""
+        return self.env is not None or self.revm is not None
 
     def call(self, contract: Any, fn_name: str, *args: Any) -> Any:
         """`contract.fn_name(*args)` as plain Python: ints, bools, addresses, tuples for structs
@@ -81,6 +83,8 @@ class FastChain:
         return method.result(self._execute(contract.address, method.calldata(args)))
 
     def _execute(self, address: str, data: bytes) -> bytes:
+        if self.revm is not None:
+            return self.revm.call(address, data)
         if self.env is None:
             txn = self.provider.network.ecosystem.create_transaction(receiver=address, data=data)
             return bytes(self.provider.send_call(txn))
@@ -92,6 +96,8 @@ class FastChain:
         return bytes(computation.output)
 
     def head_timestamp(self) -> int:
+        if self.revm is not None:
+            return int(self.revm.blocks.head.timestamp)
         if self.env is not None:  # ape-titanoboa stamps the EVM with the head block's time
             return int(self.env.evm.patch.timestamp)
         from ape import chain

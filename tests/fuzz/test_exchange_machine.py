@@ -47,6 +47,15 @@ took to find it (tests/fuzz/seeded_bugs.py runs it against deliberately broken c
 Time: the test clock is stopped (conftest `deterministic_time`; on Anvil the block timestamp
 interval is 0); time moves only in `wait` and the crashes, by mining a block at a later timestamp
 (perpdex.chain.move_time), after which every price is fed again.
+
+Backends: PERPDEX_FUZZ_BACKEND=revm runs the machine on revm (perpdex.revm_chain: the same
+bytecode, deployed by the test itself, Ape-shaped contracts; about 40x faster), =ape on Ape's
+embedded chain (titanoboa's py-evm, the session's `rx` deployment). Unset: the quick profile
+runs on both (Ape first), every other profile on revm. The machine is the same on both: it
+reaches the chain through the contracts it is given and perpdex.chain's helpers (move_time,
+reverts, current_chain), which act on the RevmChain in use. A failure found on revm replays on
+Ape: the same command with PERPDEX_FUZZ_BACKEND=ape (the example database is keyed by the
+machine's factory, the same on both; or pass the failing run's --hypothesis-seed).
 """
 
 from __future__ import annotations
@@ -58,13 +67,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import ape
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
 
-from perpdex.chain import move_time
+from perpdex.chain import move_time, reverts, using
 from perpdex.checks import everyone_exits
 from perpdex.model import (
     DAY,
@@ -85,6 +93,8 @@ from perpdex.model import (
     fill_price,
     floor_div,
 )
+from perpdex.deploy import deploy_from
+from perpdex.revm_chain import RevmChain, RevmProject
 from perpdex.sdk import MAX_UINT256, Exchange, liquidation_price_of, model_from_chain, price_steps
 
 from campaign_profiles import register_campaign_profiles
@@ -137,6 +147,19 @@ settings.register_profile("perpdex-seeded", settings.get_profile("perpdex-ci"), 
 register_campaign_profiles("perpdex-")  # perpdex-campaign-*: `perpdex fuzz`'s workers
 PROFILE = os.environ.get("PERPDEX_FUZZ_PROFILE", "quick")
 MUST_HIT_EVERY_RULE = ("quick", "ci")
+POOL_USD = 1_000_000  # the LP liquidity of the routed deployment (tests/conftest.py), on both backends
+
+
+def fuzz_backends(profile: str) -> list[str]:
+    """The backends the machine runs on: PERPDEX_FUZZ_BACKEND (revm | ape); unset, both for the
+    quick profile (Ape first: its session deployment is then made by the module's first test,
+    as before) and revm for the others."""
+    chosen = os.environ.get("PERPDEX_FUZZ_BACKEND")
+    if chosen is None:
+        return ["ape", "revm"] if profile == "quick" else ["revm"]
+    if chosen not in ("revm", "ape"):
+        raise ValueError(f"PERPDEX_FUZZ_BACKEND={chosen!r}: revm or ape")
+    return [chosen]
 
 
 def new_summary() -> dict[str, Any]:
@@ -267,7 +290,7 @@ class ExchangeMachine(RuleBasedStateMachine):
             return arg, result, receipt
         _count("refused", f"{name}: {first_reason}")
         if tries:
-            with ape.reverts(first_reason):
+            with reverts(first_reason):
                 on_chain(tries[0])
         return None, None, None
 
@@ -658,7 +681,7 @@ class ExchangeMachine(RuleBasedStateMachine):
         clock is stopped) pays nothing: refused alone, skipped in a batch."""
         owner, keeper = self.traders[who], self.keeper_caller
         before = self._tokens(keeper)
-        with ape.reverts("keeper: account healthy"):
+        with reverts("keeper: account healthy"):
             self.x.d.keeper.liquidate(owner, sub, sender=keeper)
         receipt = self.x.d.keeper.liquidate_many([owner], [sub], sender=keeper)
         assert self.m.liquidate(self.names[who], sub, str(keeper)) is None  # settles funding, as the chain
@@ -790,7 +813,7 @@ class ExchangeMachine(RuleBasedStateMachine):
         actor's tokens (the model is not told; `_compare` then proves nothing changed)."""
         _count("refused", f"{rule_name}: {reason}")
         tokens = self._tokens(actor)
-        with ape.reverts(reason):
+        with reverts(reason):
             call()
         assert self._tokens(actor) == tokens, f"{rule_name}: tokens moved on a refused call"
 
@@ -1083,7 +1106,7 @@ def run_exchange_machine(x: Exchange, chain: Any, roles: Roles, profile: str) ->
                                   settings=settings.get_profile(f"perpdex-{profile}"))
 
 
-def print_summary(profile: str, json_path: str | None = None) -> None:
+def print_summary(profile: str, json_path: str | None = None, backend: str | None = None) -> None:
     """Print SUMMARY; also write it as JSON to `json_path` (with the profile and steps/s)."""
     s = SUMMARY
     rules = ", ".join(f"{k} {v}" for k, v in sorted(s["rules"].items()))
@@ -1094,7 +1117,7 @@ def print_summary(profile: str, json_path: str | None = None) -> None:
     if json_path:
         write_json(s, profile, json_path)
     print(
-        f"\nexchange machine [{profile}]: {s['examples']} examples, {s['steps']} steps, {s['checks']} invariant "
+        f"\nexchange machine [{profile}{f', {backend}' if backend else ''}]: {s['examples']} examples, {s['steps']} steps, {s['checks']} invariant "
         f"checks (x6 invariants), {s['seconds']:.1f} s, {rate:.1f} steps/s ({s['check_seconds']:.1f} s reading the "
         f"chain for checks)\n  liquidations {s['liquidations']} ({s['partial_liquidations']} partial, "
         f"{s['full_liquidations']} full, {s['bad_debt_events']} with bad debt); {s['race_refusals']} second "
@@ -1106,16 +1129,44 @@ def print_summary(profile: str, json_path: str | None = None) -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def summary():
+@pytest.fixture
+def summary(backend: str):
+    """A fresh SUMMARY for each backend's run, printed (and written) after it."""
+    SUMMARY.clear()
+    SUMMARY.update(new_summary())
     yield
-    print_summary(PROFILE, os.environ.get("PERPDEX_FUZZ_SUMMARY"))
+    SUMMARY["backend"] = backend
+    print_summary(PROFILE, os.environ.get("PERPDEX_FUZZ_SUMMARY"), backend)
 
 
-def test_exchange_state_machine(rx, chain, trader, trader2, attacker, lp, accounts, liquidator, summary):
-    roles = Roles(traders=[trader, trader2, attacker], lps=[lp, accounts[6]], keeper=liquidator,
-                  rival_keeper=accounts[7], donor=accounts[8], settler=accounts[9])
-    run_exchange_machine(rx, chain, roles, PROFILE)
+def revm_roles(chain: RevmChain) -> Roles:
+    """The same accounts in the same roles as on Ape (conftest: trader 1, trader2 2, attacker 5,
+    lp 3, liquidator 4; accounts 6-9), so a failure's owners read the same on both backends."""
+    a = chain.accounts
+    return Roles(traders=[a[1], a[2], a[5]], lps=[a[3], a[6]], keeper=a[4], rival_keeper=a[7], donor=a[8],
+                 settler=a[9])
+
+
+def run_on_revm(profile: str) -> None:
+    """The machine on a fresh RevmChain: the routed deployment (perpdex.deploy's defaults) with
+    the same LP liquidity as the Ape fixture's, every perpdex.chain helper acting on it."""
+    chain = RevmChain()
+    with using(chain):
+        x = Exchange(deploy_from(RevmProject(chain), chain.accounts[0]))
+        x.add_liquidity(chain.accounts[3], x.tokens(POOL_USD))
+        run_exchange_machine(x, chain, revm_roles(chain), profile)
+
+
+@pytest.mark.parametrize("backend", fuzz_backends(PROFILE))
+def test_exchange_state_machine(backend, rx, chain, trader, trader2, attacker, lp, accounts, liquidator, summary):
+    # the Ape fixtures are asked for on revm too: the session deployment is then made before any
+    # test of the module runs (one first made mid-module breaks Ape's snapshots: conftest `routed`)
+    if backend == "revm":
+        run_on_revm(PROFILE)
+    else:
+        roles = Roles(traders=[trader, trader2, attacker], lps=[lp, accounts[6]], keeper=liquidator,
+                      rival_keeper=accounts[7], donor=accounts[8], settler=accounts[9])
+        run_exchange_machine(rx, chain, roles, PROFILE)
     if PROFILE in MUST_HIT_EVERY_RULE:
         # every rule, and liquidations; in ci both kinds (partials are rare: with small positions
         # the minimum position margin often leaves no share that restores IM, so all is closed)
