@@ -319,14 +319,16 @@ class ExchangeMachine(RuleBasedStateMachine):
         return on_model(future, arg)
 
     def _request(self, rule_name: str, tries: list[Any], on_model: Callable[[VaultModel, Any], Any],
-                 commit: Callable[[Any], tuple[Any, Any, dict[str, Any]]]) -> tuple[Any, Outcome | None, Any]:
+                 commit: Callable[[Any], tuple[Any, Any, dict[str, Any]]],
+                 at_round: Callable[[], None] | None = None) -> tuple[Any, Outcome | None, Any]:
         """A two-step request (SPEC 13), the way the exchange trades: the first of `tries` that
         the vault will accept at the settlement round (the model decides, on a copy of its
         future) is committed now; then a settlement delay passes, the feeder writes a round of
         every market and the settler settles it. It must fill exactly as the model fills it.
         When the model refuses every try, the first is committed all the same and must be
         cancelled at its round with the model's reason, the settler paid from its escrow.
-        `commit(arg)` returns (owner, the chain's commit call, the RouterModel.commit kwargs).
+        `commit(arg)` returns (owner, the chain's commit call, the RouterModel.commit kwargs);
+        `at_round()`, if given, runs once the settlement round exists, just before the settle.
         Returns (the argument filled or None, the outcome, the settle receipt); when the router
         refused the commit itself (the chain must refuse it the same way, moving no token):
         (None, a cancelled Outcome with that reason, None)."""
@@ -352,6 +354,8 @@ class ExchangeMachine(RuleBasedStateMachine):
         assert self._tokens(owner) == tokens - self.rm.escrow_of(request)  # SPEC 11.15
         self._advance(self.rm.delay)
         self._refresh()
+        if at_round is not None:
+            at_round()
         receipt = self.router.settle(request.order_id, sender=self.settler)
         outcome = self.rm.settle(request.order_id)
         assert outcome is not None
@@ -526,17 +530,19 @@ class ExchangeMachine(RuleBasedStateMachine):
     def add_liquidity(self, who, usd):
         lp = self.lps[who]
         self.x.fund(lp, usd * TOKEN)
-        price_before = share_price(self.m)
+        # the price the deposit is priced at: the settlement round's (funding accrues meanwhile)
+        price_before: list[tuple[int, int]] = []
         done, outcome, receipt = self._request(
             "add_liquidity", [usd * TOKEN],
             lambda m, a: m.add_liquidity(str(lp), a),
             lambda a: (lp, lambda: self.router.commit_add_liquidity(a, sender=lp), dict(kind=KIND_ADD, sub=0, market=0,
                                                                                          amount=a)),
+            at_round=lambda: price_before.append(share_price(self.m)),
         )
         if done:
             [ev] = self.x.events(receipt, "LiquidityAdded")
             assert int(ev["shares"]) == outcome.result
-            self._assert_share_price_kept(price_before, "add_liquidity")
+            self._assert_share_price_kept(price_before[0], "add_liquidity")
 
     @rule(who=st.integers(0, 1), share=shares)
     @counted
@@ -546,16 +552,17 @@ class ExchangeMachine(RuleBasedStateMachine):
         if amount == 0:
             _count("skipped", "remove_liquidity: no shares")
             return
-        before, price_before = self._tokens(lp), share_price(self.m)
+        before, price_before = self._tokens(lp), []
         done, outcome, _ = self._request(
             "remove_liquidity", self._halvings(amount),
             lambda m, s: m.remove_liquidity(str(lp), s),
             lambda s: (lp, lambda: self.router.commit_remove_liquidity(s, sender=lp), dict(kind=KIND_REMOVE, sub=0,
                                                                                             market=0, amount=s)),
+            at_round=lambda: price_before.append(share_price(self.m)),
         )
         if done:
             assert self._tokens(lp) - before == outcome.result - self.x.reward_tokens
-            self._assert_share_price_kept(price_before, "remove_liquidity")
+            self._assert_share_price_kept(price_before[0], "remove_liquidity")
 
     @rule(usd=donation_usd)
     @counted
