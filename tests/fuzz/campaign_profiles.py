@@ -67,7 +67,9 @@ def campaign_profiles(base: Mapping[str, settings]) -> dict[str, settings]:
     return made
 
 
-def register_campaign_profiles(prefix: str) -> None:
-    """The same for profiles registered with Hypothesis as `<prefix><name>`."""
-    for name, profile in campaign_profiles({b: settings.get_profile(f"{prefix}{b}") for b in BASES}).items():
-        settings.register_profile(f"{prefix}{name}", profile)
+def register_campaign_profiles(prefix: str, suffix: str = "") -> None:
+    """The same for profiles registered with Hypothesis as `<prefix><name><suffix>` (a suffix
+    names a backend's sizes, e.g. `-revm`)."""
+    bases = {b: settings.get_profile(f"{prefix}{b}{suffix}") for b in BASES}
+    for name, profile in campaign_profiles(bases).items():
+        settings.register_profile(f"{prefix}{name}{suffix}", profile)

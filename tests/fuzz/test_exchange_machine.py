@@ -35,8 +35,9 @@ SPEC 11.11 (`everyone_can_exit`, and at every teardown) runs perpdex.checks.ever
 unless PERPDEX_FUZZ_EXIT=0 (EXIT_CHECK). A separate Hypothesis test covers the first LP deposit
 after the pool emptied (SPEC 11.10).
 
-Profiles: PERPDEX_FUZZ_PROFILE=quick (default: 16 x 28 steps, derandomized) | ci (200 x 50) |
-long (2,000 x 50) | seeded | anvil (tests/integration/test_fuzz_anvil.py) | campaign-* (`perpdex fuzz`'s
+Profiles: PERPDEX_FUZZ_PROFILE=quick (default: 16 x 28 steps on Ape, 140 x 50 on revm, both
+derandomized) | ci (200 x 50; revm 1,400 x 50) | long (2,000 x 50; revm 28,000 x 50: a million
+steps) | seeded | anvil (tests/integration/test_fuzz_anvil.py) | campaign-* (`perpdex fuzz`'s
 workers: tests/fuzz/campaign_profiles.py). `pytest -s` prints a summary
 (with the rules never hit); PERPDEX_FUZZ_SUMMARY=FILE also writes it as JSON (with `failed`).
 In the quick and ci profiles the test fails when a rule was never hit or nothing was liquidated
@@ -144,7 +145,19 @@ settings.register_profile("perpdex-long", max_examples=2_000, stateful_step_coun
 settings.register_profile("perpdex-anvil", max_examples=3, stateful_step_count=12, database=None, **_COMMON)
 settings.register_profile("perpdex-seeded", settings.get_profile("perpdex-ci"), database=None,
                           phases=(Phase.explicit, Phase.generate))
+# On revm (~450 steps/s with every check, against ~5 on Ape + boa) the same names are 50-500x
+# larger: quick >= 5,000 steps in well under a minute (the default run), ci >= 50,000, long
+# >= 1,000,000 steps (about 40 minutes on one core; `perpdex fuzz --workers N` splits nothing,
+# each worker runs the whole profile with its own seed). An example averages ~38 of its 50
+# steps (an example ends early when Hypothesis has nothing left to draw), hence 140 / 1,400 /
+# 28,000 examples.
+settings.register_profile("perpdex-quick-revm", max_examples=140, stateful_step_count=50, derandomize=True, **_COMMON)
+settings.register_profile("perpdex-ci-revm", max_examples=1_400, stateful_step_count=50, **_COMMON)
+settings.register_profile("perpdex-long-revm", max_examples=28_000, stateful_step_count=50, **_COMMON)
+settings.register_profile("perpdex-seeded-revm", settings.get_profile("perpdex-ci-revm"), database=None,
+                          phases=(Phase.explicit, Phase.generate))
 register_campaign_profiles("perpdex-")  # perpdex-campaign-*: `perpdex fuzz`'s workers
+register_campaign_profiles("perpdex-", "-revm")  # and their revm sizes
 PROFILE = os.environ.get("PERPDEX_FUZZ_PROFILE", "quick")
 MUST_HIT_EVERY_RULE = ("quick", "ci")
 POOL_USD = 1_000_000  # the LP liquidity of the routed deployment (tests/conftest.py), on both backends
@@ -1102,15 +1115,26 @@ def machine_rules() -> set[str]:
     return names if EXIT_CHECK else names - {"everyone_can_exit"}
 
 
-def run_exchange_machine(x: Exchange, chain: Any, roles: Roles, profile: str) -> None:
-    """Run the machine under settings profile `perpdex-<profile>`; SUMMARY collects the figures
-    (a failure is recorded in SUMMARY["failed"] and raised)."""
+def profile_settings(profile: str, backend: str) -> settings:
+    """The settings of `profile` on `backend`: `perpdex-<profile>-revm` (the larger sizes) on
+    revm where there is one, else `perpdex-<profile>`."""
+    if backend == "revm":
+        try:
+            return settings.get_profile(f"perpdex-{profile}-revm")
+        except Exception:  # noqa: BLE001 - hypothesis raises InvalidArgument: no revm size for it
+            pass
+    return settings.get_profile(f"perpdex-{profile}")
+
+
+def run_exchange_machine(x: Exchange, chain: Any, roles: Roles, profile: str, backend: str = "ape") -> None:
+    """Run the machine under settings profile `profile` (sized for `backend`: profile_settings);
+    SUMMARY collects the figures (a failure is recorded in SUMMARY["failed"] and raised)."""
     def never_hit() -> None:
         SUMMARY["never_hit"] = sorted(machine_rules() - set(SUMMARY["rules"]))
 
     with recording(SUMMARY, after=never_hit):  # the lambda's line as it was: it seeds the quick profile
         run_state_machine_as_test(lambda: ExchangeMachine(x, chain, roles),
-                                  settings=settings.get_profile(f"perpdex-{profile}"))
+                                  settings=profile_settings(profile, backend))
 
 
 def print_summary(profile: str, json_path: str | None = None, backend: str | None = None) -> None:
@@ -1161,7 +1185,7 @@ def run_on_revm(profile: str) -> None:
     with using(chain):
         x = Exchange(deploy_from(RevmProject(chain), chain.accounts[0]))
         x.add_liquidity(chain.accounts[3], x.tokens(POOL_USD))
-        run_exchange_machine(x, chain, revm_roles(chain), profile)
+        run_exchange_machine(x, chain, revm_roles(chain), profile, "revm")
 
 
 @pytest.mark.parametrize("backend", fuzz_backends(PROFILE))
