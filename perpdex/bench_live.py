@@ -97,19 +97,48 @@ class FuzzRate:
     seconds: float
     per_second: float
     failed: str | None
+    backend: str = "revm"
 
 
-def fuzz_rate(profile: str = "quick", timeout: float = 1_800) -> FuzzRate:
+def fuzz_rate(profile: str = "quick", backend: str = "revm", timeout: float = 1_800, profile_to: Path | None = None) -> FuzzRate:
     """Run the exchange state machine's test (tests/fuzz/test_exchange_machine.py) with
-    `profile` in a child `ape test` and read the summary it writes."""
+    `profile` on `backend` (revm | ape) in a child `ape test` and read the summary it writes.
+    With `profile_to`, the child runs under cProfile and writes its stats there (`fuzz_split`)."""
     with tempfile.TemporaryDirectory() as scratch:
         summary = Path(scratch) / "summary.json"
         started = time.monotonic()
-        done = subprocess.run(ape_test_command(MACHINES["exchange"]), cwd=ROOT, env=fuzz_env(os.environ, profile, summary),
+        done = subprocess.run(ape_test_command(MACHINES["exchange"]), cwd=ROOT,
+                              env=fuzz_env(os.environ, profile, summary, backend=backend, cprofile=profile_to),
                               capture_output=True, text=True, timeout=timeout)
         s = read_json(summary)
         if s is None:
             raise RuntimeError(f"the fuzz run wrote no summary (exit {done.returncode}, "
                                f"{time.monotonic() - started:.0f}s):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return FuzzRate(profile, int(s["examples"]), int(s["steps"]), float(s["seconds"]), float(s["steps_per_second"]),
-                    s.get("failed"))
+                    s.get("failed"), backend)
+
+
+# Where a fuzz step's time goes: each profiled function's own time, by what it belongs to
+# (the first part whose pattern is in its file name or, for built-ins, its name).
+SPLIT_PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("EVM (revm)", ("pyrevm", "'EVM'", "builtins.EVM")),
+    ("ABI encoding", ("abi_static", "eth_abi", "eth_utils", "hexbytes", "eth_hash", "cytoolz", "keccak")),
+    ("model", ("perpdex/model.py", "copy.py", "dataclasses.py")),
+    ("Hypothesis", ("hypothesis",)),
+    ("machine, checks, glue", ("tests/fuzz", "perpdex/")),
+)
+
+
+def fuzz_split(stats_file: Path) -> dict[str, float]:
+    """Shares (0-1) of a profiled fuzz run's own time by SPLIT_PARTS, and `other`."""
+    import pstats
+
+    stats = pstats.Stats(str(stats_file)).stats  # type: ignore[attr-defined]
+    shares: dict[str, float] = {name: 0.0 for name, _ in SPLIT_PARTS}
+    shares["other"] = 0.0
+    for (filename, _line, function), (_cc, _nc, own, _cum, _callers) in stats.items():
+        where = f"{filename} {function}"
+        part = next((name for name, patterns in SPLIT_PARTS if any(p in where for p in patterns)), "other")
+        shares[part] += own
+    total = sum(shares.values()) or 1.0
+    return {name: seconds / total for name, seconds in shares.items()}

@@ -1106,20 +1106,44 @@ def _bench_funding(network: str, counts: str) -> list[tuple[str, str]]:
 
 @bench.command("fuzz")
 @click.option("--profile", default="quick", show_default=True, help="PERPDEX_FUZZ_PROFILE (quick, ci, long)")
-def bench_fuzz(profile: str) -> None:
-    """The exchange state machine's steps per second on the embedded chain (a child test run)."""
-    _bench_fuzz(profile)
+@click.option("--backend", "backends", multiple=True, type=click.Choice(["revm", "ape"]),
+              help="Only this backend (repeatable; default: both, side by side)")
+def bench_fuzz(profile: str, backends: tuple[str, ...]) -> None:
+    """The exchange state machine's steps per second on each backend (child test runs), and
+    where a revm step's time goes (the revm run under cProfile)."""
+    _bench_fuzz(profile, backends or ("revm", "ape"))
 
 
-def _bench_fuzz(profile: str) -> list[tuple[str, str]]:
-    from perpdex.bench_live import fuzz_rate
+def _bench_fuzz(profile: str, backends: tuple[str, ...] = ("revm", "ape")) -> list[tuple[str, str]]:
+    import tempfile
 
-    with console.status(f"running the fuzz suite's exchange machine ({profile} profile)"):
-        r = fuzz_rate(profile)
-    verdict = "no violation" if not r.failed else f"[red]FAILED[/red]: {r.failed.splitlines()[0]}"
-    line = f"{r.per_second:.1f} steps/s ({r.steps:,} steps, {r.examples} examples in {r.seconds:.0f}s; {verdict})"
-    console.print(f"fuzz [{profile}]: {line}")
-    return [(f"fuzz steps/s ({EMBEDDED}, {profile})", line)]
+    from rich.table import Table
+
+    from perpdex.bench_live import fuzz_rate, fuzz_split
+
+    figures, table = [], Table(title=f"Exchange machine, {profile} profile, every check on (one core each)")
+    for col in ("backend", "steps/s", "steps", "examples", "seconds", "result"):
+        table.add_column(col, justify="right")
+    split: dict[str, float] = {}
+    for backend in backends:
+        with console.status(f"fuzz: {profile} on {backend}"):
+            r = fuzz_rate(profile, backend)
+        if backend == "revm":
+            # a second run under cProfile (which slows every Python call: shares, not the rate)
+            with tempfile.TemporaryDirectory() as scratch, console.status(f"fuzz: {profile} on revm, profiled"):
+                stats = Path(scratch) / "fuzz.prof"
+                fuzz_rate(profile, backend, profile_to=stats)
+                split = fuzz_split(stats)
+        verdict = "no violation" if not r.failed else f"[red]FAILED[/red]: {r.failed.splitlines()[0]}"
+        table.add_row(backend, f"{r.per_second:,.1f}", f"{r.steps:,}", str(r.examples), f"{r.seconds:.1f}", verdict)
+        figures.append((f"fuzz steps/s ({backend}, {profile})",
+                        f"{r.per_second:,.1f} steps/s ({r.steps:,} steps, {r.examples} examples in {r.seconds:.0f}s; {verdict})"))
+    console.print(table)
+    if split:
+        parts = ", ".join(f"{name} {share:.0%}" for name, share in sorted(split.items(), key=lambda kv: -kv[1]))
+        console.print(f"where a revm step's time goes (cProfile of the revm run): {parts}")
+        figures.append(("fuzz step split (revm)", parts))
+    return figures
 
 
 @bench.command("demo")

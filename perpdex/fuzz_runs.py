@@ -33,6 +33,7 @@ DB_ENV = "PERPDEX_FUZZ_DB"
 SEED_ENV = "PERPDEX_FUZZ_SEED"
 BACKEND_ENV = "PERPDEX_FUZZ_BACKEND"
 WORKER_ENV = "PERPDEX_FUZZ_WORKER"
+CPROFILE_ENV = "PERPDEX_FUZZ_CPROFILE"  # the machine run under cProfile, its stats to this file
 
 
 @dataclass(frozen=True)

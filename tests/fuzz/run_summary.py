@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator
 
 from hypothesis.stateful import RuleBasedStateMachine
 
-from perpdex.fuzz_runs import PROGRESS_ENV, SUMMARY_ENV
+from perpdex.fuzz_runs import CPROFILE_ENV, PROGRESS_ENV, SUMMARY_ENV
 
 PROGRESS_SECONDS = 2.0
 
@@ -49,6 +49,26 @@ def recording(summary: dict[str, Any], after: Callable[[], None] | None = None) 
             after()
         if progress is not None:
             progress.stop()
+
+
+@contextmanager
+def profiled() -> Iterator[None]:
+    """With PERPDEX_FUZZ_CPROFILE=FILE, the block runs under cProfile and its stats go to FILE
+    (`perpdex bench fuzz` reads where a step's time goes from them: the machine alone, not the
+    test process's start-up)."""
+    path = os.environ.get(CPROFILE_ENV)
+    if not path:
+        yield
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        yield
+    finally:
+        profiler.disable()
+        profiler.dump_stats(path)
 
 
 def recorded(summary: dict[str, Any], profile: str) -> Callable[[Callable[..., None]], Callable[..., None]]:

@@ -100,7 +100,7 @@ from perpdex.sdk import MAX_UINT256, Exchange, liquidation_price_of, model_from_
 
 from campaign_profiles import register_campaign_profiles
 from fastchain import FastChain, model_state  # tests/fuzz is on sys.path
-from run_summary import recording, steps_per_second, write_json
+from run_summary import profiled, recording, steps_per_second, write_json
 from strategies import (  # tests/fuzz is on sys.path (rootdir-less test dirs, prepend mode)
     MARKETS,
     SUBS,
@@ -1132,7 +1132,7 @@ def run_exchange_machine(x: Exchange, chain: Any, roles: Roles, profile: str, ba
     def never_hit() -> None:
         SUMMARY["never_hit"] = sorted(machine_rules() - set(SUMMARY["rules"]))
 
-    with recording(SUMMARY, after=never_hit):  # the lambda's line as it was: it seeds the quick profile
+    with recording(SUMMARY, after=never_hit), profiled():  # the lambda's line as it was: it seeds quick
         run_state_machine_as_test(lambda: ExchangeMachine(x, chain, roles),
                                   settings=profile_settings(profile, backend))
 
