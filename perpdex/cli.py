@@ -38,6 +38,7 @@ def _address(_ctx: click.Context, _param: click.Parameter, value: str | None) ->
 
 
 @click.group(cls=Group)
+@click.version_option(package_name="perpdex", prog_name="perpdex")
 @click.option("--verbose", is_flag=True, help="Show Ape's own log lines (deployments, transactions)")
 @click.option("--debug", is_flag=True, help="Show the traceback of an error instead of its one line")
 @click.pass_context

@@ -75,3 +75,18 @@ def test_explain__a_bug_keeps_its_traceback():
 def test_explain__missing_deployment_file_is_a_user_error():
     error = explain(FileNotFoundError(".perpdex/devnet.json not found: run `perpdex devnet` (or `perpdex deploy`) first"))
     assert error is not None and "run `perpdex devnet`" in error.message
+
+
+def test_run_without_a_command__prints_help_not_a_demo():
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run(["bash", str(root / "run")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "./run demo" in done.stdout and "Usage: perpdex" in done.stdout and "faucet" in done.stdout
+
+
+def test_version():
+    result = run("--version")
+    assert result.exit_code == 0 and result.output.startswith("perpdex, version ")
