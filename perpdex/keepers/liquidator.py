@@ -16,7 +16,9 @@ One `step()`:
    transaction, but only to `confirmations` blocks behind the head: the newer blocks are read
    again on every scan into an overlay (a reorg of them leaves nothing behind). No storage scans.
 4. **Evaluate.** Accounts with an open position are checked with `LiquidationKeeper.liquidatable`,
-   up to 100 per `eth_call`. Accounts skipped lately wait out their backoff. The liquidatable
+   up to 100 per `eth_call`. Accounts skipped lately wait out their backoff; once it runs
+   out, their liquidation is simulated alone first (free) and, still failing, skipped again
+   with a longer backoff, so a retry costs no gas until it would succeed. The liquidatable
    ones are read with `LiquidationKeeper.health` and ordered by risk (largest shortfall
    MM - equity first); dust (the most it can pay is below its gas at the current gas price)
    is left alone unless its equity is below `bad_debt_equity`.
@@ -453,12 +455,28 @@ class Liquidator:
         self.metrics.dust = len(dust)
         return [c for c in candidates if not rule.is_dust(c)]
 
-    def backed_off(self, accounts: list[Account], head: int) -> tuple[list[Account], list[Account]]:
-        """(accounts to try now, accounts still waiting out a skip's backoff)."""
+    def backed_off(self, accounts: list[Account], head: int) -> list[Account]:
+        """The accounts to try now: not those waiting out a skip's backoff, nor those whose
+        backoff ran out but whose liquidation, simulated alone (free), still fails: they are
+        skipped again (reported, a longer backoff) without spending gas on them."""
         skips = self.index.skips()
-        waiting = [a for a in accounts if a in skips and skips[a].retry_at > head]
+        waiting = {a for a in accounts if a in skips and skips[a].retry_at > head}
+        for a in accounts:
+            if a in skips and a not in waiting and (reason := self._failure(a)) is not None:
+                self._skip(a, reason, head)
+                waiting.add(a)
         self.metrics.backed_off = len(waiting)
-        return [a for a in accounts if a not in set(waiting)], waiting
+        return [a for a in accounts if a not in waiting]
+
+    def _failure(self, account: Account) -> str | None:
+        """The revert reason of liquidating `account` alone now (an eth_call), None if it works."""
+        from ape.exceptions import VirtualMachineError
+
+        try:
+            self.x.d.keeper.liquidate.call(account.owner, account.sub, sender=self.sender)
+        except VirtualMachineError as err:
+            return getattr(err, "revert_message", None) or str(err)
+        return None
 
     # ---- 5. send
     def first_batch_size(self) -> int:
@@ -538,7 +556,7 @@ class Liquidator:
         self.scan()
         busy = {a for send in still_pending for a in send.accounts}
         liquidatable = self.liquidatable(exclude=busy)
-        now, _ = self.backed_off(liquidatable, self.head())
+        now = self.backed_off(liquidatable, self.head())
         candidates: list[Account] = []
         if now:
             _, gas_price = self.fees()

@@ -119,10 +119,16 @@ def test_bot__account_in_a_stale_market__skipped_with_reason__others_liquidated_
     liquidator.step()  # its backoff has not run out: not tried, nothing sent
     assert accounts.test_accounts[2].nonce == nonce and liquidator.metrics.backed_off == 1
     chain.mine(skip.retry_at - chain.blocks.head.number)
-    liquidator.step()  # tried again, skipped again: twice as long to wait
+    liquidator.step()  # simulated alone (free), still failing: skipped again, twice as long to wait
     again = liquidator.index.skips()[attacker]
     assert again.failures == 2 and again.retry_at == chain.blocks.head.number + 2  # 1, 2, 4, ... blocks
-    assert accounts.test_accounts[2].nonce == nonce + 1
+    assert accounts.test_accounts[2].nonce == nonce  # the retry cost no transaction
+    assert any(line.startswith(f"skipped {attacker.owner}/0: oracle: stale price (failure 2") for line in lines)
+
+    chain.mine(again.retry_at - chain.blocks.head.number)
+    fresh.set_price(1, fresh.price(1))  # BTC fed again
+    assert liquidator.step() == 1  # its backoff over and its liquidation working: sent
+    assert attacker not in liquidator.index.skips()  # a liquidation clears the record
 
 
 def test_bot__liquidates_the_largest_shortfall_first(fresh, tmp_path):
