@@ -58,6 +58,10 @@ FIRST_GUESS_GAS = 150_000  # per account, until a receipt tells better
 # out of gas at +20% (the same batch a block later used 629,698). Each account gets this much
 # on top of the simulated gas (+20%); unused gas is not paid for.
 GAS_HEADROOM_PER_ACCOUNT = 50_000
+# Anvil counts a mined transaction in the account's nonce a moment before it serves its
+# receipt: a used nonce without a receipt of ours is "replaced" only after this long (seen:
+# two batches of one pass wrongly marked replaced when it was concluded at once).
+NONCE_RECEIPT_GRACE = 3.0
 DEFAULT_PRIORITY_FEE = gwei(1)  # when the node has no eth_maxPriorityFeePerGas
 GAS_TOKEN_MARKET = "ETH-USD"  # prices the native token for the dust rule, unless given
 
@@ -295,15 +299,17 @@ class Liquidator:
         replacing the newest with bumped fees whenever it has waited `stuck_blocks` blocks.
         Returns (the mined one, its receipt), "replaced" when the nonce went to a transaction
         not in the journal, or None while still pending."""
-        deadline, at_cap = time.monotonic() + self.receipt_timeout, False
+        deadline, at_cap, used_since = time.monotonic() + self.receipt_timeout, False, None
         while True:
             mined = self._mined(group)
             if mined is not None:
                 return mined
-            if self._nonce_used(group[0].nonce):
-                return self._mined(group) or "replaced"  # mined since the first look, or replaced
+            if used_since is None and self._nonce_used(group[0].nonce):
+                used_since = time.monotonic()
+            if used_since is not None and time.monotonic() - used_since > NONCE_RECEIPT_GRACE:
+                return "replaced"
             newest = group[-1]
-            if newest.max_fee and self.head() - newest.sent_block >= self.stuck_blocks and not at_cap:
+            if used_since is None and newest.max_fee and self.head() - newest.sent_block >= self.stuck_blocks and not at_cap:
                 fees = bumped(Fees(newest.max_fee, newest.priority_fee), self.max_fee)
                 if fees is None:
                     at_cap = True
@@ -326,7 +332,7 @@ class Liquidator:
         if outcome == "replaced":
             for send in group:
                 self.index.settle(send.id, "replaced")
-            self.report(f"recovered batch {group[-1].tx_hash[:10]}: nonce {group[0].nonce} used by another transaction")
+            self.report(f"batch {group[-1].tx_hash[:10]}: nonce {group[0].nonce} used by a transaction not in the journal (replaced)")
             return 0
         mined, receipt = outcome
         for send in group:
