@@ -1,9 +1,11 @@
 # pragma version ~=0.4.3
 """
 @title LiquidationKeeper
-@notice Permissionless liquidation of perpdex accounts: one (reverts on a healthy account)
-        or a batch (skips accounts that are healthy, or that a competitor liquidated first,
-        so one of them never spoils the batch), plus the views keepers and traders need:
+@notice Permissionless liquidation of perpdex accounts: one (reverts on a healthy account,
+        or with the vault's reason) or a batch (skips accounts that are healthy, that a
+        competitor liquidated first, or whose liquidation fails with a reason, such as a
+        stale price in one of its markets: one account never spoils the batch; each failure
+        is logged as LiquidationSkipped with its reason), plus the views keepers and traders need:
         which accounts are liquidatable, a health breakdown with the margin ratio, and the
         liquidation price of a position. The reward goes to whoever calls.
 @dev The liquidation itself (funding settlement, partial/full close at the oracle price, fee
@@ -15,7 +17,10 @@
 
 from interfaces import IMarginVault
 from interfaces import IPriceOracle
+from interfaces import ILiquidationKeeper
 from modules import wad_math
+
+implements: ILiquidationKeeper
 
 MAX_BATCH: constant(uint256) = 100
 WAD: constant(uint256) = 10**18
@@ -60,18 +65,51 @@ def liquidate(_owner: address, _sub: uint256) -> uint256:
 @external
 def liquidate_many(_owners: DynArray[address, MAX_BATCH], _subs: DynArray[uint256, MAX_BATCH]) -> uint256:
     """
-    @notice Liquidate every liquidatable account of the list, skipping the others.
+    @notice Liquidate every liquidatable account of the list, skipping the others: healthy
+            ones silently, and ones whose liquidation fails with a reason (a stale price in
+            one of its markets, say) with a LiquidationSkipped log carrying that reason.
+    @dev A liquidation that fails without a reason (out of gas) reverts the whole batch
+         instead: otherwise a caller could skip an account by the gas it sends (the 63/64
+         rule leaves this contract enough to go on after the vault ran dry).
     @return How many were liquidated.
     """
     assert len(_owners) == len(_subs), "keeper: length mismatch"
     count: uint256 = 0
     for i: uint256 in range(len(_owners), bound=MAX_BATCH):
         ok: bool = False
+        response: Bytes[256] = b""
+        ok, response = raw_call(
+            VAULT.address,
+            abi_encode(_owners[i], _subs[i], msg.sender, method_id=method_id("liquidate(address,uint256,address)")),
+            max_outsize=256,
+            revert_on_failure=False,
+        )
+        if not ok:
+            reason: String[64] = self._reason(response)
+            assert len(reason) != 0, "keeper: liquidation failed without a reason"
+            log ILiquidationKeeper.LiquidationSkipped(owner=_owners[i], sub=_subs[i], keeper=msg.sender, reason=reason)
+            continue
+        liquidated: bool = False
         reward: uint256 = 0
-        ok, reward = extcall VAULT.liquidate(_owners[i], _subs[i], msg.sender)
-        if ok:
+        liquidated, reward = abi_decode(response, (bool, uint256))
+        if liquidated:
             count += 1
     return count
+
+
+@pure
+@internal
+def _reason(_response: Bytes[256]) -> String[64]:
+    """
+    @dev The message of an `Error(string)` revert; empty for anything else. A message
+         longer than 64 bytes (the vault's are at most 48) reads as a fixed one rather than
+         reverting the batch in the decoder.
+    """
+    if len(_response) < 68 or slice(_response, 0, 4) != method_id("Error(string)"):
+        return ""
+    if extract32(_response, 36, output_type=uint256) > 64:
+        return "keeper: revert reason too long"
+    return abi_decode(slice(_response, 4, len(_response) - 4), String[64])
 
 
 @view

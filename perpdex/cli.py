@@ -859,19 +859,43 @@ def keeper_funding(port: int, deployment: str | None, alias: str | None, max_idl
 @click.option("--interval", default=1.0, show_default=True, help="Seconds between passes")
 @click.option("--max-batch", default=50, show_default=True, help="Most accounts in one liquidate_many")
 @click.option("--gas-budget", default=12_000_000, show_default=True, help="Most gas one batch may use")
+@click.option("--confirmations", default=2, show_default=True,
+              help="The index's checkpoint stays this many blocks behind the head; newer blocks are re-read every pass (reorgs)")
+@click.option("--max-fee", default=100.0, show_default=True, help="Cap on the max fee per gas (gwei), fee bumps included")
+@click.option("--priority-fee", default=None, type=float, help="Priority fee (gwei) [default: the node's eth_maxPriorityFeePerGas]")
+@click.option("--stuck-blocks", default=3, show_default=True,
+              help="A batch not mined this many blocks after it was sent is replaced with both fees +12.5%")
+@click.option("--gas-price", default=None, type=float,
+              help="Gas price (gwei) the dust rule prices gas at [default: the head's base fee + the priority fee]")
+@click.option("--gas-token-usd", default=None, type=float,
+              help="USD per native token, to price gas [default: the oracle's ETH-USD price]")
+@click.option("--bad-debt-equity", default=0.0, show_default=True,
+              help="Accounts with equity below this (USD) are liquidated even when the reward is below the gas")
 @click.option("--once", is_flag=True, help="One pass, then exit")
 def keeper_liquidator(
     network: str, port: int, rpc: str | None, deployment: str | None, db: str | None, alias: str | None,
-    interval: float, max_batch: int, gas_budget: int, once: bool,
+    interval: float, max_batch: int, gas_budget: int, confirmations: int, max_fee: float, priority_fee: float | None,
+    stuck_blocks: int, gas_price: float | None, gas_token_usd: float | None, bad_debt_equity: float, once: bool,
 ) -> None:
-    """Liquidate unhealthy accounts: event-indexed (SQLite, survives restarts), batched, crash-safe."""
+    """Liquidate unhealthy accounts: event-indexed (SQLite, survives restarts), riskiest first,
+    batched, crash-safe; an account that cannot be liquidated is skipped (with its reason) and
+    retried with backoff; dust not worth its gas is left alone; stuck batches are fee-bumped."""
     from perpdex.devnet import STATE_DIR
     from perpdex.keepers.index import AccountIndex
+    from perpdex.keepers.liquidation_policy import gwei
     from perpdex.keepers.liquidator import Liquidator
+    from perpdex.model import to_wad
 
     with _devnet(port, deployment, network, rpc) as x:
         index = AccountIndex(db or STATE_DIR / "liquidator.db")
-        bot = Liquidator(x, signer(alias), index, report=_stamped, max_batch=max_batch, gas_budget=gas_budget)
+        bot = Liquidator(
+            x, signer(alias), index, report=_stamped, max_batch=max_batch, gas_budget=gas_budget,
+            confirmations=confirmations, max_fee=gwei(max_fee),
+            priority_fee=None if priority_fee is None else gwei(priority_fee), stuck_blocks=stuck_blocks,
+            gas_price=None if gas_price is None else gwei(gas_price),
+            gas_token_usd=None if gas_token_usd is None else to_wad(gas_token_usd),
+            bad_debt_equity=to_wad(bad_debt_equity),
+        )
         _stamped(f"liquidator: keeper {x.d.keeper.address}, sender {bot.sender.address}, index {index.path}")
         _until_stopped(lambda: bot.run(interval, iterations=1 if once else None),
                        lambda: f"liquidator stopped: {bot.status_line()}")

@@ -98,10 +98,12 @@ def _cli(*args: str) -> list[str]:
 
 
 def liquidator_process(rpc: str, deployment: Path, db: Path, account: int, interval: float = 0.2,
-                       max_batch: int = 50) -> KeeperProcess:
-    """`perpdex keeper liquidator` against the node at `rpc`, signing with test account `account`."""
+                       max_batch: int = 50, options: tuple[str, ...] = ()) -> KeeperProcess:
+    """`perpdex keeper liquidator` against the node at `rpc`, signing with test account `account`
+    (`options`: more of its command-line options)."""
     return KeeperProcess(_cli("keeper", "liquidator", "--rpc", rpc, "--deployment", str(deployment), "--db", str(db),
-                              "--account", str(account), "--interval", str(interval), "--max-batch", str(max_batch)))
+                              "--account", str(account), "--interval", str(interval), "--max-batch", str(max_batch),
+                              *options))
 
 
 def funding_process(port: int, deployment: Path, account: int, max_idle: int = 3600,

@@ -1,11 +1,18 @@
 """The liquidator's local store (SQLite): which accounts hold positions, up to which block
-the vault's events were read, and a journal of every transaction it sent.
+the vault's events were read, a journal of every transaction it sent, and the accounts it
+had to skip (why, how often, and from which block to try them again).
 
 Everything that must survive a crash is written in one SQLite transaction with the
 checkpoint that covers it: the positions seen in a block range and the new last block
 commit together, so a process killed mid-scan re-reads that range and misses nothing. A
 liquidation batch is journalled (nonce, hash, accounts) *before* it is broadcast, so a
 restarted bot knows what may be in flight and waits for it instead of sending it again.
+A fee-bumped replacement is a journal row of its own with the same nonce: whichever of the
+rows with that nonce gets mined settles, the others are marked replaced.
+
+Only blocks at least `confirmations` deep are committed (see liquidation_policy.ScanWindow):
+the newer ones are read again on every scan into an overlay passed to `open_positions`, so
+the stored positions never hold a log that a reorg took back.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -36,7 +43,21 @@ CREATE TABLE IF NOT EXISTS sends (
     gas INTEGER NOT NULL DEFAULT 0,
     sent_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS skips (
+    owner TEXT NOT NULL, sub INTEGER NOT NULL,
+    reason TEXT NOT NULL,             -- the revert reason of the last failed liquidation
+    failures INTEGER NOT NULL,        -- in a row; reset by a liquidation
+    retry_at INTEGER NOT NULL,        -- first block at which it is tried again
+    PRIMARY KEY (owner, sub)
+);
 """
+# Columns added to `sends` after the first release: (name, declaration), added to older files.
+SENDS_COLUMNS = (
+    ("max_fee", "INTEGER NOT NULL DEFAULT 0"),       # wei per gas (EIP-1559)
+    ("priority_fee", "INTEGER NOT NULL DEFAULT 0"),
+    ("sent_block", "INTEGER NOT NULL DEFAULT 0"),    # the head when it was broadcast
+    ("gas_limit", "INTEGER NOT NULL DEFAULT 0"),     # a replacement keeps it
+)
 IN_FLIGHT = "sent"
 
 
@@ -73,6 +94,23 @@ class Send:
     nonce: int
     tx_hash: str
     accounts: tuple[Account, ...]
+    max_fee: int = 0  # wei per gas; 0 in rows journalled before fees were (never bumped)
+    priority_fee: int = 0
+    sent_block: int = 0
+    gas_limit: int = 0
+
+
+@dataclass(frozen=True)
+class Skip:
+    """An account whose liquidation failed: why, how many times in a row, when to retry."""
+
+    account: Account
+    reason: str
+    failures: int
+    retry_at: int
+
+
+PositionKey = tuple[str, int, int]  # owner, sub, market
 
 
 @dataclass(frozen=True)
@@ -91,6 +129,10 @@ class AccountIndex:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.db = open_store(self.path, SCHEMA)
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(sends)")}
+        for name, declaration in SENDS_COLUMNS:
+            if name not in have:
+                self.db.execute(f"ALTER TABLE sends ADD COLUMN {name} {declaration}")
 
     def close(self) -> None:
         self.db.close()
@@ -112,6 +154,7 @@ class AccountIndex:
         still in flight are marked orphaned (their chain is gone). Returns how many were."""
         with self._transaction():
             self.db.execute("DELETE FROM positions")
+            self.db.execute("DELETE FROM skips")
             orphaned = self.db.execute(
                 "UPDATE sends SET status = 'orphaned' WHERE status = ?", (IN_FLIGHT,)
             ).rowcount
@@ -134,34 +177,81 @@ class AccountIndex:
         return count
 
     # ---- accounts
-    def open_accounts(self) -> list[Account]:
-        """Accounts with at least one open position, in a stable order."""
-        rows = self.db.execute(
-            "SELECT DISTINCT owner, sub FROM positions WHERE size != '0' ORDER BY owner, sub"
-        ).fetchall()
-        return [Account(owner, int(sub)) for owner, sub in rows]
+    def _sizes(self, overlay: dict[PositionKey, int]) -> dict[PositionKey, int]:
+        rows = self.db.execute("SELECT owner, sub, market, size FROM positions").fetchall()
+        return {**{(o, int(s), int(m)): int(size) for o, s, m, size in rows}, **overlay}
 
-    def tracked(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM (SELECT DISTINCT owner, sub FROM positions)").fetchone()[0])
+    def open_positions(self, overlay: dict[PositionKey, int] | None = None) -> dict[Account, dict[int, int]]:
+        """Every account with an open position: {market: size}, the stored sizes updated by
+        `overlay` (the unconfirmed blocks' logs); accounts in a stable order."""
+        result: dict[Account, dict[int, int]] = {}
+        for (owner, sub, market), size in sorted(self._sizes(overlay or {}).items()):
+            if size != 0:
+                result.setdefault(Account(owner, sub), {})[market] = size
+        return result
+
+    def open_accounts(self, overlay: dict[PositionKey, int] | None = None) -> list[Account]:
+        """Accounts with at least one open position, in a stable order."""
+        return list(self.open_positions(overlay))
+
+    def tracked(self, overlay: dict[PositionKey, int] | None = None) -> int:
+        return len({(owner, sub) for owner, sub, _ in self._sizes(overlay or {})})
+
+    # ---- accounts skipped after a failed liquidation
+    def record_skip(self, account: Account, reason: str, retry_at: Callable[[int], int]) -> Skip:
+        """Count one more failure of `account` (`retry_at(failures)` gives the retry block)."""
+        row = self.db.execute(
+            "SELECT failures FROM skips WHERE owner = ? AND sub = ?", (account.owner, account.sub)
+        ).fetchone()
+        failures = (int(row[0]) if row else 0) + 1
+        skip = Skip(account, reason, failures, int(retry_at(failures)))
+        with self._transaction():
+            self.db.execute(
+                "INSERT INTO skips (owner, sub, reason, failures, retry_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (owner, sub) DO UPDATE SET reason = excluded.reason, failures = excluded.failures, "
+                "retry_at = excluded.retry_at",
+                (account.owner, account.sub, reason, failures, skip.retry_at),
+            )
+        return skip
+
+    def clear_skips(self, accounts: Iterable[Account]) -> None:
+        with self._transaction():
+            self.db.executemany("DELETE FROM skips WHERE owner = ? AND sub = ?", [(a.owner, a.sub) for a in accounts])
+
+    def skips(self) -> dict[Account, Skip]:
+        rows = self.db.execute("SELECT owner, sub, reason, failures, retry_at FROM skips").fetchall()
+        return {Account(o, int(s)): Skip(Account(o, int(s)), r, int(f), int(at)) for o, s, r, f, at in rows}
 
     # ---- the send journal
-    def journal(self, nonce: int, tx_hash: str, accounts: list[Account]) -> int:
-        """Write down a transaction about to be broadcast; returns its journal id."""
+    def journal(self, nonce: int, tx_hash: str, accounts: Iterable[Account], max_fee: int = 0,
+                priority_fee: int = 0, sent_block: int = 0, gas_limit: int = 0) -> Send:
+        """Write down a transaction about to be broadcast (or a replacement: same nonce)."""
+        batch = tuple(accounts)
         with self._transaction():
             cursor = self.db.execute(
-                "INSERT INTO sends (nonce, tx_hash, accounts, status, sent_at) VALUES (?, ?, ?, ?, ?)",
-                (nonce, tx_hash, json.dumps([[a.owner, a.sub] for a in accounts]), IN_FLIGHT, time.time()),
+                "INSERT INTO sends (nonce, tx_hash, accounts, status, sent_at, max_fee, priority_fee, sent_block, "
+                "gas_limit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (nonce, tx_hash, json.dumps([[a.owner, a.sub] for a in batch]), IN_FLIGHT, time.time(),
+                 max_fee, priority_fee, sent_block, gas_limit),
             )
-        return int(cursor.lastrowid or 0)
+        return Send(int(cursor.lastrowid or 0), nonce, tx_hash, batch, max_fee, priority_fee, sent_block, gas_limit)
 
     def in_flight(self) -> list[Send]:
         rows = self.db.execute(
-            "SELECT id, nonce, tx_hash, accounts FROM sends WHERE status = ? ORDER BY id", (IN_FLIGHT,)
+            "SELECT id, nonce, tx_hash, accounts, max_fee, priority_fee, sent_block, gas_limit FROM sends "
+            "WHERE status = ? ORDER BY id", (IN_FLIGHT,)
         ).fetchall()
         return [
-            Send(id_, nonce, tx_hash, tuple(Account(o, int(s)) for o, s in json.loads(accounts)))
-            for id_, nonce, tx_hash, accounts in rows
+            Send(id_, nonce, tx_hash, tuple(Account(o, int(s)) for o, s in json.loads(accounts)), mf, pf, sb, gl)
+            for id_, nonce, tx_hash, accounts, mf, pf, sb, gl in rows
         ]
+
+    def in_flight_by_nonce(self) -> list[list[Send]]:
+        """In-flight rows grouped by nonce (a transaction and its fee-bumped replacements), oldest first."""
+        groups: dict[int, list[Send]] = {}
+        for send in self.in_flight():
+            groups.setdefault(send.nonce, []).append(send)
+        return [groups[n] for n in sorted(groups)]
 
     def settle(self, send_id: int, status: str, block: int | None = None, liquidated: int = 0, reward: int = 0, gas: int = 0) -> None:
         with self._transaction():

@@ -1,6 +1,7 @@
 """The liquidator bot on Anvil, as a real separate process (`perpdex keeper liquidator`),
 against an Anvil each test starts and owns: a price crash with 200 accounts under water,
-kill -9 mid-batch and restart, the RPC going away for a while, and Anvil restarting."""
+an attacker's account in a stale market among 56 underwater ones, kill -9 mid-batch and
+restart, the RPC going away for a while, and Anvil restarting."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from typing import Any
 import pytest
 from ape import accounts, chain
 
-from perpdex.bench_live import BOOK_CRASH_PRICE, BOT_ACCOUNT, underwater_book
-from perpdex.chain import DEVNET, connect
+from perpdex.bench_live import BOOK_COLLATERAL_USD, BOOK_CRASH_PRICE, BOT_ACCOUNT, underwater_book
+from perpdex.chain import DEVNET, connect, move_time
 from perpdex.deploy import deploy_system
 from perpdex.devnet import free_port, host_url, write_deployment
 from perpdex.keepers.liquidator import liquidations
@@ -106,6 +107,38 @@ def test_anvil_bot__200_accounts_under_water__all_liquidated_within_bounded_bloc
         assert "liquidated 200 in 4 tx" in output
         print(f"\nliquidator cleared: {cleared_rate(output)}")
         print([line for line in output.splitlines() if "| liquidated 200" in line][-1])
+
+
+def test_anvil_bot__attacker_in_a_stale_market__skipped_with_reason__the_others_liquidated_in_the_same_round(
+        devnet, tmp_path, bots):
+    with connect(DEVNET, host=devnet.url, manage_process=False):
+        x, deployment = deploy(devnet, tmp_path)
+        made = underwater_book(x, per_owner=7)  # 56 accounts, 1 ETH long on 300 USD each
+        attacker = accounts.test_accounts[3]
+        x.deposit(attacker, x.tokens(BOOK_COLLATERAL_USD))
+        x.fund(attacker, 2 * x.reward_tokens)  # the router escrows each request's reward from the wallet
+        orders = [x.order_id(x.trade(attacker, m, size, settle=False)) for m, size in ((0, WAD), (1, WAD // 1000))]
+        x.next_round()
+        x.settle(orders)
+        assert x.position(attacker, 0, 1).size == WAD // 1000  # it holds BTC: a market about to go stale
+        bot = keeper_bot(devnet.url, deployment, tmp_path / "bot.db")
+        bots.append(bot)
+        bot.wait_for("tracked 57 | open 57 | liquidatable 0")
+
+        move_time(int(x.d.oracle.max_price_age()) + 1)  # every price is stale now...
+        crashed_at = crash(x)  # ...but ETH, fed again at the crash price: BTC alone stays stale
+        wait_until(lambda: len(liquidated_counts(x)) == 56, 120, "56 liquidations", bot)
+        bot.wait_for(f"skipped {attacker.address}/0: oracle: stale price")
+        bot.wait_for("cleared 56 account(s)")
+        output = bot.stop()
+
+        seen = liquidations(x)
+        assert Counter((s.owner, s.sub) for s in seen) == Counter(made)  # everyone but the attacker, once
+        assert max(s.block for s in seen) - crashed_at <= 2  # the same round: 2 batches (50 + 7), a block each
+        assert bot_sends() == len({s.tx_hash for s in seen}) == 2  # its retries are simulated, never sent
+        assert x.d.keeper.liquidatable([attacker], [0])[0]  # still under water: it waits for a fresh BTC price
+        assert any("| backed off 1 |" in line for line in output.splitlines())  # shown in the status line
+        print(f"\nstale-market attacker: {[line for line in output.splitlines() if 'skipped' in line][:3]}")
 
 
 def test_anvil_bot__killed_mid_batch_and_restarted__nothing_missed_nothing_sent_twice(devnet, tmp_path, bots):
