@@ -132,6 +132,7 @@ NOT_OWNER = "ownable: caller is not the owner"
 WITHDRAW_REASONS = ("vault: insufficient collateral", "vault: below initial margin",
                     "vault: unrealized profit not withdrawable")
 EXIT_EVERY = 15  # steps between two `everyone_can_exit` checks in one example
+MAX_FLOOR_WEI = 8  # the funding index's floors in one step: one wei per accrual, a few accruals a step
 CRASH_DIRECTIONS = ("crowd", "crowd", "down", "up")  # mostly against the side with the larger OI
 
 _COMMON = dict(deadline=None, suppress_health_check=list(HealthCheck), print_blob=True)
@@ -1073,11 +1074,16 @@ class ExchangeMachine(RuleBasedStateMachine):
         only when time has passed since the last accrual, and then is stamped with a time of
         this step, and by no
         more than the velocity model allows over that time (SPEC 6): the rate by at most
-        max_funding_velocity * dt / DAY, the index (a floored trapezoid at the price of the
-        accrual, which no rule moves after accruing in the same step) by at most
-        max(|r0|, |r1|) * dt * P / (DAY * WAD) plus one wei of floor. (The index *as of now*
-        may change without time passing: the unaccrued interval is priced at the current
-        oracle price, so a price move re-prices it.)"""
+        max_funding_velocity * dt / DAY, the index (floored trapezoids at the price of the
+        accrual, which no rule moves after accruing in the same step) by at most the highest
+        |rate| the velocity allows in between times dt * P / (DAY * WAD), plus a wei of floor
+        per accrual. A step that settles several requests accrues several times, and the rate
+        may turn in between (a long fills, then a short), so that highest |rate| is not
+        max(|r0|, |r1|) but the peak of the two cones |r0| + v t and |r1| + v (dt - t):
+        (|r0| + |r1| + v dt / DAY) / 2 (the long campaign found max(|r0|, |r1|) too tight after
+        591,912 steps: three openings in one step, the rate down, then up, then down). (The
+        index *as of now* may change without time passing: the unaccrued interval is priced
+        at the current oracle price, so a price move re-prices it.)"""
         for mk in MARKETS:
             st_ = self.m.markets[mk]
             stored = (st_.funding_rate, st_.funding_index, st_.last_funding_time)
@@ -1087,9 +1093,11 @@ class ExchangeMachine(RuleBasedStateMachine):
                 # accrual may be earlier in the step than its end)
                 assert before[2] < stored[2] <= self.m.now, (mk, stored, before, self.m.now)
                 dt, (r0, i0), (r1, i1) = stored[2] - before[2], before[:2], stored[:2]
-                assert abs(r1 - r0) * DAY <= st_.params.max_funding_velocity * dt, (mk, r0, r1, dt)
-                assert abs(i1 - i0) * DAY * WAD <= max(abs(r0), abs(r1)) * dt * self.m.prices[mk] + DAY * WAD, (
-                    mk, i0, i1, r0, r1, dt)
+                v = st_.params.max_funding_velocity
+                assert abs(r1 - r0) * DAY <= v * dt, (mk, r0, r1, dt)
+                peak_times_2day = (abs(r0) + abs(r1)) * DAY + v * dt  # 2 * DAY * the highest |rate|
+                bound = peak_times_2day * dt * self.m.prices[mk] + MAX_FLOOR_WEI * 2 * DAY * DAY * WAD
+                assert abs(i1 - i0) * 2 * DAY * DAY * WAD <= bound, (mk, i0, i1, r0, r1, dt)
             self.last_funding[mk] = stored
 
     @invariant()
@@ -1251,3 +1259,27 @@ def test_first_lp_deposit__after_a_donation__gets_a_fair_share(rx, chain, lp, at
         assert left <= seed  # no profit
     finally:
         chain.restore(snap)
+
+
+def test_funding_bound__three_openings_in_one_step__the_rate_turns_between_accruals():
+    """Regression: a `perpdex fuzz --profile long` campaign (revm, 2 workers) failed after
+    591,912 steps: the opening step settles three requests in one market (a short, a larger
+    long, a short), funding accrues at each settlement and the rate turns in between, so the
+    index moved more than max(|rate before|, |rate after|) allowed over the step. The bound is
+    the velocity model's peak rate now (`funding_moves_only_with_time`); the case, as
+    Hypothesis shrank it, must hold every invariant."""
+    chain = RevmChain()
+    with using(chain):
+        x = Exchange(deploy_from(RevmProject(chain), chain.accounts[0]))
+        x.add_liquidity(chain.accounts[3], x.tokens(POOL_USD))
+        machine = ExchangeMachine(x, chain, revm_roles(chain))
+        try:
+            machine.fund_traders(opening=[(1_000, 0, 500), (1_000, 0, 951), (1_000, 0, 500)])
+            st_ = machine.m.markets[0]
+            assert st_.funding_rate < 0 and st_.oi_long and st_.oi_short  # both sides opened, the rate moved
+            machine.accounts_are_sound()
+            machine.chain_equals_model()
+            machine.funding_is_zero_sum()
+            machine.funding_moves_only_with_time()
+        finally:
+            machine.teardown()
