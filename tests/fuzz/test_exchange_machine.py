@@ -37,8 +37,8 @@ after the pool emptied (SPEC 11.10).
 
 Profiles: PERPDEX_FUZZ_PROFILE=quick (default: 16 x 28 steps on Ape, 140 x 50 on revm, both
 derandomized) | ci (200 x 50; revm 1,400 x 50) | long (2,000 x 50; revm 28,000 x 50: a million
-steps) | seeded | anvil (tests/integration/test_fuzz_anvil.py) | campaign-* (`perpdex fuzz`'s
-workers: tests/fuzz/campaign_profiles.py). `pytest -s` prints a summary
+steps) | seeded (ci's Ape size on both) | anvil (tests/integration/test_fuzz_anvil.py) |
+campaign-* (`perpdex fuzz`'s workers: tests/fuzz/campaign_profiles.py). `pytest -s` prints a summary
 (with the rules never hit); PERPDEX_FUZZ_SUMMARY=FILE also writes it as JSON (with `failed`).
 In the quick and ci profiles the test fails when a rule was never hit or nothing was liquidated
 (ci: no partial or no full liquidation). `seeded` is `ci` without
@@ -155,8 +155,10 @@ settings.register_profile("perpdex-seeded", settings.get_profile("perpdex-ci"), 
 settings.register_profile("perpdex-quick-revm", max_examples=140, stateful_step_count=50, derandomize=True, **_COMMON)
 settings.register_profile("perpdex-ci-revm", max_examples=1_400, stateful_step_count=50, **_COMMON)
 settings.register_profile("perpdex-long-revm", max_examples=28_000, stateful_step_count=50, **_COMMON)
-settings.register_profile("perpdex-seeded-revm", settings.get_profile("perpdex-ci-revm"), database=None,
-                          phases=(Phase.explicit, Phase.generate))
+# `seeded` keeps Ape's ci size on revm too (200 x 50, ~8,000 steps): the seeded-bugs runner's
+# baseline must pass, and past ~45,000 steps the unmutated exchange fails SPEC 11.11 today
+# (the pool insolvent after an LP leaves and a crash: issue 17's solvency work), so a larger
+# baseline would hide every mutation behind that one known failure.
 register_campaign_profiles("perpdex-")  # perpdex-campaign-*: `perpdex fuzz`'s workers
 register_campaign_profiles("perpdex-", "-revm")  # and their revm sizes
 PROFILE = os.environ.get("PERPDEX_FUZZ_PROFILE", "quick")
