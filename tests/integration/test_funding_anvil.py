@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from ape import accounts, chain, networks
+from ape import accounts, chain
 
-from perpdex.chain import move_time
+from perpdex.chain import DEVNET, connect, move_time
 from perpdex.deploy import deploy_system
 from perpdex.model import DAY, WAD
 from perpdex.sdk import Exchange
@@ -23,8 +23,8 @@ pytestmark = pytest.mark.anvil
 HOUR = 3600
 
 
-def test_anvil__skewed_market_for_days__long_pays_short_receives_pool_takes_the_rest(tmp_path):
-    with networks.parse_network_choice("ethereum:local:foundry") as provider:
+def test_anvil__skewed_market_for_days__long_pays_short_receives_pool_takes_the_rest(tmp_path, devnet):
+    with connect(DEVNET, host=devnet.url, manage_process=False) as provider:  # an Anvil the test owns
         # Views run on a pending block stamped with the wall clock: two reads a second apart
         # under load would see different funding. Frozen block time: time moves only with
         # move_time (the same as the fuzz machine on Anvil).
@@ -83,10 +83,10 @@ def _keeper(port: int, deployment: Path, account_index: int) -> subprocess.Compl
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
 
 
-def test_anvil__funding_keeper__two_at_once_then_restart(tmp_path):
+def test_anvil__funding_keeper__two_at_once_then_restart(tmp_path, devnet):
     from perpdex.devnet import write_deployment
 
-    with networks.parse_network_choice("ethereum:local:foundry") as provider:
+    with connect(DEVNET, host=devnet.url, manage_process=False) as provider:  # an Anvil the test owns
         port = int(provider.uri.rsplit(":", 1)[1].strip("/"))
         admin, lp, trader = (accounts.test_accounts[i] for i in range(3))
         d = deploy_system(admin)

@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from ape import accounts, chain, networks
+from ape import accounts, chain
 
+from perpdex.chain import DEVNET, connect
 from perpdex.deploy import deploy_system
 from perpdex.sdk import Exchange
 
@@ -24,8 +25,8 @@ pytestmark = pytest.mark.anvil
 POOL_USD = 1_000_000
 
 
-def test_anvil__exchange_machine__chain_equals_model_and_invariants_hold():
-    with networks.parse_network_choice("ethereum:local:foundry") as provider:
+def test_anvil__exchange_machine__chain_equals_model_and_invariants_hold(devnet):
+    with connect(DEVNET, host=devnet.url, manage_process=False) as provider:  # an Anvil the test owns
         provider.make_request("anvil_setBlockTimestampInterval", [0])
         role = accounts.test_accounts
         x = Exchange(deploy_system(role[0]))
