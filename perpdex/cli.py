@@ -508,6 +508,18 @@ def price_set(market: str, value: str, alias: str, port: int, deployment: str | 
                       f"(at most {int(x.d.oracle.max_price_jump()) * 100 / WAD:g}% each)")
 
 
+@contextmanager
+def _node(port: int) -> Iterator[Any]:
+    """Ape's chain, connected to the devnet's node at `port` (never started here): the
+    commands that drive the node itself (time, blocks) and need no deployment."""
+    from ape import chain
+
+    from perpdex.devnet import host_url
+
+    with connect(DEVNET, host=host_url(port), manage_process=False):
+        yield chain
+
+
 @main.group("time")
 def time_group() -> None:
     """The devnet's clock."""
@@ -521,11 +533,7 @@ def time_warp(duration: str, port: int) -> None:
     much after the head. Funding accrues over it; prices older than the oracle's max age
     then make trading wait for the feeder's next round."""
     seconds = _seconds(duration)
-    from perpdex.devnet import host_url
-
-    with connect(DEVNET, host=host_url(port), manage_process=False):
-        from ape import chain
-
+    with _node(port) as chain:
         before = int(chain.blocks.head.timestamp)
         move_time(seconds)
         head = chain.blocks.head
@@ -537,11 +545,7 @@ def time_warp(duration: str, port: int) -> None:
 @click.option("--port", default=8545, show_default=True, type=PORT, help="The devnet's port")
 def mine(blocks: int, port: int) -> None:
     """Mine BLOCKS empty blocks on the devnet (default 1)."""
-    from perpdex.devnet import host_url
-
-    with connect(DEVNET, host=host_url(port), manage_process=False):
-        from ape import chain
-
+    with _node(port) as chain:
         start = chain.blocks.head.number
         chain.mine(blocks)
         console.print(f"mined {chain.blocks.head.number - start} block(s): head is block {chain.blocks.head.number}")
