@@ -22,6 +22,9 @@
        modules/liquidation.vy  liquidations
        modules/token_io.vy     the collateral token in and out
        modules/errors.vy       the one revert path
+       modules/roles.vy        the OrderRouter
+     The owner's entry points and liquidations live in VaultExtension, run on this
+     storage by delegatecall: the vault keeps room under the 24,576-byte limit.
 @custom:kill The owner calls `pause()` (all markets) or `pause_market(m)`: no new risk can
              be opened, while closing, reducing, depositing, withdrawing free collateral,
              removing liquidity and liquidations keep working. `set_router(empty(address))`
@@ -42,6 +45,7 @@ from modules import token_io
 from modules import pool
 from modules import positions
 from modules import liquidation
+from modules import roles
 
 initializes: ownable
 initializes: ownable_2step[ownable := ownable]
@@ -51,6 +55,7 @@ initializes: token_io
 initializes: pool[markets := markets, funding_index := funding_index, token_io := token_io]
 initializes: positions[markets := markets, funding_index := funding_index, pool := pool, token_io := token_io]
 initializes: liquidation[markets := markets, pool := pool, positions := positions, token_io := token_io]
+initializes: roles
 
 exports: (
     ownable.owner,
@@ -70,6 +75,8 @@ exports: (
     pool.insurance_fund,
     pool.lp_shares,
     pool.total_lp_shares,
+    # roles
+    roles.router,
 )
 
 # ------------------------------------------------------------------ constants
@@ -81,25 +88,35 @@ MASK96: constant(uint256) = 2**96 - 1
 # ------------------------------------------------------------------ immutables
 
 ATOMIC_TRADING: immutable(bool)
+# The vault's second half: the owner's entry points and liquidations, run on this storage
+# by delegatecall (see `__default__`); same modules, same storage layout, same immutables.
+EXTENSION: public(immutable(address))
 
-# ------------------------------------------------------------------ storage
 
-# The OrderRouter: the only caller of `settle_trade` and `settle_liquidity`.
-router: public(address)
+interface IVaultExtension:
+    def TOKEN() -> address: view
+    def ORACLE() -> address: view
+    def TOKEN_SCALE() -> uint256: view
 
 
 @deploy
-def __init__(_token: IERC20, _oracle: IPriceOracle, _token_decimals: uint8, _atomic_trading: bool):
+def __init__(_token: IERC20, _oracle: IPriceOracle, _token_decimals: uint8, _atomic_trading: bool, _extension: address):
     """
-    @param _token The collateral stablecoin (no fee-on-transfer, no rebasing).
+    @param _token The collateral stablecoin (not rebasing; a fee on transfer is credited net).
     @param _oracle The PriceOracle read for every market.
     @param _token_decimals The token's decimals (at most 18).
     @param _atomic_trading Let owners trade and move liquidity directly at the latest price
            (never in production: fills at a price everyone sees coming are a free option).
+    @param _extension A VaultExtension deployed with the same token, oracle and decimals.
     """
+    ext: IVaultExtension = IVaultExtension(_extension)
+    assert staticcall ext.TOKEN() == _token.address, "vault: extension token"
+    assert staticcall ext.ORACLE() == _oracle.address, "vault: extension oracle"
+    EXTENSION = _extension
     ownable.__init__()
     ownable_2step.__init__()
     token_io.__init__(_token, _token_decimals)
+    assert staticcall ext.TOKEN_SCALE() == token_io.TOKEN_SCALE, "vault: extension decimals"
     markets.__init__(_oracle)
     ATOMIC_TRADING = _atomic_trading
 
@@ -111,13 +128,14 @@ def __init__(_token: IERC20, _oracle: IPriceOracle, _token_decimals: uint8, _ato
 @nonreentrant
 def deposit(_sub: uint256, _amount: uint256):
     """
-    @notice Move `_amount` tokens from the caller into sub-account `_sub`.
+    @notice Move `_amount` tokens from the caller into sub-account `_sub`; what the vault's
+            balance grew by is credited (and logged).
     """
     if not (_amount != 0):
         errors._fail("vault: zero amount")
-    token_io._pull(_amount)
-    collateral: int256 = positions._credit(msg.sender, _sub, _amount)
-    log IMarginVault.Deposit(owner=msg.sender, sub=_sub, amount=_amount, collateral=collateral)
+    received: uint256 = token_io._pull(_amount)
+    collateral: int256 = positions._credit(msg.sender, _sub, received)
+    log IMarginVault.Deposit(owner=msg.sender, sub=_sub, amount=received, collateral=collateral)
 
 
 @external
@@ -376,23 +394,15 @@ def funding(_market: uint256) -> (int256, int256):
 
 
 @external
-@nonreentrant
 def liquidate(_owner: address, _sub: uint256, _keeper: address) -> (bool, uint256):
     """
     @notice Liquidate account `(_owner, _sub)` if its equity is below its maintenance margin;
-            returns `(False, 0)` and changes nothing when it is not.
-    @dev Only the LiquidationKeeper calls it (it adds the batch and the revert for a healthy
-         account). Funding is settled first; then every position is closed by the same
-         share (at the oracle price, no price impact): the smallest share that leaves
-         equity >= the initial margin of what remains, or everything (see
-         `_liquidation_fraction`). The fee, `liquidation_fee_ratio` of the notional closed,
-         pays `_keeper` up to `max_keeper_reward` (in tokens, rounded down) and the insurance
-         fund the rest. If a full liquidation leaves negative collateral, the insurance fund
-         covers it, then the LP pool. Works while paused. A second call in the same block
-         finds the account healthy (or empty) and pays nothing.
+            returns `(False, 0)` and changes nothing when it is not. Only the
+            LiquidationKeeper may call it. Runs VaultExtension.liquidate in this vault's
+            storage (see there for the rule).
     @return (liquidated, keeper reward in token units)
     """
-    return liquidation._liquidate(_owner, _sub, _keeper)
+    return abi_decode(self._delegate(), (bool, uint256))
 
 
 @view
@@ -428,60 +438,36 @@ def max_keeper_reward() -> uint256:
 # ================================================================== owner
 
 
+# ================================================================== owner (in VaultExtension)
+
+
+@external
+def __default__():
+    """
+    @notice Every other entry point (the owner's: add_market, set_market_params,
+            set_liquidator, set_pool_caps, set_router, pause, unpause, pause_market,
+            unpause_market) runs in VaultExtension's code on this vault's storage
+            (delegatecall), with the caller's address; an unknown selector reverts there.
+    """
+    self._delegate()
+
+
 @external
 def add_market(_params: IMarginVault.MarketParams) -> uint256:
     """
-    @notice Create a market; ids are assigned 0, 1, 2... The oracle must price it.
-    @dev Owner only.
+    @notice Create a market (owner only); ids are assigned 0, 1, 2... Runs in VaultExtension.
     @return The new market's id.
     """
-    ownable._check_owner()
-    market: uint256 = markets.market_count
-    if not (market < MAX_MARKETS):
-        errors._fail("vault: too many markets")
-    markets._check_params(_params)
-    markets._store_params(market, _params)
-    markets._markets[market].funding = markets._pack_funding(0, 0, block.timestamp)
-    markets.market_count = market + 1
-    log IMarginVault.MarketAdded(market=market, params=_params)
-    return market
+    return abi_decode(self._delegate(), uint256)
 
 
+@view
 @external
-def set_market_params(_market: uint256, _params: IMarginVault.MarketParams):
+def pool_caps() -> (uint256, uint256):
     """
-    @notice Replace a market's parameters. Funding is accrued first under the old ones.
-    @dev Owner only.
+    @notice (reserve_factor, max_exposure_factor), WAD (see `set_pool_caps`).
     """
-    ownable._check_owner()
-    if not (_market < markets.market_count):
-        errors._fail("vault: unknown market")
-    markets._check_params(_params)
-    funding_index._accrue(_market, markets._latest_price(_market), markets._skew(_market))
-    markets._store_params(_market, _params)
-    log IMarginVault.MarketParamsSet(market=_market, params=_params)
-
-
-@external
-def set_liquidator(_liquidator: address, _max_keeper_reward: uint256):
-    """
-    @notice Set the LiquidationKeeper (the only caller of `liquidate`; the zero address
-            stops liquidations) and the cap on the keeper's reward (USD, WAD).
-    @dev Owner only.
-    """
-    ownable._check_owner()
-    liquidation._set_liquidator(_liquidator, _max_keeper_reward)
-
-
-@external
-def set_router(_router: address):
-    """
-    @notice Set the OrderRouter, the only filler of two-step requests (zero: none fill).
-    @dev Owner only.
-    """
-    ownable._check_owner()
-    self.router = _router
-    log IMarginVault.RouterSet(router=_router)
+    return pool._load_caps()
 
 
 @view
@@ -492,53 +478,6 @@ def atomic_trading() -> bool:
             (fixed at deployment; off unless deployed for unit tests of the margin math).
     """
     return ATOMIC_TRADING
-
-
-@external
-def pause():
-    """
-    @notice Stop new risk in every market. Closing, reducing, withdrawing free collateral,
-            liquidity removal and liquidations keep working.
-    @dev Owner only.
-    """
-    self._set_paused(True)
-
-
-@external
-def unpause():
-    """
-    @dev Owner only.
-    """
-    self._set_paused(False)
-
-
-@external
-def pause_market(_market: uint256):
-    """
-    @notice Stop new risk in `_market` only.
-    @dev Owner only.
-    """
-    self._set_market_paused(_market, True)
-
-
-@external
-def unpause_market(_market: uint256):
-    """
-    @dev Owner only.
-    """
-    self._set_market_paused(_market, False)
-
-
-@internal
-def _set_paused(_paused: bool):
-    ownable._check_owner()
-    markets._set_paused(_paused)
-
-
-@internal
-def _set_market_paused(_market: uint256, _paused: bool):
-    ownable._check_owner()
-    markets._set_market_paused(_market, _paused)
 
 
 # ================================================================== internals
@@ -552,11 +491,25 @@ def _check_atomic():
 
 
 @internal
+def _delegate() -> Bytes[256]:
+    """
+    @dev Runs the call's own calldata in VaultExtension on this storage; bubbles a revert
+         up unchanged (reasons fit in 256 bytes).
+    """
+    ok: bool = False
+    response: Bytes[256] = b""
+    ok, response = raw_call(EXTENSION, msg.data, max_outsize=256, is_delegate_call=True, revert_on_failure=False)
+    if not ok:
+        raw_revert(response)
+    return response
+
+
+@internal
 def _check_router(_at: uint256):
     """
     @dev Only the router fills requests, always at a settlement time (0 would mean the
          latest price: the free option the router exists to close).
     """
-    if not (msg.sender == self.router and _at != 0):
+    if not (msg.sender == roles.router and _at != 0):
         errors._fail("vault: not the order router")
     markets._set_settle_time(_at)

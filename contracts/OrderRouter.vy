@@ -403,7 +403,11 @@ def _commit(_sub: uint256, _market: uint256, _kind: uint256, _body: uint256, _lp
     self._busy[msg.sender][account] = busy | USED | (1 << k)
     escrow: uint256 = REWARD_TOKENS + _lp_tokens
     if escrow != 0:
+        before: uint256 = staticcall TOKEN.balanceOf(self)
         assert extcall TOKEN.transferFrom(msg.sender, self, escrow, default_return_value=True), "router: transfer failed"
+        # escrow is accounted exactly: a token that takes a fee on transfer is refused here
+        # (it would settle orders out of other orders' escrow)
+        assert staticcall TOKEN.balanceOf(self) - before == escrow, "router: token took a fee"
     config: uint256 = self._config
     order_id: uint256 = (config & COUNT_MASK) + 1
     self._config = config + 1  # the count never reaches 2**240

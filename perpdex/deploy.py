@@ -24,6 +24,32 @@ def contracts_project() -> Any:
     return ape.Project(ROOT)
 
 
+def merged_abi(vault_abi: list[dict[str, Any]], extension_abi: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """MarginVault's ABI plus VaultExtension's functions and events that the vault lacks:
+    the vault runs them by delegatecall, so callers and event decoders see one contract."""
+    def key(item: dict[str, Any]) -> tuple[Any, ...]:
+        return item["type"], item.get("name"), tuple(i["type"] for i in item.get("inputs", []))
+
+    seen = {key(item) for item in vault_abi}
+    return vault_abi + [i for i in extension_abi if i["type"] in ("function", "event") and key(i) not in seen]
+
+
+def vault_container(project: Any) -> Any:
+    """`project.MarginVault` whose ABI includes VaultExtension's entry points and events (the
+    owner's functions and `liquidate` run there, in the vault's storage)."""
+    from ethpm_types import ContractType
+
+    vault = project.MarginVault
+    dump = vault.contract_type.model_dump(mode="json", by_alias=True)
+    ext = project.VaultExtension.contract_type.model_dump(mode="json", by_alias=True)
+    contract_type = ContractType.model_validate({**dump, "abi": merged_abi(dump["abi"], ext["abi"])})
+    if hasattr(vault, "with_contract_type"):  # perpdex.revm_chain
+        return vault.with_contract_type(contract_type)
+    from ape.contracts import ContractContainer
+
+    return ContractContainer(contract_type)
+
+
 @dataclass
 class Deployment:
     """Handles on a deployed perpdex (Ape contract instances)."""
@@ -75,9 +101,9 @@ def deploy_from(project: Any, deployer: Any, **overrides: Any) -> Deployment:
     oracle = project.PriceOracle.deploy(
         int(cfg["oracle"]["max_price_age"]), to_wad(cfg["oracle"]["max_price_jump"]), sender=deployer
     )
-    vault = project.MarginVault.deploy(
-        usd, oracle, int(cfg["token"]["decimals"]), bool(cfg["atomic_trading"]), sender=deployer
-    )
+    decimals = int(cfg["token"]["decimals"])
+    extension = project.VaultExtension.deploy(usd, oracle, decimals, sender=deployer)
+    vault = vault_container(project).deploy(usd, oracle, decimals, bool(cfg["atomic_trading"]), extension, sender=deployer)
     oracle.set_feeder(deployer, True, sender=deployer)
     keeper = project.LiquidationKeeper.deploy(vault, sender=deployer)
     vault.set_liquidator(keeper, to_wad(cfg["liquidation"]["max_keeper_reward"]), sender=deployer)
@@ -86,6 +112,8 @@ def deploy_from(project: Any, deployer: Any, **overrides: Any) -> Deployment:
         vault, to_wad(r["settlement_reward"]), int(r["settlement_delay"]), int(r["settlement_window"]), sender=deployer
     )
     vault.set_router(router, sender=deployer)
+    caps = cfg["pool"]
+    vault.set_pool_caps(to_wad(caps["reserve_factor"]), to_wad(caps["max_exposure_factor"]), sender=deployer)
     lens = project.VaultLens.deploy(vault, sender=deployer)
 
     markets: dict[str, int] = {}
@@ -105,7 +133,7 @@ def attach(data: dict[str, Any]) -> Deployment:
     """A Deployment from a deployment file's content (see `Deployment.to_json`)."""
     project = contracts_project()
     a = data["addresses"]
-    vault = project.MarginVault.at(a["vault"])
+    vault = vault_container(project).at(a["vault"])
     keeper = project.LiquidationKeeper.at(a["keeper"]) if "keeper" in a else None
     router = project.OrderRouter.at(a["router"]) if "router" in a else None
     lens = project.VaultLens.at(a["lens"]) if "lens" in a else None

@@ -346,6 +346,8 @@ class VaultModel:
     paused: bool = False
     now: int = 0
     max_keeper_reward: int = 50 * WAD
+    reserve_factor: int = WAD  # per market and side: OI * price <= this x pool value (SPEC 14)
+    max_exposure_factor: int = 3 * WAD // 2  # all markets and sides: sum(OI * price) <= this x pool value
     keeper_paid: dict[str, int] = field(default_factory=dict)  # token units
 
     # ---- setup
@@ -383,15 +385,29 @@ class VaultModel:
         return self.health(owner, sub).free_collateral // self.token_scale
 
     def pool_value(self) -> int:
-        value = self.pool_balance
+        return self.valuation()[0]
+
+    def valuation(self) -> tuple[int, int, int]:
+        """(pool value, gross exposure, largest side), as MarginVault's pool._valuation: gross
+        exposure is sum((OI_long + OI_short) * P), the largest side max(OI_side * P), rounded up."""
+        value, gross, largest = self.pool_balance, 0, 0
         for m, st in enumerate(self.markets):
             if st.oi_long == 0 and st.oi_short == 0:
                 continue
+            price = self.prices[m]
             _, index = self.funding_now(m)
-            trader_pnl = st.skew * self.prices[m] - st.entry_sum
+            trader_pnl = st.skew * price - st.entry_sum
             owed_funding = st.skew * index - st.funding_sum
             value += floor_div(owed_funding - trader_pnl, WAD)
-        return value
+            gross += ceil_div((st.oi_long + st.oi_short) * price, WAD)
+            largest = max(largest, ceil_div(max(st.oi_long, st.oi_short) * price, WAD))
+        return value, gross, largest
+
+    def check_caps(self, side: int, gross: int, value: int) -> None:
+        """The pool's caps (SPEC 14): one side's notional against reserve_factor, the gross
+        exposure against max_exposure_factor, both of `value`."""
+        require(side * WAD <= self.reserve_factor * value, "vault: reserve cap")
+        require(gross * WAD <= self.max_exposure_factor * value, "vault: exposure cap")
 
     # ---- collateral
     def deposit(self, owner: str, sub: int, amount: int) -> None:
@@ -518,6 +534,8 @@ class VaultModel:
             side_oi = st.oi_long if size > 0 else st.oi_short
             require(side_oi <= params.max_open_interest, "vault: open interest cap")
             require(pool_backs(skew + delta, price, self.pool_balance, params), "vault: pool cannot back open interest")
+            value, gross, _ = self.valuation()
+            self.check_caps(ceil_div(side_oi * price, WAD), gross, value)
             if pos.size == 0:
                 require(len(self.open_markets(owner, sub)) <= MAX_MARKETS_PER_ACCOUNT, "vault: too many positions")
             h = self.health(owner, sub)
@@ -603,7 +621,7 @@ class VaultModel:
     def remove_liquidity(self, owner: str, shares: int) -> int:
         require(shares != 0, "vault: zero shares")
         require(shares <= self.lp_shares.get(owner, 0), "vault: insufficient shares")
-        value = self.pool_value()
+        value, gross, largest = self.valuation()
         require(value > 0, "vault: pool insolvent")
         amount = lp_value_of_shares(shares, self.total_lp_shares, value) // self.token_scale
         require(amount != 0, "vault: zero amount")
@@ -611,6 +629,7 @@ class VaultModel:
         require(cash >= 0, "vault: pool cash locked")
         for m, st in enumerate(self.markets):
             require(pool_backs(st.skew, self.prices[m], cash, st.params), "vault: liquidity locked by open interest")
+        self.check_caps(largest, gross, value - amount * self.token_scale)
         self.pool_balance = cash
         self.lp_shares[owner] -= shares
         self.total_lp_shares -= shares

@@ -57,6 +57,7 @@ SOURCES = {
     "MockUSD": "contracts/mocks/MockUSD.vy",
     "PriceOracle": "contracts/PriceOracle.vy",
     "MarginVault": "contracts/MarginVault.vy",
+    "VaultExtension": "contracts/VaultExtension.vy",
     "LiquidationKeeper": "contracts/LiquidationKeeper.vy",
     "OrderRouter": "contracts/OrderRouter.vy",
     "VaultLens": "contracts/VaultLens.vy",
@@ -316,6 +317,12 @@ class RevmContainer:
     def __init__(self, chain: "RevmChain", name: str, code: Compiled) -> None:
         self.chain, self.name, self.code = chain, name, code
         self.contract_type = ContractType.model_validate({"abi": code.abi, "contractName": name})
+
+    def with_contract_type(self, contract_type: ContractType) -> "RevmContainer":
+        """The same code under another ABI (perpdex.deploy.vault_container)."""
+        other = RevmContainer(self.chain, self.name, self.code)
+        other.contract_type = contract_type
+        return other
 
     def deploy(self, *args: Any, sender: Any) -> RevmContract:
         ctor = self.contract_type.constructor

@@ -266,4 +266,5 @@ def model_from_chain(x: Exchange, now: int) -> VaultModel:
     m.total_lp_shares = int(v.total_lp_shares())
     m.insurance_fund = int(v.insurance_fund())
     m.paused = bool(v.paused())
+    m.reserve_factor, m.max_exposure_factor = (int(f) for f in v.pool_caps())
     return m

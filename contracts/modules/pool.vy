@@ -2,8 +2,15 @@
 """
 @title pool
 @notice The LP pool, counterparty to the traders' net position: its cash, LP shares, the
-        insurance fund, the pool's value (SPEC 8, 11.10), how much exposure its cash backs,
-        and the bad-debt waterfall (insurance fund first, then the pool).
+        insurance fund, the pool's value (SPEC 8, 11.10), how much exposure it takes on
+        (SPEC 14: the caps below), and the bad-debt waterfall (insurance fund first, then
+        the pool).
+        The caps, both against pool_value() at the settlement prices:
+          per market and side    OI * price <= reserve_factor * pool_value
+          all markets and sides  sum(OI * price) <= max_exposure_factor * pool_value
+        checked on every trade that grows open interest and on every LP withdrawal (what
+        stays must still back the open interest); plus the net rule of each market,
+        |skew| * price <= max_pool_exposure * pool cash. model.VaultModel mirrors them.
 @dev Virtual shares and assets make the first LP deposit and donations unable to move the
      share price (no inflation attack): price = (value + VA) / (shares + VS).
 """
@@ -24,11 +31,19 @@ IWAD: constant(int256) = 10**18
 MAX_MARKETS: constant(uint256) = 64
 VIRTUAL_SHARES: constant(uint256) = 10**18
 VIRTUAL_ASSETS: constant(uint256) = 10**18
+MASK128: constant(uint256) = 2**128 - 1
+# Hard bounds of the caps (WAD): open interest per side at most twice the pool's value,
+# all of it at most four times.
+MAX_RESERVE_FACTOR: constant(uint256) = 2 * 10**18
+MAX_EXPOSURE_FACTOR: constant(uint256) = 4 * 10**18
 
 pool_balance: public(int256)       # LP cash: deposits + fees + trader losses - trader gains
 insurance_fund: public(uint256)    # USD (WAD): liquidation fees in, bad debt out
 lp_shares: public(HashMap[address, uint256])
 total_lp_shares: public(uint256)
+# reserve_factor | max_exposure_factor << 128 (WAD each). 0 until set: no open interest
+# can grow on a vault whose caps were never set.
+_caps: uint256
 
 
 @internal
@@ -41,15 +56,16 @@ def _add_liquidity(_provider: address, _amount: uint256) -> uint256:
     value: int256 = self._pool_value(True)
     if not (value >= 0):
         errors._fail("vault: pool insolvent")
-    amount_wad: uint256 = _amount * token_io.TOKEN_SCALE
+    # shares for what arrived (a fee on transfer is the provider's)
+    received: uint256 = token_io._pull(_amount)
+    amount_wad: uint256 = received * token_io.TOKEN_SCALE
     shares: uint256 = amount_wad * (self.total_lp_shares + VIRTUAL_SHARES) // (convert(value, uint256) + VIRTUAL_ASSETS)
     if not (shares != 0):
         errors._fail("vault: zero shares")
-    token_io._pull(_amount)
     self.pool_balance += convert(amount_wad, int256)
     self.lp_shares[_provider] += shares
     self.total_lp_shares += shares
-    log IMarginVault.LiquidityAdded(provider=_provider, amount=_amount, shares=shares, pool_value=value + convert(amount_wad, int256))
+    log IMarginVault.LiquidityAdded(provider=_provider, amount=received, shares=shares, pool_value=value + convert(amount_wad, int256))
     return shares
 
 
@@ -59,7 +75,10 @@ def _remove_liquidity(_provider: address, _shares: uint256) -> uint256:
         errors._fail("vault: zero shares")
     if not (_shares <= self.lp_shares[_provider]):
         errors._fail("vault: insufficient shares")
-    value: int256 = self._pool_value(True)
+    value: int256 = 0
+    gross: uint256 = 0
+    largest: uint256 = 0
+    value, gross, largest = self._valuation(True)
     if not (value > 0):
         errors._fail("vault: pool insolvent")
     # The virtual shares and assets dampen the first deposit; on the way out they would pay
@@ -77,6 +96,9 @@ def _remove_liquidity(_provider: address, _shares: uint256) -> uint256:
     if not (cash >= 0):
         errors._fail("vault: pool cash locked")
     self._check_pool_backs_exposure(cash)
+    # what stays must still back the open interest (a withdrawal cannot leave the LPs who
+    # stay carrying more than the caps allow)
+    self._check_caps(largest, gross, value - paid_wad)
     self.pool_balance = cash
     self.lp_shares[_provider] -= _shares
     self.total_lp_shares -= _shares
@@ -101,14 +123,26 @@ def _cover_bad_debt(_owner: address, _sub: uint256, _bad_debt: uint256):
 @view
 @internal
 def _pool_value(_strict: bool) -> int256:
+    return self._valuation(_strict)[0]
+
+
+@view
+@internal
+def _valuation(_strict: bool) -> (int256, uint256, uint256):
     """
-    @dev pool cash - sum(trader unrealized PnL) + sum(funding traders owe), in O(markets)
-         from the aggregates kept per market: sum(size * (P - entry)) = skew * P - entry_sum
-         and sum(size * (index - snapshot)) = skew * index - funding_sum.
+    @dev (pool value, gross exposure, largest side), USD (WAD). Pool value: pool cash -
+         sum(trader unrealized PnL) + sum(funding traders owe), in O(markets) from the
+         aggregates kept per market: sum(size * (P - entry)) = skew * P - entry_sum and
+         sum(size * (index - snapshot)) = skew * index - funding_sum. Gross exposure:
+         sum over markets of (OI_long + OI_short) * P; largest side: the largest OI * P of
+         one market's side (both rounded up, against the trader).
     """
     value: int256 = self.pool_balance
+    gross: uint256 = 0
+    largest: uint256 = 0
     for m: uint256 in range(markets.market_count, bound=MAX_MARKETS):
-        if markets._markets[m].oi == 0:
+        oi: uint256 = markets._markets[m].oi
+        if oi == 0:
             continue
         price: uint256 = markets._price(m, _strict)
         rate: int256 = 0
@@ -118,7 +152,52 @@ def _pool_value(_strict: bool) -> int256:
         trader_pnl: int256 = skew * convert(price, int256) - markets._markets[m].entry_sum
         owed_funding: int256 = skew * index - markets._markets[m].funding_sum
         value += wad_math._floor_div(owed_funding - trader_pnl, IWAD)
-    return value
+        gross += wad_math._ceil_div(((oi & MASK128) + (oi >> 128)) * price, WAD)
+        largest = max(largest, wad_math._ceil_div(max(oi & MASK128, oi >> 128) * price, WAD))
+    return value, gross, largest
+
+
+@view
+@internal
+def _check_trade_caps(_side_oi: uint256, _price: uint256):
+    """
+    @dev After a trade that grew open interest to `_side_oi` on its side, at `_price`.
+    """
+    value: int256 = 0
+    gross: uint256 = 0
+    largest: uint256 = 0
+    value, gross, largest = self._valuation(True)
+    self._check_caps(wad_math._ceil_div(_side_oi * _price, WAD), gross, value)
+
+
+@view
+@internal
+def _check_caps(_side: uint256, _gross: uint256, _value: int256):
+    """
+    @dev `_side` against reserve_factor and `_gross` against max_exposure_factor of
+         `_value` (a pool worth nothing backs nothing).
+    """
+    caps: uint256 = self._caps
+    if not (convert(_side * WAD, int256) <= convert(caps & MASK128, int256) * _value):
+        errors._fail("vault: reserve cap")
+    if not (convert(_gross * WAD, int256) <= convert(caps >> 128, int256) * _value):
+        errors._fail("vault: exposure cap")
+
+
+@internal
+def _set_caps(_reserve_factor: uint256, _max_exposure_factor: uint256):
+    if not (_reserve_factor != 0 and _reserve_factor <= MAX_RESERVE_FACTOR):
+        errors._fail("vault: bad reserve_factor")
+    if not (_max_exposure_factor >= _reserve_factor and _max_exposure_factor <= MAX_EXPOSURE_FACTOR):
+        errors._fail("vault: bad max_exposure_factor")
+    self._caps = _reserve_factor | (_max_exposure_factor << 128)
+    log IMarginVault.PoolCapsSet(reserve_factor=_reserve_factor, max_exposure_factor=_max_exposure_factor)
+
+
+@view
+@internal
+def _load_caps() -> (uint256, uint256):
+    return self._caps & MASK128, self._caps >> 128
 
 
 @view

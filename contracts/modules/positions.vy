@@ -128,6 +128,10 @@ def _modify(_owner: address, _sub: uint256, _market: uint256, _size_delta: int25
                 errors._fail("vault: open interest cap")
         if not (pool._pool_backs(skew + _size_delta, price, pool.pool_balance, trading)):
             errors._fail("vault: pool cannot back open interest")
+        side_oi: uint256 = oi >> 128
+        if size > 0:
+            side_oi = oi & MASK128
+        pool._check_trade_caps(side_oi, price)
         if pos.size == 0:
             self._check_market_count(mask)
         h: IMarginVault.AccountHealth = self._health(_owner, _sub, True)

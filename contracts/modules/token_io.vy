@@ -24,9 +24,19 @@ def __init__(_token: IERC20, _token_decimals: uint8):
 
 
 @internal
-def _pull(_amount: uint256):
+def _pull(_amount: uint256) -> uint256:
+    """
+    @dev Takes `_amount` from the caller and returns what the vault's balance actually grew
+         by: what is credited (a token that takes a fee on transfer credits what arrived;
+         one that returns false or moves nothing credits nothing).
+    """
+    before: uint256 = staticcall TOKEN.balanceOf(self)
     if not extcall TOKEN.transferFrom(msg.sender, self, _amount, default_return_value=True):
         errors._fail("vault: transfer failed")
+    received: uint256 = staticcall TOKEN.balanceOf(self) - before
+    if not (received != 0):
+        errors._fail("vault: nothing received")
+    return received
 
 
 @internal

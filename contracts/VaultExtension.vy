@@ -1,0 +1,220 @@
+# pragma version ~=0.4.3
+# pragma optimize codesize
+"""
+@title VaultExtension
+@notice The second half of MarginVault: the owner's entry points (markets, parameters,
+        caps, roles, pause) and liquidations. MarginVault runs this code on its own storage
+        by delegatecall (its `__default__` and `liquidate`), so every function here reads
+        and writes the vault's state, sees the vault's caller as `msg.sender`, and emits
+        its events from the vault's address.
+@dev Both contracts initialize the same modules in the same order, so their storage
+     layouts are identical (tests/unit/vault/test_extension.py compares them); this one is
+     deployed with the vault's token, oracle and decimals, which the vault checks. Called
+     directly (not through the vault) every function reverts.
+@custom:kill Nothing to pause here: see MarginVault (`pause`, `pause_market`, the router,
+             the liquidator), which this code serves.
+"""
+
+from ethereum.ercs import IERC20
+from snekmate.auth import ownable
+from snekmate.auth import ownable_2step
+from interfaces import IPriceOracle
+from interfaces import IMarginVault
+from modules import errors
+from modules import markets
+from modules import funding_index
+from modules import token_io
+from modules import pool
+from modules import positions
+from modules import liquidation
+from modules import roles
+
+# the same modules in the same order as MarginVault: the same storage layout
+initializes: ownable
+initializes: ownable_2step[ownable := ownable]
+initializes: markets
+initializes: funding_index[markets := markets]
+initializes: token_io
+initializes: pool[markets := markets, funding_index := funding_index, token_io := token_io]
+initializes: positions[markets := markets, funding_index := funding_index, pool := pool, token_io := token_io]
+initializes: liquidation[markets := markets, pool := pool, positions := positions, token_io := token_io]
+initializes: roles
+
+exports: (
+    token_io.TOKEN,
+    token_io.TOKEN_SCALE,
+    markets.ORACLE,
+)
+
+MAX_MARKETS: constant(uint256) = 64
+
+# This contract's own address: code running in the vault's storage sees another `self`.
+THIS: immutable(address)
+
+
+@deploy
+def __init__(_token: IERC20, _oracle: IPriceOracle, _token_decimals: uint8):
+    ownable.__init__()
+    ownable_2step.__init__()
+    token_io.__init__(_token, _token_decimals)
+    markets.__init__(_oracle)
+    THIS = self
+
+
+# ================================================================== liquidation
+
+
+@external
+@nonreentrant
+def liquidate(_owner: address, _sub: uint256, _keeper: address) -> (bool, uint256):
+    """
+    @notice Liquidate account `(_owner, _sub)` if its equity is below its maintenance margin;
+            returns `(False, 0)` and changes nothing when it is not.
+    @dev Only the LiquidationKeeper calls it (it adds the batch and the revert for a healthy
+         account). Funding is settled first; then every position is closed by the same
+         share (at the oracle price, no price impact): the smallest share that leaves
+         equity >= the initial margin of what remains, or everything (see
+         `_liquidation_fraction`). The fee, `liquidation_fee_ratio` of the notional closed,
+         pays `_keeper` up to `max_keeper_reward` (in tokens, rounded down) and the insurance
+         fund the rest. If a full liquidation leaves negative collateral, the insurance fund
+         covers it, then the LP pool. Works while paused. A second call in the same block
+         finds the account healthy (or empty) and pays nothing.
+    @return (liquidated, keeper reward in token units)
+    """
+    self._check_delegated()
+    return liquidation._liquidate(_owner, _sub, _keeper)
+
+
+# ================================================================== owner
+
+
+@external
+def add_market(_params: IMarginVault.MarketParams) -> uint256:
+    """
+    @notice Create a market; ids are assigned 0, 1, 2... The oracle must price it.
+    @dev Owner only.
+    @return The new market's id.
+    """
+    self._check_delegated()
+    ownable._check_owner()
+    market: uint256 = markets.market_count
+    if not (market < MAX_MARKETS):
+        errors._fail("vault: too many markets")
+    markets._check_params(_params)
+    markets._store_params(market, _params)
+    markets._markets[market].funding = markets._pack_funding(0, 0, block.timestamp)
+    markets.market_count = market + 1
+    log IMarginVault.MarketAdded(market=market, params=_params)
+    return market
+
+
+@external
+def set_market_params(_market: uint256, _params: IMarginVault.MarketParams):
+    """
+    @notice Replace a market's parameters. Funding is accrued first under the old ones.
+    @dev Owner only.
+    """
+    self._check_delegated()
+    ownable._check_owner()
+    if not (_market < markets.market_count):
+        errors._fail("vault: unknown market")
+    markets._check_params(_params)
+    funding_index._accrue(_market, markets._latest_price(_market), markets._skew(_market))
+    markets._store_params(_market, _params)
+    log IMarginVault.MarketParamsSet(market=_market, params=_params)
+
+
+@external
+def set_liquidator(_liquidator: address, _max_keeper_reward: uint256):
+    """
+    @notice Set the LiquidationKeeper (the only caller of `liquidate`; the zero address
+            stops liquidations) and the cap on the keeper's reward (USD, WAD).
+    @dev Owner only.
+    """
+    self._check_delegated()
+    ownable._check_owner()
+    liquidation._set_liquidator(_liquidator, _max_keeper_reward)
+
+
+@external
+def set_pool_caps(_reserve_factor: uint256, _max_exposure_factor: uint256):
+    """
+    @notice Set how much open interest the pool takes on (WAD fractions of pool_value()):
+            per market and side `OI * price <= _reserve_factor * pool_value`, across all
+            markets and sides `sum(OI * price) <= _max_exposure_factor * pool_value`.
+            Bounds: 0 < reserve_factor <= 2, reserve_factor <= max_exposure_factor <= 4.
+    @dev Owner only. Only trades that grow open interest and LP withdrawals are checked.
+    """
+    self._check_delegated()
+    ownable._check_owner()
+    pool._set_caps(_reserve_factor, _max_exposure_factor)
+
+
+@external
+def set_router(_router: address):
+    """
+    @notice Set the OrderRouter, the only filler of two-step requests (zero: none fill).
+    @dev Owner only.
+    """
+    self._check_delegated()
+    ownable._check_owner()
+    roles.router = _router
+    log IMarginVault.RouterSet(router=_router)
+
+
+@external
+def pause():
+    """
+    @notice Stop new risk in every market. Closing, reducing, withdrawing free collateral,
+            liquidity removal and liquidations keep working.
+    @dev Owner only.
+    """
+    self._set_paused(True)
+
+
+@external
+def unpause():
+    """
+    @dev Owner only.
+    """
+    self._set_paused(False)
+
+
+@external
+def pause_market(_market: uint256):
+    """
+    @notice Stop new risk in `_market` only.
+    @dev Owner only.
+    """
+    self._set_market_paused(_market, True)
+
+
+@external
+def unpause_market(_market: uint256):
+    """
+    @dev Owner only.
+    """
+    self._set_market_paused(_market, False)
+
+
+@internal
+def _set_paused(_paused: bool):
+    self._check_delegated()
+    ownable._check_owner()
+    markets._set_paused(_paused)
+
+
+@internal
+def _set_market_paused(_market: uint256, _paused: bool):
+    self._check_delegated()
+    ownable._check_owner()
+    markets._set_market_paused(_market, _paused)
+
+
+
+
+@view
+@internal
+def _check_delegated():
+    if not (self != THIS):
+        errors._fail("vault: call the vault")
