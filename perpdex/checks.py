@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from perpdex.chain import current_chain, move_time, set_clock
+from perpdex.money import tokens_usd, units_text, usd_text, wad_usd, wad_usd_text
 from perpdex.sdk import MAX_UINT256, Exchange
 
 Account = tuple[Any, int]  # (owner: an Ape account or address, sub-account)
@@ -45,11 +46,12 @@ def ledger_check(x: Exchange, accounts: Iterable[Account]) -> Check:
     pool, insurance = int(vault.pool_balance()), int(vault.insurance_fund())
     held = int(x.d.usd.balanceOf(vault)) * x.token_scale
     ledger = collateral + pool + insurance
-    detail = f"vault holds {held} WAD; collateral {collateral} + pool cash {pool} + insurance {insurance} = {ledger}"
+    detail = (f"vault holds {wad_usd(held)}; collateral {wad_usd(collateral)} + pool cash {wad_usd(pool)} + insurance "
+              f"{wad_usd(insurance)} = {wad_usd(ledger)}")
     if held > ledger:
-        detail += f" (surplus {held - ledger}: donations)"
+        detail += f" (surplus {wad_usd_text(held - ledger)}: donations)"
     elif held < ledger:
-        detail += f" (SHORT by {ledger - held})"
+        detail += f" (SHORT by {wad_usd_text(ledger - held)})"
     return Check("vault balance == ledger", held >= ledger, detail)
 
 
@@ -63,7 +65,8 @@ def open_interest_check(x: Exchange, accounts: Iterable[Account]) -> Check:
         longs, shorts = sum(s for s in sizes if s > 0), -sum(s for s in sizes if s < 0)
         state = vault.market_state(market)
         if (int(state.oi_long), int(state.oi_short)) != (longs, shorts):
-            wrong.append(f"{name}: OI {int(state.oi_long)}/{int(state.oi_short)} != positions {longs}/{shorts}")
+            wrong.append(f"{name}: OI {units_text(int(state.oi_long))} long / {units_text(int(state.oi_short))} short "
+                         f"!= positions {units_text(longs)} long / {units_text(shorts)} short")
     detail = "; ".join(wrong) or f"{len(x.market_names())} markets, {len(listed)} accounts: OI == sum of positions"
     return Check("open interest == positions", not wrong, detail)
 
@@ -110,7 +113,7 @@ def everyone_exits(x: Exchange, accounts: Iterable[Account], lps: Iterable[Any],
 def _exit_all(x: Exchange, accounts: list[Account], lps: list[Any], keeper: Any, feeder: Any,
               donations: int) -> ExitResult:
     vault, token = x.vault, x.d.usd
-    held_before = int(token.balanceOf(vault))
+    held_before, decimals = int(token.balanceOf(vault)), int(token.decimals())
     # every request still pending passes its deadline: none can fill any more
     router = x.d.router
     move_time(int(router.settlement_delay()) + int(router.settlement_window()) + 1)
@@ -126,7 +129,7 @@ def _exit_all(x: Exchange, accounts: list[Account], lps: list[Any], keeper: Any,
             withdrawn += 1
         left = int(vault.collateral(owner, sub))
         if not 0 <= left < x.token_scale:
-            problems.append(f"{str(owner)[:10]}/{sub}: {left} WAD of collateral left after withdrawing")
+            problems.append(f"{str(owner)[:10]}/{sub}: {wad_usd_text(left)} of collateral left after withdrawing")
     bound = _lp_dust_bound(x)
     exits = {}
     for lp in lps:
@@ -140,15 +143,15 @@ def _exit_all(x: Exchange, accounts: list[Account], lps: list[Any], keeper: Any,
     dust = (held_after - donations) * x.token_scale - int(vault.insurance_fund())
     bound += (len(accounts) + len(lps)) * x.token_scale
     if dust < 0:
-        problems.append(f"the vault holds {-dust} WAD less than the insurance fund")
+        problems.append(f"the vault holds {wad_usd_text(-dust)} less than the insurance fund")
     elif dust > bound:
-        problems.append(f"{dust} WAD stuck in the vault (dust bound {bound})")
+        problems.append(f"{wad_usd_text(dust)} stuck in the vault (dust bound {wad_usd_text(bound)})")
     if int(vault.total_lp_shares()):
         problems.append(f"{int(vault.total_lp_shares())} LP shares not redeemed")
     detail = "; ".join(problems) or (
         f"{closed} positions closed, {liquidated} accounts liquidated first, {withdrawn} withdrew, {len(lps)} LPs out; "
-        f"{held_before - held_after:,} of {held_before:,} token units paid out, insurance fund and "
-        f"{dust} WAD dust stay")
+        f"{usd_text(tokens_usd(held_before - held_after, decimals))} of {usd_text(tokens_usd(held_before, decimals))} "
+        f"paid out, insurance fund and {wad_usd_text(dust)} of rounding dust stay")
     return ExitResult(not problems, detail, held_before, held_before - held_after, dust, closed, liquidated,
                       withdrawn, tuple(problems))
 

@@ -56,7 +56,7 @@ def main(ctx: click.Context, verbose: bool, debug: bool) -> None:
               help="Simulated traders (sub-accounts of 8 test accounts)")
 @click.option("--blocks", default=None, type=COUNT, help="Blocks to replay (default: the demo's 200)")
 @click.option("--seed", default=7, show_default=True, help="Seed of the price path and the trader population")
-@click.option("--out", default="out/demo", show_default=True, help="Directory for the charts, report.html, summary.json")
+@click.option("--out", default="out/demo", show_default=True, help="Directory for the charts, timeseries.csv, report.html, summary.json")
 def demo(network: str, traders: int, blocks: int | None, seed: int, out: str) -> None:
     """Deploy, fund LPs and a population of traders, replay a GBM-with-jumps price path block by
     block with the price feeder, funding and liquidation keepers running, then report."""
@@ -70,7 +70,8 @@ def demo(network: str, traders: int, blocks: int | None, seed: int, out: str) ->
 
 @main.command()
 @click.option("--scenario", "name", default=None, help="One of: gbm, crash, gap, squeeze, bleed")
-@click.option("--all", "run_all", is_flag=True, help="Run every scenario and print a comparison table")
+@click.option("--all", "run_all", is_flag=True,
+              help="Run every scenario, print a comparison table and save it as OUT/comparison.csv and .md")
 @click.option("--network", default=EMBEDDED, show_default=True, type=SIM_NETWORK, help=NETWORK_HELP)
 @click.option("--traders", default=None, type=COUNT, help="Simulated traders (default: the scenario's 50)")
 @click.option("--blocks", default=None, type=COUNT, help="Blocks to replay (default: the scenario's)")
@@ -80,7 +81,7 @@ def stress(name: str | None, run_all: bool, network: str, traders: int | None, b
     """Run a named stress scenario (or all of them, then compare) and report."""
     from perpdex.sim import SCENARIOS, scenario
     from perpdex.sim.scenarios import embedded_session
-    from perpdex.sim.ui import comparison_table
+    from perpdex.sim.ui import comparison_row, comparison_table, write_comparison
 
     if bool(name) == run_all:
         raise click.UsageError(f"give --scenario NAME (one of {', '.join(SCENARIOS)}) or --all")
@@ -94,7 +95,10 @@ def stress(name: str | None, run_all: bool, network: str, traders: int | None, b
     with embedded_session() if network == EMBEDDED else nullcontext():  # one chain for every scenario
         results = [_simulate_and_report(c, str(Path(out) / c.name), quiet=run_all) for c in configs]
     if run_all:
-        console.print(comparison_table(results))
+        rows = [comparison_row(r) for r in results]
+        console.print(comparison_table(rows))
+        csv_path, md_path = write_comparison(rows, Path(out))
+        console.print(f"comparison written to {csv_path} and {md_path}")
     if any(not r.report.ok for r in results):
         raise SystemExit(1)
 

@@ -4,10 +4,12 @@ simulator's own bookkeeping compared with what the chain says."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from perpdex.checks import Check, everyone_exits, ledger_check, open_interest_check
 from perpdex.model import WAD, from_wad
+from perpdex.money import tokens_usd, usd_text, wad_usd_text
 from perpdex.report.events import ChainEvent, EventLog
 from perpdex.report.figures import Tally, add_unsettled_funding, funding_baseline, funding_rounding_bound, tally
 from perpdex.report.samples import Sample, Sampler
@@ -40,12 +42,50 @@ class LiquidationRow:
     fraction: int  # WAD; WAD = full
     notional_closed: int  # WAD USD
     fee: int  # WAD USD
-    keeper_reward_tokens: int
+    keeper_reward: int  # WAD USD (the event's token units, scaled)
     bad_debt: int  # WAD USD
 
     @property
     def full(self) -> bool:
         return self.fraction >= WAD
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the simulation was asked to run (None: not a simulation, e.g. a test's history)."""
+
+    seed: int | None = None
+    traders: int | None = None
+    blocks: int | None = None
+
+
+@dataclass(frozen=True)
+class Header:
+    """The report's header: what ran, where, when. `date` (the wall clock at the end of the
+    run) is shown on the page and in the terminal but kept out of summary.json, so two runs
+    of a seed write the same file."""
+
+    title: str
+    network: str
+    contracts: dict[str, str]  # name -> address
+    first_block: int
+    last_block: int
+    run: RunInfo
+    date: str
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(title, value) of every line of the header, in order."""
+        r = self.run
+        given = [("Seed", r.seed), ("Traders", r.traders), ("Blocks simulated", r.blocks)]
+        return [("Run", self.title), *((k, f"{v:,}") for k, v in given if v is not None),
+                ("Network", self.network), ("Chain blocks", f"{self.first_block:,} to {self.last_block:,}"),
+                ("Date", self.date), *((f"Contract: {name}", a) for name, a in self.contracts.items())]
+
+    def to_json(self) -> dict[str, Any]:
+        r = self.run
+        return {"title": self.title, "network": self.network, "seed": r.seed, "traders": r.traders,
+                "blocks": r.blocks, "first_block": self.first_block, "last_block": self.last_block,
+                "contracts": self.contracts}
 
 
 @dataclass
@@ -59,6 +99,7 @@ class Report:
     samples: list[Sample] = field(repr=False)
     market_names: dict[int, str] = field(repr=False)
     equities_usd: list[float] = field(repr=False)  # every account's equity at the end
+    header: Header = field(repr=False)
 
     @property
     def ok(self) -> bool:
@@ -83,11 +124,12 @@ def build_report(
     title: str = "perpdex",
     expected: Expected | None = None,
     exit_check: bool = True,
+    run: RunInfo | None = None,
 ) -> Report:
     """Figures from `log` and `sampler` (a last sample is taken now if the head moved since),
     then the checks. `accounts`/`lps` default to every account/LP the events name; `keeper`
-    (liquidates during the exit check) defaults to the deployer."""
-    from ape import chain
+    (liquidates during the exit check) defaults to the deployer; `run` goes in the header."""
+    from ape import chain, networks
 
     if not sampler.rows or sampler.rows[-1].block < int(chain.blocks.head.number):
         sampler.sample()
@@ -96,16 +138,21 @@ def build_report(
     add_unsettled_funding(t, x.vault, x.d.lens)
     accounts = list(accounts) if accounts is not None else [(signer_of(o), sub) for o, sub in accounts_in(events)]
     lps = list(lps) if lps is not None else [signer_of(p) for p in lps_in(events)]
-    summary = _summary(title, events, sampler.rows, t, len(accounts))
+    decimals = int(x.d.usd.decimals())
+    summary = _summary(events, sampler.rows, t, len(accounts), decimals)
     markets = {name: _market_figures(m, t, events, sampler.rows) for m, name in names.items()}
     for name, figures in markets.items():
         summary.update({f"{name}.{k}": v for k, v in figures.items()})
     checks = [ledger_check(x, accounts), open_interest_check(x, accounts), *_funding_check(t)]
     if exit_check:
         checks.append(everyone_exits(x, accounts, lps, keeper or x.d.deployer).check())
-    checks += compare(expected or Expected(), t)
+    checks += compare(expected or Expected(), t, decimals)
     equities = [usd(int(x.vault.equity(owner, sub))) for owner, sub in accounts]
-    return Report(title, summary, markets, _liquidations(events), checks, events, sampler.rows, names, equities)
+    network = str(getattr(networks.active_provider, "network_choice", "") or "unknown")
+    header = Header(title, network, x.d.addresses(), int(summary["first_block"]), int(summary["last_block"]),
+                    run or RunInfo(), datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    return Report(title, summary, markets, _liquidations(events, 10 ** (18 - decimals)), checks, events,
+                  sampler.rows, names, equities, header)
 
 
 def accounts_in(events: Iterable[ChainEvent]) -> list[Account]:
@@ -136,8 +183,9 @@ def lps_in(events: Iterable[ChainEvent]) -> list[Any]:
     return list(dict.fromkeys(e.args["provider"] for e in events if e.name == "LiquidityAdded"))
 
 
-def compare(expected: Expected, t: Tally) -> list[Check]:
-    """One check per field the simulator knows: its count or sum against the chain's."""
+def compare(expected: Expected, t: Tally, decimals: int) -> list[Check]:
+    """One check per field the simulator knows: its count or sum against the chain's (token
+    sums compared to the unit and shown in USD, `decimals` places)."""
     chain_figures = {
         "trades": t.trades, "liquidations": t.liquidations, "deposits_tokens": t.deposits_tokens,
         "withdrawals_tokens": t.withdrawals_tokens, "lp_added_tokens": t.lp_added_tokens,
@@ -149,9 +197,17 @@ def compare(expected: Expected, t: Tally) -> list[Check]:
         if mine is None:
             continue
         theirs = chain_figures[f.name]
-        detail = f"simulator {mine:,}, chain {theirs:,}" + ("" if mine == theirs else f" (off by {mine - theirs:+,})")
-        checks.append(Check(f"simulator == chain: {f.name}", mine == theirs, detail))
+        name = f.name.removesuffix("_tokens")
+        places = decimals if name != f.name else None
+        detail = f"simulator {_amount(mine, places)}, chain {_amount(theirs, places)}" + (
+            "" if mine == theirs else f" (off by {'+' if mine > theirs else ''}{_amount(mine - theirs, places)})")
+        checks.append(Check(f"simulator == chain: {name.replace('_', ' ')}", mine == theirs, detail))
     return checks
+
+
+def _amount(n: int, token_decimals: int | None) -> str:
+    """A count, or (with the token's decimals) token units as USD to the unit."""
+    return f"{n:,}" if token_decimals is None else usd_text(tokens_usd(n, token_decimals), token_decimals)
 
 
 def _funding_check(t: Tally) -> list[Check]:
@@ -163,16 +219,18 @@ def _funding_check(t: Tally) -> list[Check]:
     shorts = sum(m.funding_shorts for m in t.markets.values())
     pool = sum(m.funding_pool for m in t.markets.values())
     total, bound = longs + shorts + pool, funding_rounding_bound(t)
-    detail = f"longs {longs:+} + shorts {shorts:+} + pool {pool:+} = {total:+} WAD (rounding bound {bound})"
+    detail = (f"longs {usd_text(usd(longs))}, shorts {usd_text(usd(shorts))}, pool {usd_text(usd(pool))}: "
+              f"sum {wad_usd_text(total)} (rounding bound {wad_usd_text(bound)})")
     return [Check("funding is zero-sum", abs(total) <= bound, detail)]
 
 
-def _summary(title: str, events: list[ChainEvent], rows: list[Sample], t: Tally, accounts: int) -> dict[str, Number]:
+def _summary(events: list[ChainEvent], rows: list[Sample], t: Tally, accounts: int, decimals: int) -> dict[str, Number]:
+    """Every amount in USD (perpdex.report.units.FIGURES titles each figure); token sums converted with
+    the token's `decimals`."""
     start, end = rows[0], rows[-1]
     first_time = min([start.timestamp, *(e.timestamp for e in events[:1])])
     ms = t.markets.values()
     return {
-        "title": title,
         "first_block": min([start.block, *(e.block for e in events[:1])]),
         "last_block": end.block,
         "duration_hours": round((end.timestamp - first_time) / 3600, 3),
@@ -181,11 +239,11 @@ def _summary(title: str, events: list[ChainEvent], rows: list[Sample], t: Tally,
         "trades": t.trades,
         "volume_usd": usd(sum(m.volume for m in ms)),
         "fees_usd": usd(sum(m.fees for m in ms)),
-        "deposits_tokens": t.deposits_tokens,
-        "withdrawals_tokens": t.withdrawals_tokens,
+        "deposits_usd": tokens_usd(t.deposits_tokens, decimals),
+        "withdrawals_usd": tokens_usd(t.withdrawals_tokens, decimals),
         "margin_transfers": t.margin_transfers,
-        "lp_added_tokens": t.lp_added_tokens,
-        "lp_removed_tokens": t.lp_removed_tokens,
+        "lp_added_usd": tokens_usd(t.lp_added_tokens, decimals),
+        "lp_removed_usd": tokens_usd(t.lp_removed_tokens, decimals),
         "price_updates": t.price_updates,
         **_request_figures(t),
         "funding_paid_by_longs_usd": usd(-sum(m.funding_longs for m in ms)),
@@ -197,7 +255,7 @@ def _summary(title: str, events: list[ChainEvent], rows: list[Sample], t: Tally,
         "liquidations_full": t.liquidations - t.liquidations_partial,
         "liquidated_notional_usd": usd(sum(m.liquidated_notional for m in ms)),
         "liquidation_fees_usd": usd(t.liquidation_fees),
-        "keeper_rewards_tokens": t.keeper_rewards_tokens,
+        "keeper_rewards_usd": tokens_usd(t.keeper_rewards_tokens, decimals),
         "insurance_fees_usd": usd(t.insurance_fees),
         "bad_debt_usd": usd(t.bad_debt),
         "bad_debt_from_insurance_usd": usd(t.bad_debt_from_insurance),
@@ -208,7 +266,7 @@ def _summary(title: str, events: list[ChainEvent], rows: list[Sample], t: Tally,
         "pool_value_end_usd": usd(end.pool_value),
         "pool_value_min_usd": usd(min(r.pool_value for r in rows)),
         "pool_max_drawdown_pct": round(max_drawdown(r.pool_value for r in rows) * 100, 4),
-        "vault_tokens_end": end.vault_tokens,
+        "vault_balance_end_usd": tokens_usd(end.vault_tokens, decimals),
     }
 
 
@@ -242,8 +300,8 @@ def _market_figures(market: int, t: Tally, events: list[ChainEvent], rows: list[
         "price_end_usd": usd(prices[-1]),
         "price_min_usd": usd(min(prices)),
         "price_max_usd": usd(max(prices)),
-        "oi_long_end": usd(last.oi_long),
-        "oi_short_end": usd(last.oi_short),
+        "oi_long_end_usd": usd(last.oi_long * last.price // WAD),  # notional at the last price
+        "oi_short_end_usd": usd(last.oi_short * last.price // WAD),
         "funding_rate_end_pct_per_day": round(float(from_wad(last.funding_rate * 100)), 6),
     }
 
@@ -267,12 +325,13 @@ def max_drawdown(values: Iterable[int]) -> float:
     return worst
 
 
-def _liquidations(events: list[ChainEvent]) -> list[LiquidationRow]:
+def _liquidations(events: list[ChainEvent], token_scale: int) -> list[LiquidationRow]:
+    """The Liquidation events; the keeper's reward (token units) scaled to WAD USD."""
     return [
         LiquidationRow(
             e.block, e.timestamp, str(e.args["owner"]), int(e.args["sub"]), str(e.args["keeper"]),
             int(e.args["fraction"]), int(e.args["notional_closed"]), int(e.args["fee"]),
-            int(e.args["keeper_reward"]), int(e.args["bad_debt"]),
+            int(e.args["keeper_reward"]) * token_scale, int(e.args["bad_debt"]),
         )
         for e in events
         if e.name == "Liquidation"

@@ -79,6 +79,7 @@ class AnvilSimulation(Simulation):
         return build_report(
             self.x, self.log, self.sampler, accounts=[t.account for t in self.traders], lps=[self.roles.lp],
             keeper=self.roles.liquidator, title=f"{self.config.name} (anvil)", expected=self.books.expected(),
+            run=self.config.run_info(),
         )
 
 

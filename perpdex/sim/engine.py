@@ -29,7 +29,7 @@ from perpdex.keepers.funding import FundingKeeper
 from perpdex.keepers.index import chunks
 from perpdex import model
 from perpdex.model import WAD, MarketParams
-from perpdex.report import EventLog, Expected, Report, Sampler, build_report
+from perpdex.report import EventLog, Expected, Report, RunInfo, Sampler, build_report
 from perpdex.sdk import Exchange, feed_prices
 from perpdex.sim.paths import PricePath, build_path, hourly_volatility
 from perpdex.sim.traders import AccountState, Close, Deposit, Order, Trade, Trader, decide, population
@@ -63,6 +63,10 @@ class SimConfig:
     funding_max_idle_blocks: int = 10  # the funding keeper pokes markets idle this long
     overrides: dict[str, Any] = field(default_factory=dict)
     path_params: dict[str, Any] = field(default_factory=dict)
+
+    def run_info(self) -> RunInfo:
+        """What the report's header says of this run."""
+        return RunInfo(self.seed, self.traders, self.blocks)
 
 
 @dataclass(frozen=True)
@@ -395,4 +399,5 @@ class Simulation:
         return build_report(
             self.x, self.log, self.sampler, accounts=[t.account for t in self.traders], lps=[self.roles.lp],
             keeper=self.roles.liquidator, title=self.config.name, expected=self.books.expected(), exit_check=True,
+            run=self.config.run_info(),
         )

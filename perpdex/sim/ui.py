@@ -1,15 +1,19 @@
 """What the CLI shows of a simulation: a rich progress bar while it runs, and the
-`perpdex stress --all` comparison table (built from the reports' summaries only)."""
+`perpdex stress --all` comparison (built from the reports' summaries only): a table, and
+the same rows saved as comparison.csv and comparison.md."""
 
 from __future__ import annotations
 
+import csv
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from perpdex.money import usd_text
 from perpdex.sim.engine import BlockStatus, SimResult
 from perpdex.sim.engine import Progress as OnBlock
 
@@ -36,13 +40,23 @@ def _pct(start: float, end: float) -> str:
     return f"{(end / start - 1) * 100:+.1f}%" if start else "-"
 
 
+def _usd(value: float) -> str:
+    return usd_text(value, 0)  # whole dollars: five scenarios side by side fit 80 columns
+
+
+def _usd_change(value: float) -> str:
+    return ("+" if value > 0 else "") + _usd(value)
+
+
 COMPARISON_COLUMNS = (
-    "scenario", "ETH move", "BTC move", "trades", "liq. partial/full", "bad debt", "insurance Δ",
-    "pool value Δ", "keeper rewards", "funding paid by longs", "checks", "blocks/s",
+    "Scenario", "ETH move", "BTC move", "Trades", "Liquidated, partial / full", "Bad debt", "Insurance fund change",
+    "Pool value change", "Keeper rewards", "Funding paid by longs", "Checks", "Blocks/s",
 )
 
 
 def comparison_row(result: SimResult) -> list[str]:
+    """One scenario's figures, as text without markup (the files and the table share it);
+    USD in whole dollars (each scenario's report.html has the cents)."""
     s = result.report.summary
 
     def f(key: str) -> float:
@@ -55,21 +69,43 @@ def comparison_row(result: SimResult) -> list[str]:
         _pct(f("BTC-USD.price_start_usd"), f("BTC-USD.price_end_usd")),
         f"{int(s['trades']):,}",
         f"{int(s['liquidations_partial'])}/{int(s['liquidations_full'])}",
-        f"{f('bad_debt_usd'):,.2f}",
-        f"{f('insurance_end_usd') - f('insurance_start_usd'):+,.2f}",
-        f"{f('pool_value_end_usd') - f('pool_value_start_usd'):+,.2f}",
-        f"{int(s['keeper_rewards_tokens']) / 10 ** int(result.x.d.config['token']['decimals']):,.2f}",
-        f"{f('funding_paid_by_longs_usd'):,.2f}",
-        "[green]ok[/green]" if not failed else f"[red]{failed} failed[/red]",
+        _usd(f("bad_debt_usd")),
+        _usd_change(f("insurance_end_usd") - f("insurance_start_usd")),
+        _usd_change(f("pool_value_end_usd") - f("pool_value_start_usd")),
+        _usd(f("keeper_rewards_usd")),
+        _usd(f("funding_paid_by_longs_usd")),
+        "ok" if not failed else f"{failed} failed",
         f"{result.blocks_per_second:.1f}",
     ]
 
 
-def comparison_table(results: list[SimResult]) -> Table:
-    """One row per scenario; USD figures from each report's summary (chain events and state)."""
-    table = Table(title="Stress scenarios (USD; from chain events and state)")
-    for col in COMPARISON_COLUMNS:
-        table.add_column(col, justify="left" if col == "scenario" else "right")
-    for result in results:
-        table.add_row(*comparison_row(result))
+def comparison_table(rows: list[list[str]]) -> Table:
+    """A figure per row and a scenario per column (five narrow columns fit 80 columns of
+    terminal); numbers never wrap nor shrink below their width, the titles wrap."""
+    table = Table(title="Stress scenarios (from chain events and state)", box=None, pad_edge=False, header_style="bold underline")
+    table.add_column("Figure", overflow="fold")
+    for row in rows:
+        table.add_column(row[0], justify="right", no_wrap=True, min_width=max(len(cell) for cell in row))
+    for i, figure in enumerate(COMPARISON_COLUMNS[1:], start=1):
+        table.add_row(figure, *(_checks_markup(row[i]) if figure == "Checks" else row[i] for row in rows))
     return table
+
+
+def _checks_markup(cell: str) -> str:
+    return f"[green]{cell}[/green]" if cell == "ok" else f"[red]{cell}[/red]"
+
+
+def write_comparison(rows: list[list[str]], out_dir: Path) -> tuple[Path, Path]:
+    """`comparison.csv` and `comparison.md` (one row per scenario) in `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = out_dir / "comparison.csv", out_dir / "comparison.md"
+    with csv_path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(COMPARISON_COLUMNS)
+        writer.writerows(rows)
+    lines = ["# Stress scenarios", "", "From each scenario's chain events and state (perpdex stress --all).", "",
+             "| " + " | ".join(COMPARISON_COLUMNS) + " |",
+             "|" + "|".join(":---" if i == 0 else "---:" for i in range(len(COMPARISON_COLUMNS))) + "|",
+             *("| " + " | ".join(row) + " |" for row in rows)]
+    md_path.write_text("\n".join(lines) + "\n")
+    return csv_path, md_path

@@ -7,6 +7,14 @@ and takes the campaign profiles (campaign_profiles: PERPDEX_FUZZ_DB). The worker
 PERPDEX_FUZZ_WORKER equals PERPDEX_DUMMY_FAIL_WORKER (set only by those tests) fails an
 invariant once it has taken 3 steps; every other worker takes 0.1 s a step through thousands
 of examples, so it is still running when the failing one ends and must be stopped.
+
+Every other worker reads the shared database but never writes it (`ReadOnlyDatabase`): its
+outcome differs from the failing worker's by design, so when its reuse phase replays the
+failing worker's saved case (a worker that starts its run late, e.g. under load, finds it
+there), the case passes for it and Hypothesis deletes it as no longer failing. The replay of
+the failing worker then found no case and searched again (62 examples instead of 2: the flaky
+failure of the campaign test in tests/fuzz/test_fuzz_campaign.py, forced there by a test of
+its own). A real machine's failure does not depend on the worker: every worker fails on it.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import time
 from typing import Any
 
 from hypothesis import HealthCheck, settings
+from hypothesis.database import ReadOnlyDatabase
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
@@ -61,6 +70,14 @@ class DummyMachine(RuleBasedStateMachine):
         assert not (FAILS and self.steps >= 3), "the test-only failing worker failed, as told"
 
 
+def worker_settings(profile: settings, fails: bool) -> settings:
+    """The profile as the failing worker runs it; any other worker's database read-only (see
+    the module's docstring)."""
+    if fails or profile.database is None:
+        return profile
+    return settings(profile, database=ReadOnlyDatabase(profile.database))
+
+
 @recorded(SUMMARY, PROFILE)
 def test_dummy_machine() -> None:
-    run_state_machine_as_test(DummyMachine, settings=PROFILES[PROFILE])
+    run_state_machine_as_test(DummyMachine, settings=worker_settings(PROFILES[PROFILE], FAILS))

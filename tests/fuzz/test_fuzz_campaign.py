@@ -254,6 +254,29 @@ def test_campaign__one_worker_fails__the_other_is_stopped__replay_printed(tmp_pa
     assert read_json(tmp_path / "replay.json")["examples"] <= 2  # replayed from the database, not searched again
 
 
+def dummy_run(tmp_path: Path, profile: str, worker: str, name: str) -> tuple[int, int]:
+    """One run of the dummy machine on tmp_path/db as worker `worker`: its exit, its examples."""
+    env = fuzz_env(os.environ, profile, tmp_path / f"{name}.json", db=tmp_path / "db", seed=fc.derive_seed(5, 1),
+                   worker=worker)
+    done = subprocess.run(ape_test_command(DUMMY), cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    summary = read_json(tmp_path / f"{name}.json")
+    assert summary is not None, done.stdout + done.stderr
+    return done.returncode, summary["examples"]
+
+
+def test_dummy_machine__a_passing_worker_started_late__leaves_the_failing_case_in_the_database(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The order that made the campaign test above flaky, forced: worker 1 saves its failing
+    case, then worker 0 (for which it passes) starts and its reuse phase replays it. Worker 0
+    reads the database only, so the case is still there and the replay of worker 1 takes it at
+    once (without that, Hypothesis deleted it as no longer failing and the replay searched
+    again: 62 examples, as in the one failure of the test above in a full run)."""
+    monkeypatch.setenv("PERPDEX_DUMMY_FAIL_WORKER", "1")
+    assert dummy_run(tmp_path, "campaign-ci", "1", "failing")[0] == 1
+    assert dummy_run(tmp_path, "campaign-smoke", "0", "late") == (0, 2)  # it passes; the saved case was its first
+    assert dummy_run(tmp_path, "campaign-ci", "1", "replay") == (1, 2)  # the saved case, then Hypothesis' report of it
+
+
 def test_campaign__interrupted__stops_every_worker_exit_130(tmp_path: Path) -> None:
     """SIGINT (Ctrl-C) to `perpdex fuzz`: every worker's process group ends, the merged summary
     is still written, exit 130."""

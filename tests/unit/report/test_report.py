@@ -42,8 +42,8 @@ def test_figures__trades_volume_fees__from_receipts(history, lp, liquidator):
     assert report.summary["fees_usd"] == usd(sum(int(t.fee) for t in trades))
     assert report.summary["volume_usd"] == usd(sum(abs(int(t.size_delta)) * int(t.fill_price) // WAD for t in trades))
     assert report.markets["BTC-USD"]["trades"] == 1
-    assert report.summary["deposits_tokens"] == history.x.tokens(20_500)
-    assert report.summary["withdrawals_tokens"] == history.x.tokens(100)
+    assert report.summary["deposits_usd"] == 20_500.0  # token units to USD
+    assert report.summary["withdrawals_usd"] == 100.0
 
 
 def test_figures__partial_and_full_liquidation__counted_apart(history, lp, liquidator):
@@ -62,7 +62,8 @@ def test_figures__keeper_reward__equals_keepers_token_balance_change(history, lp
     report = report_of(history, lp, liquidator, exit_check=False)
     transfers = decoded(history, history.x.d.usd.Transfer)
     received = sum(int(t.value) for t in transfers if str(t.receiver) == str(liquidator))
-    assert report.summary["keeper_rewards_tokens"] == received > 0
+    assert report.summary["keeper_rewards_usd"] == received / 10 ** int(history.x.d.usd.decimals()) > 0
+    assert sum(r.keeper_reward for r in report.liquidations) == received * history.x.token_scale  # WAD USD
 
 
 def test_figures__funding__zero_sum_between_longs_shorts_and_pool(history, lp, liquidator):
