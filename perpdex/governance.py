@@ -169,6 +169,8 @@ def _show(value: Any) -> str:
         return "0x" + bytes(value).hex()
     if isinstance(value, (list, tuple)):
         return "(" + ", ".join(_show(v) for v in value) + ")"
+    if isinstance(value, str) and value.startswith("0x") and len(value) == 42:  # eth_abi's addresses are lowercase
+        return to_checksum_address(value)
     return str(value)
 
 
