@@ -162,7 +162,8 @@ def router_rows(batch: int = 50, progress: Progress = lambda _: None) -> list[Ga
     return rows
 
 
-DEPLOYED = ("MarginVault", "VaultExtension", "OrderRouter", "LiquidationKeeper", "PriceOracle", "VaultLens", "MockUSD")
+DEPLOYED = ("MarginVault", "VaultExtension", "OrderRouter", "LiquidationKeeper", "PriceOracle", "VaultLens", "Governance",
+            "MockUSD")
 SIZE_LIMIT = 24_576  # EIP-170
 VAULT_ROOM = 2_048  # SPEC 16: what the vault keeps free for what comes next
 

@@ -544,6 +544,85 @@ def time_warp(duration: str, port: int) -> None:
         console.print(f"block {head.number}: time {before} -> {int(head.timestamp)} (+{int(head.timestamp) - before} s)")
 
 
+# ---------------------------------------------------------------- governance (SPEC 14)
+
+
+@main.group("governance")
+def governance_group() -> None:
+    """Owner calls waiting on the Governance timelock."""
+
+
+def _governed(x: Any) -> Any:
+    if x.d.governance is None:
+        raise UserError("this deployment has no Governance (made before it existed): `perpdex devnet --redeploy`")
+    return x.d.governance
+
+
+def _pending(x: Any, deployment: str | None) -> list[Any]:
+    """The operations scheduled and neither executed nor cancelled, with their eta, oldest first."""
+    from perpdex.governance import pending_operations, with_eta
+
+    gov = _governed(x)
+    log = _event_log(x, None, deployment, contracts=[gov])
+    return with_eta(gov, pending_operations((e.name, e.args) for e in log.events))
+
+
+@governance_group.command("pending")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table")
+@click.option("--deployment", default=None, help="Deployment file (default .perpdex/devnet.json)")
+@click.option("--port", default=8545, show_default=True, type=PORT, help="The devnet's port")
+def governance_pending(as_json: bool, deployment: str | None, port: int) -> None:
+    """Scheduled owner calls not yet executed: id, target, call, when each becomes executable."""
+    from ape import chain
+    from rich.table import Table
+
+    from perpdex.governance import describe, when
+
+    with _devnet(port, deployment) as x:
+        now = int(chain.blocks.head.timestamp)
+        rows = []
+        for op in _pending(x, deployment):
+            target, call = describe(op, x.d.contracts())
+            utc, left = when(op.eta, now)
+            rows.append({"id": op.id, "target": target, "call": call, "eta": op.eta, "eta_utc": utc, "executable": left})
+        if as_json:
+            _print_json(rows)
+            return
+        delay = int(x.d.governance.get_minimum_delay())
+        table = Table(title=f"Pending governance operations ({len(rows)}; delay {delay:,} s)")
+        for col in ("id", "target", "call", "executable from (UTC)", ""):
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            table.add_row(r["id"], r["target"], r["call"], r["eta_utc"], r["executable"])
+        console.print(table)
+
+
+@governance_group.command("execute")
+@click.argument("operation_id")
+@_on_devnet(account="0", account_help="Ape account alias, or N for test account N (default 0: the deployer, an executor)")
+def governance_execute(operation_id: str, alias: str, port: int, deployment: str | None) -> None:
+    """Execute the pending operation OPERATION_ID (its 0x id from `perpdex governance pending`) once ready."""
+    from ape import chain
+    from ape.exceptions import ContractLogicError
+
+    from perpdex.governance import describe, execute, when
+
+    with _devnet(port, deployment) as x:
+        ops = [op for op in _pending(x, deployment) if op.id.lower() == operation_id.lower()]
+        if not ops:
+            raise UserError(f"no pending operation {operation_id}: `perpdex governance pending` lists them")
+        op = ops[0]
+        utc, left = when(op.eta, int(chain.blocks.head.timestamp))
+        if left != "ready":
+            raise UserError(f"operation {op.id} is not ready: executable from {utc} ({left}); `perpdex time warp` on a devnet")
+        target, call = describe(op, x.d.contracts())
+        try:
+            execute(x.d.governance, op, signer(alias))
+        except ContractLogicError as exc:
+            raise UserError(f"execute refused: {exc}") from None
+        console.print(f"executed {op.id}: {target}.{call}")
+
+
 @main.command()
 @click.argument("blocks", type=COUNT, default=1)
 @click.option("--port", default=8545, show_default=True, type=PORT, help="The devnet's port")
@@ -698,12 +777,13 @@ def orders(owner: str | None, last: int, as_json: bool, port: int, deployment: s
         console.print(table)
 
 
-def _event_log(x: Any, since: int | None, deployment: str | None) -> Any:
-    """The deployment's events from block `since` (default: the block it was deployed at)."""
+def _event_log(x: Any, since: int | None, deployment: str | None, contracts: list[Any] | None = None) -> Any:
+    """The events of the deployment (or of `contracts`) from block `since` (default: the block
+    it was deployed at)."""
     from perpdex.devnet import DEPLOYMENT_FILE, read_deployment
     from perpdex.report.events import EventLog
 
-    log = EventLog(x)
+    log = EventLog(x, contracts)
     if since is None:
         since = int(read_deployment(Path(deployment) if deployment else DEPLOYMENT_FILE).get("block", 0))
     log.add_range(since)

@@ -8,6 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from perpdex import governance as gov
 from perpdex.config import load_config
 from perpdex.model import MarketParams, to_wad
 
@@ -64,11 +65,33 @@ class Deployment:
     lens: Any = None  # VaultLens: funding views, fill quotes, open markets
     deployer: Any = None
     config: dict[str, Any] = field(default_factory=dict)
+    governance: Any = None  # Governance: the timelock that owns vault, oracle and router; the guardian's pause
+
+    def contracts(self) -> dict[str, Any]:
+        """Every deployed contract by its deployment-file name (None where not deployed)."""
+        return {"usd": self.usd, "oracle": self.oracle, "vault": self.vault, "keeper": self.keeper,
+                "router": self.router, "lens": self.lens, "governance": self.governance}
 
     def addresses(self) -> dict[str, str]:
-        named = {"usd": self.usd, "oracle": self.oracle, "vault": self.vault, "keeper": self.keeper,
-                 "router": self.router, "lens": self.lens}
-        return {name: str(c.address) for name, c in named.items() if c is not None}
+        return {name: str(c.address) for name, c in self.contracts().items() if c is not None}
+
+    def govern(self, target: Any, function: str, *args: Any, sender: Any = None) -> gov.Operation:
+        """`target.function(*args)` as the owner, through the Governance timelock: scheduled
+        by `sender` (default: the deployer, a proposer and executor) and, when the delay is
+        0, executed at once (`op.executed` is then the receipt with the target's events);
+        otherwise `op.eta` says when `execute(op)` may run. Reverts as the target does."""
+        return gov.govern(self.governance, target, function, args, sender or self.deployer)
+
+    def execute(self, op: gov.Operation, sender: Any = None) -> gov.Operation:
+        """Execute a scheduled operation once its eta has passed (any executor; default the deployer)."""
+        return gov.execute(self.governance, op, sender or self.deployer)
+
+    def guard(self, action: str, *args: Any, sender: Any = None) -> Any:
+        """A guardian's immediate call on the Governance: `pause_vault`, `unpause_vault`,
+        `pause_market(m)` or `unpause_market(m)` (default sender: the deployer, a guardian)."""
+        if action not in GUARDIAN_ACTIONS:
+            raise ValueError(f"{action!r} is not a guardian action: {', '.join(GUARDIAN_ACTIONS)}")
+        return getattr(self.governance, action)(*args, sender=sender or self.deployer)
 
     def to_json(self, chain_id: int, block: int) -> str:
         return json.dumps(
@@ -77,11 +100,18 @@ class Deployment:
         )
 
 
+GUARDIAN_ACTIONS = ("pause_vault", "unpause_vault", "pause_market", "unpause_market")
+
+
 def deploy_system(deployer: Any, **overrides: Any) -> Deployment:
     """Deploy token (unless `token={"address": ...}` names one), oracle, vault, liquidation
     keeper, order router and lens; create the configured markets; make `deployer` a price
     feeder and set every initial price. Trading goes through the router unless
-    `atomic_trading=True` (unit tests of the margin math only).
+    `atomic_trading=True` (unit tests of the margin math only). Last, deploy the Governance
+    timelock (`deployer` its proposer, executor, canceller and guardian; delay
+    `governance_delay`, 1 day by default, `governance_delay=0` for tests and demos) and hand
+    it the ownership of the vault, the oracle and the router: from then on owner calls go
+    through `Deployment.govern`.
 
     `overrides` deep-merge into perpdex/defaults.toml, e.g.
     `deploy_system(admin, markets={"ETH-USD": {"max_leverage": 10}}, oracle={"max_price_age": 60})`,
@@ -123,10 +153,22 @@ def deploy_from(project: Any, deployer: Any, **overrides: Any) -> Deployment:
     oracle.set_prices(
         list(markets.values()), [to_wad(cfg["markets"][n]["price"]) for n in markets], sender=deployer
     )
+    governance = project.Governance.deploy(
+        vault, int(cfg["governance_delay"]), [deployer], [deployer], [deployer], sender=deployer
+    )
+    hand_over(governance, (vault, oracle, router), deployer)
     return Deployment(
         usd=usd, oracle=oracle, vault=vault, funding=lens, keeper=keeper, markets=markets, deployer=deployer,
-        config=cfg, router=router, lens=lens,
+        config=cfg, router=router, lens=lens, governance=governance,
     )
+
+
+def hand_over(governance: Any, owned: tuple[Any, ...], owner: Any) -> None:
+    """Make `governance` the owner of each of `owned` (two-step: `owner` starts the transfer,
+    the Governance's public `accept_ownership_of` completes it)."""
+    for contract in owned:
+        contract.transfer_ownership(governance, sender=owner)
+        governance.accept_ownership_of(contract, sender=owner)
 
 
 def attach(data: dict[str, Any]) -> Deployment:
@@ -137,7 +179,8 @@ def attach(data: dict[str, Any]) -> Deployment:
     keeper = project.LiquidationKeeper.at(a["keeper"]) if "keeper" in a else None
     router = project.OrderRouter.at(a["router"]) if "router" in a else None
     lens = project.VaultLens.at(a["lens"]) if "lens" in a else None
+    governance = project.Governance.at(a["governance"]) if "governance" in a else None
     return Deployment(
         usd=project.MockUSD.at(a["usd"]), oracle=project.PriceOracle.at(a["oracle"]), vault=vault,
-        funding=lens, keeper=keeper, markets=dict(data["markets"]), router=router, lens=lens,
+        funding=lens, keeper=keeper, markets=dict(data["markets"]), router=router, lens=lens, governance=governance,
     )

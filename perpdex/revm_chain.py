@@ -61,6 +61,7 @@ SOURCES = {
     "LiquidationKeeper": "contracts/LiquidationKeeper.vy",
     "OrderRouter": "contracts/OrderRouter.vy",
     "VaultLens": "contracts/VaultLens.vy",
+    "Governance": "contracts/Governance.vy",
 }
 # Ape's test accounts (the default test mnemonic, "test ... junk", m/44'/60'/0'/0/i): the
 # same owners on both backends, so a failure's addresses read the same when replayed on Ape

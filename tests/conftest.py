@@ -54,7 +54,7 @@ def attacker(accounts: Any) -> Any:
 def system(admin: Any, lp: Any) -> Deployment:
     """The default deployment with 1,000,000 USD of LP liquidity, with atomic trading on: the
     unit tests of the margin math trade directly (tests/unit/router covers the two-step path)."""
-    deployment = deploy_system(admin, atomic_trading=True)
+    deployment = deploy_system(admin, atomic_trading=True, governance_delay=0)
     Exchange(deployment).add_liquidity(lp, POOL_TOKENS)
     return deployment
 
@@ -75,7 +75,7 @@ def routed(admin: Any, lp: Any, chain: Any, system: Deployment) -> Deployment:
     # ahead (restores do not rewind it), and blocks stamped then would make every later
     # module's prices stale.
     set_clock(int(chain.blocks.head.timestamp) + 1)
-    d = deploy_system(admin)
+    d = deploy_system(admin, governance_delay=0)
     Exchange(d).add_liquidity(lp, POOL_TOKENS)
     return d
 

@@ -114,7 +114,8 @@ def _check_params(_p: IMarginVault.MarketParams):
         errors._fail("vault: bad max_funding_velocity")
     if not (_p.max_open_interest != 0 and _p.max_open_interest <= _p.skew_scale):
         errors._fail("vault: bad max_open_interest")
-    if not (_p.liquidation_fee_ratio < _p.maintenance_margin_ratio):
+    # SPEC 14: a liquidation fee is at most 1% of the notional closed
+    if not (_p.liquidation_fee_ratio < _p.maintenance_margin_ratio and _p.liquidation_fee_ratio <= WAD // 100):
         errors._fail("vault: bad liquidation_fee_ratio")
     if not (_p.min_position_margin <= 1_000_000 * WAD):
         errors._fail("vault: bad min_position_margin")

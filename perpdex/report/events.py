@@ -10,7 +10,7 @@ processes. Both key events by (transaction, log index), so a log seen twice coun
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from perpdex.logs import EventDecoder
 from perpdex.sdk import Exchange
@@ -37,9 +37,11 @@ def _hex(value: Any) -> str:
 class EventLog:
     """The deployment's events, ordered by (block, log index)."""
 
-    def __init__(self, x: Exchange) -> None:
+    def __init__(self, x: Exchange, contracts: Sequence[Any] | None = None) -> None:
+        """The events of `contracts` (default: vault, oracle, keeper and router)."""
         self.x = x
-        self._contracts = [c for c in (x.vault, x.d.oracle, x.d.keeper, x.d.router) if c is not None]
+        default = (x.vault, x.d.oracle, x.d.keeper, x.d.router)
+        self._contracts = [c for c in (default if contracts is None else contracts) if c is not None]
         self._decoder = EventDecoder(self._contracts)
         self._seen: dict[tuple[str, int], ChainEvent] = {}
         self._timestamps: dict[int, int] = {}

@@ -783,19 +783,14 @@ class ExchangeMachine(RuleBasedStateMachine):
     @rule(target_=st.sampled_from(("all",) + MARKETS))
     @counted
     def pause_unpause(self, target_):
-        """The owner toggles the global pause or one market's pause."""
+        """The guardian toggles the global pause or one market's pause (immediate, through the
+        Governance that owns the vault)."""
         if target_ == "all":
-            if self.m.paused:
-                self.vault.unpause(sender=self.admin)
-            else:
-                self.vault.pause(sender=self.admin)
+            self.x.d.guard("unpause_vault" if self.m.paused else "pause_vault", sender=self.admin)
             self.m.paused = not self.m.paused
             return
         st_ = self.m.markets[target_]
-        if st_.paused:
-            self.vault.unpause_market(target_, sender=self.admin)
-        else:
-            self.vault.pause_market(target_, sender=self.admin)
+        self.x.d.guard("unpause_market" if st_.paused else "pause_market", target_, sender=self.admin)
         st_.paused = not st_.paused
 
     # ------------------------------------------------------------------ SPEC 11.11
@@ -946,7 +941,7 @@ class ExchangeMachine(RuleBasedStateMachine):
     def invalid_new_risk_while_paused(self, acct: Account, market: int, up: bool, milli: int):
         """New risk in a paused market (the owner pauses it first when nothing is paused)."""
         if not (self.m.paused or self.m.markets[market].paused):
-            self.vault.pause_market(market, sender=self.admin)
+            self.x.d.guard("pause_market", market, sender=self.admin)
             self.m.markets[market].paused = True
         delta = self._risk_sign(acct.who, acct.sub, market, up) * milli * WAD // 1_000
         bound = MAX_UINT256 if delta > 0 else 0

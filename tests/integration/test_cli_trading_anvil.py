@@ -154,3 +154,33 @@ def test_read_commands__accounts_events_orders__tables_and_json(deployed):
     assert code == 0, out
     [order] = json.loads(out)
     assert (order["kind"], order["market"], order["status"]) == ("trade", "ETH-USD", "settled")
+
+
+def test_governance_commands__pending_shows_the_call_and_execute_waits_for_the_eta(deployed):
+    """An owner call scheduled on the devnet's Governance (1-day delay) is listed with its
+    decoded call and eta; executing it early is a one-line error; after `time warp 1d` it runs."""
+    import json
+
+    from perpdex.deploy import attach
+    from perpdex.devnet import read_deployment
+
+    node, deployment = deployed
+    with connect(DEVNET, host=node.url, manage_process=False):
+        d = attach(read_deployment(deployment))
+        op = d.govern(d.vault, "set_liquidator", d.keeper, 7 * WAD, sender=accounts.test_accounts[0])
+    code, out = run(node, deployment, "governance", "pending", "--json")
+    (row,) = json.loads(out)
+    assert code == 0 and row["id"] == op.id and row["target"] == "vault", out
+    assert row["call"] == f"set_liquidator({d.keeper.address}, {7 * WAD})" and row["eta"] == op.eta
+    assert row["executable"] in ("in 24h 0m", "in 23h 59m"), row
+    code, out = run(node, deployment, "governance", "execute", op.id)
+    assert code == 2 and "is not ready: executable from" in out and "Traceback" not in out, out
+    code, out = run(node, deployment, "governance", "execute", "0x" + "12" * 32)
+    assert code == 2 and "no pending operation" in out, out
+    assert CliRunner().invoke(main, ["time", "warp", "1d", "--port", str(node.port)]).exit_code == 0
+    code, out = run(node, deployment, "governance", "execute", op.id)
+    assert code == 0 and "executed" in out and "vault.set_liquidator(" in out, out
+    code, out = run(node, deployment, "governance", "pending")
+    assert code == 0 and "(0;" in out, out
+    with connect(DEVNET, host=node.url, manage_process=False):
+        assert int(d.vault.max_keeper_reward()) == 7 * WAD

@@ -47,9 +47,9 @@ def rounds_by(x: Exchange, feeder: Any, from_block: int) -> list[dict[str, Any]]
 def test_silverback_feeder__fills_a_trade_at_its_round__one_round_an_interval_not_one_a_block(ticking, tmp_path, bots):
     with connect(DEVNET, host=ticking.url, manage_process=False):
         admin, lp, trader, feeder = (accounts.test_accounts[i] for i in (0, 1, TRADER, BOT))
-        x = Exchange(deploy_system(admin))
+        x = Exchange(deploy_system(admin, governance_delay=0))  # the new feeder applies at once
         x.add_liquidity(lp, x.tokens(2_000_000))
-        x.d.oracle.set_feeder(feeder, True, sender=admin)
+        x.d.govern(x.d.oracle, "set_feeder", feeder, True)
         x.deposit(trader, x.tokens(2_000))
         x.fund(trader, x.tokens(10))
         deployment = write_deployment(x.d.to_json(chain.chain_id, chain.blocks.head.number), tmp_path / "devnet.json")

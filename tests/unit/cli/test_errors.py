@@ -30,7 +30,8 @@ def one_line_error(result) -> str:
     return lines[-1]
 
 
-@pytest.mark.parametrize("command", [["show"], ["funding"], ["liquidation", "--owner", "0x" + "11" * 20], ["orders"]])
+@pytest.mark.parametrize("command", [["show"], ["funding"], ["liquidation", "--owner", "0x" + "11" * 20], ["orders"],
+                                     ["governance", "pending"], ["governance", "execute", "0x" + "11" * 32]])
 def test_no_devnet__one_line_that_says_how_to_start_one(command):
     port = free_port()
     line = one_line_error(run(*command, "--port", str(port)))

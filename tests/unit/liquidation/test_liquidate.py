@@ -186,11 +186,11 @@ def test_underwater_owner_closes_last_position__shortfall_is_bad_debt_not_negati
 # ---------------------------------------------------------------- awkward cases
 
 
-def test_liquidation__works_while_paused(x, vault, keeper, admin, trader, liquidator, mirror):
+def test_liquidation__works_while_paused(x, vault, keeper, trader, liquidator, mirror):
     mirror.open(trader, 10 * WAD, 2_000)
     mirror.price(0, 2_860 * WAD)
-    vault.pause(sender=admin)
-    vault.pause_market(0, sender=admin)
+    x.d.guard("pause_vault")
+    x.d.guard("pause_market", 0)
     mirror.liquidate(keeper, liquidator, trader)
     mirror.check(trader)
 

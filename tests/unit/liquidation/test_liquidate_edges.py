@@ -48,10 +48,10 @@ def trade(mirror: Mirror, who: Any, market: int, size: int, sub: int = 0) -> Non
     mirror.m.modify_position(str(who), sub, market, size, bound)
 
 
-def set_min_position_margin(mirror: Mirror, admin: Any, market: int, usd: int) -> None:
+def set_min_position_margin(mirror: Mirror, market: int, usd: int) -> None:
     params = MarketParams.from_chain(mirror.x.vault.market_params(market))
     new = MarketParams(**{**params.__dict__, "min_position_margin": usd * WAD})
-    mirror.x.vault.set_market_params(market, new.as_tuple(), sender=admin)
+    mirror.x.d.govern(mirror.x.vault, "set_market_params", market, new.as_tuple())
     mirror.m.markets[market].params = new
 
 
@@ -313,11 +313,11 @@ def test_dust_position_in_another_market__does_not_block(
 
 
 def test_dust_only_account__liquidatable_through_min_position_margin__closed_fully(
-        x, vault, keeper, usd, admin, trader, liquidator, mirror):
+        x, vault, keeper, usd, trader, liquidator, mirror):
     mirror.open(trader, 1, 21, market=ETH)  # 1 wei of ETH: IM = 10 USD + 150 wei
     trade(mirror, trader, BTC, -1)  # and 1 wei short of BTC: IM 20 USD + 3,150 wei in all
     assert not x.health(trader).liquidatable
-    set_min_position_margin(mirror, admin, BTC, 20)  # MM now 30 USD + dust > 21 USD of equity
+    set_min_position_margin(mirror, BTC, 20)  # MM now 30 USD + dust > 21 USD of equity
     h = x.health(trader)
     assert h == model_health(mirror, trader) and h.liquidatable
     assert 2 * h.equity >= h.maintenance_margin  # above the ratio: the share rule must say "all"
@@ -339,14 +339,14 @@ def test_dust_only_account__liquidatable_through_min_position_margin__closed_ful
 
 
 def test_liquidate_many__healthy_liquidatable_already_liquidated_and_dust_only(
-        x, vault, keeper, usd, admin, trader, trader2, liquidator, attacker, mirror):
+        x, vault, keeper, usd, trader, trader2, liquidator, attacker, mirror):
     healthy, doomed, raced, dusty = (trader, 5), (trader, 0), (trader2, 1), (trader2, 2)
     mirror.open(trader, 1 * WAD, 2_000, sub=5)  # healthy: another sub-account of the same owner
     mirror.open(trader, 10 * WAD, 2_000, sub=0)
     mirror.open(trader2, 10 * WAD, 2_000, sub=1)
     mirror.open(trader2, 1, 21, market=ETH, sub=2)  # only dust: 1 wei of ETH, 1 wei short of BTC
     trade(mirror, trader2, BTC, -1, sub=2)
-    set_min_position_margin(mirror, admin, BTC, 20)  # only the dusty account holds BTC
+    set_min_position_margin(mirror, BTC, 20)  # only the dusty account holds BTC
     mirror.price(ETH, 2_860 * WAD)
     everyone = [healthy, doomed, raced, dusty]
     assert list(keeper.liquidatable([a for a, _ in everyone], [s for _, s in everyone])) == [False, True, True, True]

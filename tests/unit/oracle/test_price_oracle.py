@@ -102,30 +102,31 @@ def test_price__unknown_market__reverts(oracle):
     assert oracle.latest(99) == (0, 0)
 
 
-def test_set_feeder__owner__grants_and_revokes(oracle, admin, trader):
-    receipt = oracle.set_feeder(trader, True, sender=admin)
+def test_set_feeder__owner__grants_and_revokes(system, oracle, trader):
+    receipt = system.govern(oracle, "set_feeder", trader, True).receipt
     assert receipt.events.filter(oracle.FeederSet)[0].allowed
     oracle.set_price(ETH, 3050 * WAD, sender=trader)
-    oracle.set_feeder(trader, False, sender=admin)
+    system.govern(oracle, "set_feeder", trader, False)
     with ape.reverts("oracle: not a feeder"):
         oracle.set_price(ETH, 3060 * WAD, sender=trader)
 
 
-def test_set_feeder__not_owner__reverts(oracle, attacker):
-    with ape.reverts("ownable: caller is not the owner"):
-        oracle.set_feeder(attacker, True, sender=attacker)
+def test_set_feeder__not_owner__reverts(oracle, admin, attacker):
+    for who in (attacker, admin):  # the deployer too: Governance owns the oracle
+        with ape.reverts("ownable: caller is not the owner"):
+            oracle.set_feeder(attacker, True, sender=who)
     assert not oracle.is_feeder(attacker)
 
 
-def test_set_max_price_age__owner__updates(oracle, admin):
-    oracle.set_max_price_age(60, sender=admin)
+def test_set_max_price_age__owner__updates(system, oracle):
+    system.govern(oracle, "set_max_price_age", 60)
     assert oracle.max_price_age() == 60
 
 
 @pytest.mark.parametrize("age", [0, 86_401])
-def test_set_max_price_age__out_of_range__reverts(oracle, admin, age):
+def test_set_max_price_age__out_of_range__reverts(system, oracle, age):
     with ape.reverts("oracle: bad max_price_age"):
-        oracle.set_max_price_age(age, sender=admin)
+        system.govern(oracle, "set_max_price_age", age)
 
 
 def test_set_max_price_age__not_owner__reverts(oracle, attacker):
@@ -133,15 +134,15 @@ def test_set_max_price_age__not_owner__reverts(oracle, attacker):
         oracle.set_max_price_age(60, sender=attacker)
 
 
-def test_set_max_price_jump__owner__updates(oracle, admin):
-    oracle.set_max_price_jump(WAD // 10, sender=admin)
+def test_set_max_price_jump__owner__updates(system, oracle):
+    system.govern(oracle, "set_max_price_jump", WAD // 10)
     assert oracle.max_price_jump() == WAD // 10
 
 
 @pytest.mark.parametrize("jump", [WAD // 1000 - 1, WAD + 1])
-def test_set_max_price_jump__out_of_range__reverts(oracle, admin, jump):
+def test_set_max_price_jump__out_of_range__reverts(system, oracle, jump):
     with ape.reverts("oracle: bad max_price_jump"):
-        oracle.set_max_price_jump(jump, sender=admin)
+        system.govern(oracle, "set_max_price_jump", jump)
 
 
 def test_set_max_price_jump__not_owner__reverts(oracle, attacker):
@@ -149,19 +150,19 @@ def test_set_max_price_jump__not_owner__reverts(oracle, attacker):
         oracle.set_max_price_jump(WAD // 10, sender=attacker)
 
 
-def test_ownership__two_step__new_owner_must_accept(oracle, admin, trader):
-    oracle.transfer_ownership(trader, sender=admin)
-    assert oracle.owner() == admin
+def test_ownership__two_step__new_owner_must_accept(system, oracle, trader):
+    system.govern(oracle, "transfer_ownership", trader)
+    assert oracle.owner() == system.governance.address
     assert oracle.pending_owner() == trader
     oracle.accept_ownership(sender=trader)
     assert oracle.owner() == trader
 
 
-def test_ownership__accept_by_stranger__reverts(oracle, admin, trader, attacker):
-    oracle.transfer_ownership(trader, sender=admin)
+def test_ownership__accept_by_stranger__reverts(system, oracle, trader, attacker):
+    system.govern(oracle, "transfer_ownership", trader)
     with ape.reverts("ownable_2step: caller is not the new owner"):
         oracle.accept_ownership(sender=attacker)
-    assert oracle.owner() == admin
+    assert oracle.owner() == system.governance.address
 
 
 def test_set_price__above_packed_range__reverts(oracle, admin):

@@ -1,4 +1,5 @@
-"""Owner-only market management, pausing and two-step ownership."""
+"""Owner-only market management (through the Governance, which owns the vault: delay 0 in these
+fixtures), pausing and two-step ownership."""
 
 import ape
 import pytest
@@ -11,17 +12,17 @@ def params(x, eth):
     return x.params(eth)
 
 
-def test_add_market__owner__gets_next_id_and_event(vault, admin, params):
-    receipt = vault.add_market(params.as_tuple(), sender=admin)
-    assert receipt.return_value == 2
+def test_add_market__owner__gets_next_id_and_event(system, vault, params):
+    receipt = system.govern(vault, "add_market", params.as_tuple()).receipt
     assert vault.market_count() == 3
     assert MarketParams.from_chain(vault.market_params(2)) == params
     assert receipt.events.filter(vault.MarketAdded)[0].market == 2
 
 
-def test_add_market__not_owner__reverts(vault, attacker, params):
-    with ape.reverts("ownable: caller is not the owner"):
-        vault.add_market(params.as_tuple(), sender=attacker)
+def test_add_market__not_owner__reverts(vault, admin, attacker, params):
+    for who in (attacker, admin):  # the deployer too: Governance owns the vault
+        with ape.reverts("ownable: caller is not the owner"):
+            vault.add_market(params.as_tuple(), sender=who)
     assert vault.market_count() == 2
 
 
@@ -36,21 +37,28 @@ BAD = [
     ("max_open_interest", 0, "vault: bad max_open_interest"),
     ("max_open_interest", 2_000_000 * WAD, "vault: bad max_open_interest"),  # above skew_scale
     ("liquidation_fee_ratio", WAD // 40, "vault: bad liquidation_fee_ratio"),  # = mmr
+    ("liquidation_fee_ratio", WAD // 100 + 1, "vault: bad liquidation_fee_ratio"),  # SPEC 14: at most 1%
     ("min_position_margin", 1_000_001 * WAD, "vault: bad min_position_margin"),
     ("max_pool_exposure", 0, "vault: bad max_pool_exposure"),
 ]
 
 
 @pytest.mark.parametrize("field,value,reason", BAD)
-def test_add_market__bad_param__reverts(vault, admin, params, field, value, reason):
+def test_add_market__bad_param__reverts(system, vault, params, field, value, reason):
     bad = MarketParams(**{**params.__dict__, field: value})
     with ape.reverts(reason):
-        vault.add_market(bad.as_tuple(), sender=admin)
+        system.govern(vault, "add_market", bad.as_tuple())
 
 
-def test_set_market_params__owner__replaces_and_logs(vault, admin, params, eth):
+def test_liquidation_fee_ratio__one_percent__accepted(system, vault, params, eth):
+    """The hard bound is inclusive: 1% with a 2.5% maintenance margin is a valid market."""
+    system.govern(vault, "set_market_params", eth, MarketParams(**{**params.__dict__, "liquidation_fee_ratio": WAD // 100}).as_tuple())
+    assert vault.market_params(eth).liquidation_fee_ratio == WAD // 100
+
+
+def test_set_market_params__owner__replaces_and_logs(system, vault, params, eth):
     new = MarketParams(**{**params.__dict__, "max_leverage": 10 * WAD})
-    receipt = vault.set_market_params(eth, new.as_tuple(), sender=admin)
+    receipt = system.govern(vault, "set_market_params", eth, new.as_tuple()).receipt
     assert vault.market_params(eth).max_leverage == 10 * WAD
     assert receipt.events.filter(vault.MarketParamsSet)[0].market == eth
 
@@ -60,14 +68,14 @@ def test_set_market_params__not_owner__reverts(vault, attacker, params, eth):
         vault.set_market_params(eth, params.as_tuple(), sender=attacker)
 
 
-def test_set_market_params__unknown_market__reverts(vault, admin, params):
+def test_set_market_params__unknown_market__reverts(system, vault, params):
     with ape.reverts("vault: unknown market"):
-        vault.set_market_params(5, params.as_tuple(), sender=admin)
+        system.govern(vault, "set_market_params", 5, params.as_tuple())
 
 
-def test_set_market_params__bad_param__reverts(vault, admin, params, eth):
+def test_set_market_params__bad_param__reverts(system, vault, params, eth):
     with ape.reverts("vault: bad taker_fee"):
-        vault.set_market_params(eth, MarketParams(**{**params.__dict__, "taker_fee": WAD}).as_tuple(), sender=admin)
+        system.govern(vault, "set_market_params", eth, MarketParams(**{**params.__dict__, "taker_fee": WAD}).as_tuple())
 
 
 @pytest.mark.parametrize("fn", ["pause", "unpause"])
@@ -83,21 +91,21 @@ def test_market_pause__not_owner__reverts(vault, attacker, fn):
 
 
 @pytest.mark.parametrize("fn", ["pause_market", "unpause_market"])
-def test_market_pause__unknown_market__reverts(vault, admin, fn):
+def test_market_pause__unknown_market__reverts(system, fn):
     with ape.reverts("vault: unknown market"):
-        getattr(vault, fn)(9, sender=admin)
+        system.guard(fn, 9)
 
 
-def test_pause__emits_events(vault, admin):
-    assert vault.pause(sender=admin).events.filter(vault.GlobalPauseSet)[0].paused
-    assert not vault.unpause(sender=admin).events.filter(vault.GlobalPauseSet)[0].paused
+def test_pause__emits_events(system, vault):
+    assert system.guard("pause_vault").events.filter(vault.GlobalPauseSet)[0].paused
+    assert not system.guard("unpause_vault").events.filter(vault.GlobalPauseSet)[0].paused
 
 
-def test_ownership__two_step_transfer(vault, admin, trader, attacker):
-    vault.transfer_ownership(trader, sender=admin)
+def test_ownership__two_step_transfer(system, vault, trader, attacker):
+    system.govern(vault, "transfer_ownership", trader)
     with ape.reverts("ownable_2step: caller is not the new owner"):
         vault.accept_ownership(sender=attacker)
     vault.accept_ownership(sender=trader)
     assert vault.owner() == trader
-    with ape.reverts("ownable: caller is not the owner"):
-        vault.pause(sender=admin)
+    with ape.reverts("ownable: caller is not the owner"):  # the guardian's pause needs ownership
+        system.guard("pause_vault")

@@ -17,7 +17,7 @@ NET_RULE_OFF = {name: {"max_pool_exposure": 10} for name in ("ETH-USD", "BTC-USD
 
 
 def _fresh(admin, lp, pool_usd=1_000_000, **overrides):
-    x = Exchange(deploy_system(admin, atomic_trading=True, markets=NET_RULE_OFF, **overrides))
+    x = Exchange(deploy_system(admin, atomic_trading=True, governance_delay=0, markets=NET_RULE_OFF, **overrides))
     x.add_liquidity(lp, pool_usd * TOKEN)
     return x
 
@@ -29,19 +29,20 @@ def _side_cap_size(x, market):
     return reserve * x.vault.pool_value() // x.price(market)
 
 
-def test_pool_caps__defaults_and_bounds(x, vault, admin, attacker):
+def test_pool_caps__defaults_and_bounds(system, vault, admin, attacker):
     assert vault.pool_caps() == (WAD, 3 * WAD // 2)
-    with ape.reverts("ownable: caller is not the owner"):
-        vault.set_pool_caps(WAD, WAD, sender=attacker)
-    with ape.reverts("vault: bad reserve_factor"):
-        vault.set_pool_caps(0, WAD, sender=admin)
-    with ape.reverts("vault: bad reserve_factor"):
-        vault.set_pool_caps(2 * WAD + 1, 4 * WAD, sender=admin)
-    with ape.reverts("vault: bad max_exposure_factor"):
-        vault.set_pool_caps(WAD, WAD - 1, sender=admin)  # below the per-side factor
-    with ape.reverts("vault: bad max_exposure_factor"):
-        vault.set_pool_caps(WAD, 4 * WAD + 1, sender=admin)
-    receipt = vault.set_pool_caps(WAD // 2, 2 * WAD, sender=admin)
+    for who in (attacker, admin):  # the deployer too: the Governance owns the vault
+        with ape.reverts("ownable: caller is not the owner"):
+            vault.set_pool_caps(WAD, WAD, sender=who)
+    for reserve, exposure, reason in [
+        (0, WAD, "vault: bad reserve_factor"),
+        (2 * WAD + 1, 4 * WAD, "vault: bad reserve_factor"),
+        (WAD, WAD - 1, "vault: bad max_exposure_factor"),  # below the per-side factor
+        (WAD, 4 * WAD + 1, "vault: bad max_exposure_factor"),
+    ]:
+        with ape.reverts(reason):
+            system.govern(vault, "set_pool_caps", reserve, exposure)
+    receipt = system.govern(vault, "set_pool_caps", WAD // 2, 2 * WAD).executed
     event = receipt.events.filter(vault.PoolCapsSet)[0]
     assert (event.reserve_factor, event.max_exposure_factor) == (WAD // 2, 2 * WAD)
     assert vault.pool_caps() == (WAD // 2, 2 * WAD)
@@ -80,7 +81,7 @@ def test_reducing_over_the_cap__always_allowed(admin, lp, trader):
     eth = x.d.markets["ETH-USD"]
     x.deposit(trader, 5_000_000 * TOKEN)
     x.trade(trader, eth, 300 * WAD)  # 900k of a 1M pool's reserve
-    x.d.vault.set_pool_caps(WAD // 10, WAD // 10, sender=admin)  # now far over the caps
+    x.d.govern(x.vault, "set_pool_caps", WAD // 10, WAD // 10)  # now far over the caps
     with ape.reverts("vault: reserve cap"):
         x.trade(trader, eth, WAD)
     x.trade(trader, eth, -100 * WAD)  # reducing is never refused by the caps

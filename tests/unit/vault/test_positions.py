@@ -159,10 +159,10 @@ def test_leverage__just_below_max_passes_just_above_reverts(x, vault, trader, et
     assert 0 <= h.equity - h.initial_margin < WAD // 100
 
 
-def test_open_interest__over_cap__reverts(x, vault, admin, trader, eth):
+def test_open_interest__over_cap__reverts(x, vault, trader, eth):
     params = x.params(eth)
     tight = model.MarketParams(**{**params.__dict__, "max_open_interest": 5 * WAD})
-    vault.set_market_params(eth, tight.as_tuple(), sender=admin)
+    x.d.govern(vault, "set_market_params", eth, tight.as_tuple())
     x.deposit(trader, 100_000 * TOKEN)
     with ape.reverts("vault: open interest cap"):
         x.trade(trader, eth, 5 * WAD + 1)
@@ -183,9 +183,9 @@ def test_open_interest__more_than_pool_can_back__reverts(admin, trader, lp):
     assert x.position(trader, 0, 0).size == WAD
 
 
-def test_pause_market__blocks_new_risk_not_reduction(x, vault, admin, trader, eth, btc, open_position):
+def test_pause_market__blocks_new_risk_not_reduction(x, vault, trader, eth, btc, open_position):
     open_position(trader, 10 * WAD)
-    receipt = vault.pause_market(eth, sender=admin)
+    receipt = x.d.guard("pause_market", eth)  # the guardian: immediate, through Governance
     assert receipt.events.filter(vault.MarketPauseSet)[0].paused
     with ape.reverts("vault: market paused"):
         x.trade(trader, eth, WAD)
@@ -195,20 +195,20 @@ def test_pause_market__blocks_new_risk_not_reduction(x, vault, admin, trader, et
     x.trade(trader, eth, -4 * WAD)
     x.close(trader, eth)
     assert x.position(trader, 0, eth).size == 0
-    vault.unpause_market(eth, sender=admin)
+    x.d.guard("unpause_market", eth)
     x.trade(trader, eth, WAD)
 
 
-def test_pause__global__blocks_new_risk_everywhere(x, vault, admin, trader, eth, btc, open_position):
+def test_pause__global__blocks_new_risk_everywhere(x, vault, trader, eth, btc, open_position):
     open_position(trader, 10 * WAD)
-    vault.pause(sender=admin)
+    x.d.guard("pause_vault")
     assert vault.paused()
     for market, size in ((eth, WAD), (btc, WAD // 100)):
         with ape.reverts("vault: market paused"):
             x.trade(trader, market, size)
     x.close(trader, eth)
     vault.withdraw(0, vault.withdrawable(trader, 0), sender=trader)
-    vault.unpause(sender=admin)
+    x.d.guard("unpause_vault")
     assert not vault.paused()
 
 
@@ -221,11 +221,11 @@ def test_reduce__below_initial_margin__still_allowed(x, vault, trader, eth, open
     assert x.position(trader, 0, eth).size == 50 * WAD
 
 
-def test_reduce__that_would_make_account_liquidatable__reverts(x, vault, admin, trader, eth, open_position):
+def test_reduce__that_would_make_account_liquidatable__reverts(x, vault, trader, eth, open_position):
     # Equity just above MM; a 5% fee on reducing costs more than the 2.5% of MM it frees.
     open_position(trader, 60 * WAD, collateral_usd=10_000)
     params = x.params(eth)
-    vault.set_market_params(eth, model.MarketParams(**{**params.__dict__, "taker_fee": WAD // 20}).as_tuple(), sender=admin)
+    x.d.govern(vault, "set_market_params", eth, model.MarketParams(**{**params.__dict__, "taker_fee": WAD // 20}).as_tuple())
     price = 3000 * WAD
     while True:  # walk the price down until equity is within 0.5% of notional above MM
         h = x.health(trader)
@@ -270,7 +270,7 @@ def test_isolated_margin__other_sub_unaffected(x, vault, trader, eth, open_posit
 def test_too_many_positions__ninth_market__reverts(x, vault, admin, oracle, trader, lens):
     params = x.params(0)
     for m in range(2, 9):
-        vault.add_market(params.as_tuple(), sender=admin)
+        x.d.govern(vault, "add_market", params.as_tuple())
         oracle.set_price(m, 100 * WAD, sender=admin)
     x.deposit(trader, 100_000 * TOKEN)
     for m in range(8):
