@@ -53,7 +53,7 @@ REPO = Path(__file__).resolve().parents[2]
 # the whole contracts/ tree goes along: contracts/modules/ and contracts/interfaces/ included
 COPIED = ("contracts", "tests", "perpdex", "ape-config.yaml", "pyproject.toml")
 IGNORED = shutil.ignore_patterns(".build", ".hypothesis", "__pycache__", ".pytest_cache", "*.pyc")
-DEPLOYABLES = ("MarginVault", "LiquidationKeeper", "PriceOracle", "OrderRouter", "VaultLens")
+DEPLOYABLES = ("MarginVault", "VaultExtension", "LiquidationKeeper", "PriceOracle", "OrderRouter", "VaultLens", "Governance")
 SIZE_LIMIT = 24_576  # EIP-170: the largest runtime bytecode a chain accepts
 VAULT = "contracts/MarginVault.vy"
 POSITIONS = "contracts/modules/positions.vy"
@@ -165,6 +165,21 @@ MUTATIONS: tuple[Mutation, ...] = (
         POSITIONS,
         "oi -= convert(-_pos.size, uint256) << 128",
         "oi -= convert(-_pos.size, uint256)",
+    ),
+    # ---- solvency (SPEC 14)
+    Mutation(
+        "caps_not_checked_on_increase",
+        "a trade that grows open interest skips the pool's caps (reserve_factor, max_exposure_factor)",
+        POSITIONS,
+        "        pool._check_trade_caps(side_oi, price)\n",
+        "",
+    ),
+    Mutation(
+        "lp_withdrawal_caps_before_paying",
+        "an LP withdrawal checks the caps against the pool's value before its payout, not after",
+        POOL,
+        "self._check_caps(largest, gross, value - paid_wad)",
+        "self._check_caps(largest, gross, value)",
     ),
     # ---- two-step settlement (SPEC 11.13-11.15): the router machine
     Mutation(

@@ -132,7 +132,7 @@ def test_revm__a_sequence__reads_events_and_reverts_as_on_ape(rx: Exchange, acco
     on_ape = sequence(rx, [accounts[i] for i in range(10)])
     revm = RevmChain()
     with using(revm):
-        x = Exchange(deploy_from(RevmProject(revm), revm.accounts[0]))
+        x = Exchange(deploy_from(RevmProject(revm), revm.accounts[0], governance_delay=0))
         x.add_liquidity(revm.accounts[3], x.tokens(POOL_USD))
         on_revm = sequence(x, revm.accounts)
     names = [label for label, _ in on_ape]
