@@ -31,6 +31,7 @@ SIM_NETWORK = click.Choice([EMBEDDED, DEVNET])  # the simulation drives the cloc
 PORT = click.IntRange(1, 65_535)
 SUB = click.IntRange(0, 2**30 - 1)
 COUNT = click.IntRange(1, None)
+JSON_HELP = "JSON instead of tables: amounts in human units (USD, base units, fractions), as `accounts --json`"
 
 
 def _address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -220,9 +221,15 @@ def devnet(port: int, stop: bool, feeder: bool, feeder_interval: float, block_ti
 @click.option("--port", default=8545, show_default=True, type=PORT)
 @click.option("--owner", default=None, callback=_address, help="Also show this account (address)")
 @click.option("--sub", default=0, show_default=True, type=SUB)
-def show(port: int, owner: str | None, sub: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def show(port: int, owner: str | None, sub: int, as_json: bool) -> None:
     """Print the devnet deployment (from .perpdex/devnet.json): markets, pool, an account."""
+    from perpdex import readouts
+
     with _devnet(port) as x:
+        if as_json:
+            _print_json({**readouts.system(x), "account": readouts.account(x, owner, sub) if owner else None})
+            return
         print_system(x)
         if owner:
             for table in account_tables(x, owner, sub):
@@ -234,12 +241,17 @@ def show(port: int, owner: str | None, sub: int) -> None:
 @click.option("--owner", default=None, callback=_address, help="Also show what this account's positions pay (address)")
 @click.option("--sub", default=0, show_default=True, type=SUB)
 @click.option("--example", is_flag=True, help="No devnet needed: on the embedded chain, skew ETH-USD, wait 12 h, show it")
-def funding(port: int, owner: str | None, sub: int, example: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def funding(port: int, owner: str | None, sub: int, example: bool, as_json: bool) -> None:
     """Funding per market: skew, rate per hour / day / APR, predicted rates, and what a position pays."""
+    from perpdex import readouts
     from perpdex.funding import funding_overview, position_funding
 
     def show(x: Any, who: str | None) -> None:
         positions = position_funding(x, who, sub) if who else None
+        if as_json:
+            _print_json(readouts.funding(funding_overview(x), positions, who))
+            return
         for table in funding_tables(funding_overview(x), positions, who or ""):
             console.print(table)
 
@@ -274,21 +286,67 @@ def _skewed_example() -> tuple[Any, Any]:
 @click.option("--owner", default=None, callback=_address, help="The account to show (address)")
 @click.option("--sub", default=0, show_default=True, type=SUB)
 @click.option("--example", is_flag=True, help="No devnet needed: on the embedded chain, a 15x long is liquidated step by step")
-def liquidation(port: int, owner: str | None, sub: int, example: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def liquidation(port: int, owner: str | None, sub: int, example: bool, as_json: bool) -> None:
     """An account's health breakdown and liquidation prices (the on-chain views a liquidation uses)."""
+    from perpdex import readouts
+
     if example:
         with connect(EMBEDDED):
-            _liquidation_example()
+            steps = liquidation_example(_JsonSteps() if as_json else _PrintedSteps())
+        if as_json:
+            _print_json({"steps": steps})
         return
     if not owner:
         raise click.UsageError("give --owner ADDRESS (or --example)")
     with _devnet(port) as x:
+        if as_json:
+            _print_json(readouts.account(x, owner, sub))
+            return
         for table in account_tables(x, owner, sub):
             console.print(table)
 
 
-def _liquidation_example() -> None:
-    """10 ETH long on 2,000 USD at 3,000 (15x); ETH falls to 2,860; a keeper liquidates."""
+class _PrintedSteps:
+    """The liquidation example's steps as titled tables on the terminal."""
+
+    def account(self, title: str, x: Any, who: Any) -> None:
+        console.print(f"[bold]{title}[/bold]")
+        for table in account_tables(x, who, 0):
+            console.print(table)
+
+    def liquidated(self, title: str, x: Any, receipt: Any) -> None:
+        console.print(f"[bold]{title}[/bold]")
+        for table in liquidation_tables(x, receipt):
+            console.print(table)
+
+    def done(self) -> list[dict[str, Any]]:
+        return []
+
+
+class _JsonSteps:
+    """The same steps collected for `--json`: [{"step": title, "account" | "liquidation": ...}]."""
+
+    def __init__(self) -> None:
+        self.steps: list[dict[str, Any]] = []
+
+    def account(self, title: str, x: Any, who: Any) -> None:
+        from perpdex import readouts
+
+        self.steps.append({"step": title, "account": readouts.account(x, who, 0)})
+
+    def liquidated(self, title: str, x: Any, receipt: Any) -> None:
+        from perpdex import readouts
+
+        self.steps.append({"step": title, "liquidation": readouts.liquidation(x, receipt)})
+
+    def done(self) -> list[dict[str, Any]]:
+        return self.steps
+
+
+def liquidation_example(out: _PrintedSteps | _JsonSteps) -> list[dict[str, Any]]:
+    """10 ETH long on 2,000 USD at 3,000 (15x); ETH falls to 2,860; a keeper liquidates.
+    Each step goes to `out` (printed, or collected for --json: then returned)."""
     from perpdex.deploy import deploy_system
     from perpdex.model import WAD
     from perpdex.sdk import Exchange
@@ -298,20 +356,13 @@ def _liquidation_example() -> None:
     x.add_liquidity(lp, x.tokens(1_000_000))
     x.deposit(trader, x.tokens(2_000))
     x.trade(trader, 0, 10 * WAD)
-    console.print("[bold]1. A trader opens 10 ETH long on 2,000 USD of collateral at 3,000 (15x)[/bold]")
-    for table in account_tables(x, trader, 0):
-        console.print(table)
+    out.account("1. A trader opens 10 ETH long on 2,000 USD of collateral at 3,000 (15x)", x, trader)
     x.set_price(0, 2_860 * WAD)
-    console.print("[bold]2. ETH falls to 2,860: equity is below the maintenance margin[/bold]")
-    for table in account_tables(x, trader, 0):
-        console.print(table)
+    out.account("2. ETH falls to 2,860: equity is below the maintenance margin", x, trader)
     receipt = x.d.keeper.liquidate(trader, 0, sender=keeper)
-    console.print("[bold]3. A keeper calls LiquidationKeeper.liquidate: the smallest share that restores IM is closed[/bold]")
-    for table in liquidation_tables(x, receipt):
-        console.print(table)
-    console.print("[bold]4. After: healthy again, with the rest of the position still open[/bold]")
-    for table in account_tables(x, trader, 0):
-        console.print(table)
+    out.liquidated("3. A keeper calls LiquidationKeeper.liquidate: the smallest share that restores IM is closed", x, receipt)
+    out.account("4. After: healthy again, with the rest of the position still open", x, trader)
+    return out.done()
 
 
 @contextmanager
@@ -857,6 +908,7 @@ def accounts(as_json: bool, deployment: str | None, port: int) -> None:
     first: equity, maintenance margin, margin ratio and each position's liquidation price."""
     from rich.table import Table
 
+    from perpdex import readouts
     from perpdex.sdk import liquidation_price_of
 
     with _devnet(port, deployment) as x:
@@ -867,7 +919,7 @@ def accounts(as_json: bool, deployment: str | None, port: int) -> None:
             rows.append({
                 "owner": owner, "sub": sub, "equity_usd": int(h.equity) / WAD,
                 "maintenance_margin_usd": int(h.maintenance_margin) / WAD,
-                "margin_ratio": None if int(h.margin_ratio) >= 2**255 else int(h.margin_ratio) / WAD,
+                "margin_ratio": readouts.ratio(h.margin_ratio),
                 "liquidatable": bool(h.liquidatable),
                 "positions": [{"market": names[m], "size": z / WAD,
                                "liquidation_price_usd": (lp / WAD) if (lp := liquidation_price_of(x, owner, sub, m)) else None}
