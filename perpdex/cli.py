@@ -31,6 +31,7 @@ SIM_NETWORK = click.Choice([EMBEDDED, DEVNET])  # the simulation drives the cloc
 PORT = click.IntRange(1, 65_535)
 SUB = click.IntRange(0, 2**30 - 1)
 COUNT = click.IntRange(1, None)
+JSON_HELP = "JSON instead of tables: amounts in human units (USD, base units, fractions), as `accounts --json`"
 
 
 def _address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -220,9 +221,15 @@ def devnet(port: int, stop: bool, feeder: bool, feeder_interval: float, block_ti
 @click.option("--port", default=8545, show_default=True, type=PORT)
 @click.option("--owner", default=None, callback=_address, help="Also show this account (address)")
 @click.option("--sub", default=0, show_default=True, type=SUB)
-def show(port: int, owner: str | None, sub: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def show(port: int, owner: str | None, sub: int, as_json: bool) -> None:
     """Print the devnet deployment (from .perpdex/devnet.json): markets, pool, an account."""
+    from perpdex import readouts
+
     with _devnet(port) as x:
+        if as_json:
+            _print_json({**readouts.system(x), "account": readouts.account(x, owner, sub) if owner else None})
+            return
         print_system(x)
         if owner:
             for table in account_tables(x, owner, sub):
@@ -234,12 +241,17 @@ def show(port: int, owner: str | None, sub: int) -> None:
 @click.option("--owner", default=None, callback=_address, help="Also show what this account's positions pay (address)")
 @click.option("--sub", default=0, show_default=True, type=SUB)
 @click.option("--example", is_flag=True, help="No devnet needed: on the embedded chain, skew ETH-USD, wait 12 h, show it")
-def funding(port: int, owner: str | None, sub: int, example: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def funding(port: int, owner: str | None, sub: int, example: bool, as_json: bool) -> None:
     """Funding per market: skew, rate per hour / day / APR, predicted rates, and what a position pays."""
+    from perpdex import readouts
     from perpdex.funding import funding_overview, position_funding
 
     def show(x: Any, who: str | None) -> None:
         positions = position_funding(x, who, sub) if who else None
+        if as_json:
+            _print_json(readouts.funding(funding_overview(x), positions, who))
+            return
         for table in funding_tables(funding_overview(x), positions, who or ""):
             console.print(table)
 
@@ -274,21 +286,67 @@ def _skewed_example() -> tuple[Any, Any]:
 @click.option("--owner", default=None, callback=_address, help="The account to show (address)")
 @click.option("--sub", default=0, show_default=True, type=SUB)
 @click.option("--example", is_flag=True, help="No devnet needed: on the embedded chain, a 15x long is liquidated step by step")
-def liquidation(port: int, owner: str | None, sub: int, example: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def liquidation(port: int, owner: str | None, sub: int, example: bool, as_json: bool) -> None:
     """An account's health breakdown and liquidation prices (the on-chain views a liquidation uses)."""
+    from perpdex import readouts
+
     if example:
         with connect(EMBEDDED):
-            _liquidation_example()
+            steps = liquidation_example(_JsonSteps() if as_json else _PrintedSteps())
+        if as_json:
+            _print_json({"steps": steps})
         return
     if not owner:
         raise click.UsageError("give --owner ADDRESS (or --example)")
     with _devnet(port) as x:
+        if as_json:
+            _print_json(readouts.account(x, owner, sub))
+            return
         for table in account_tables(x, owner, sub):
             console.print(table)
 
 
-def _liquidation_example() -> None:
-    """10 ETH long on 2,000 USD at 3,000 (15x); ETH falls to 2,860; a keeper liquidates."""
+class _PrintedSteps:
+    """The liquidation example's steps as titled tables on the terminal."""
+
+    def account(self, title: str, x: Any, who: Any) -> None:
+        console.print(f"[bold]{title}[/bold]")
+        for table in account_tables(x, who, 0):
+            console.print(table)
+
+    def liquidated(self, title: str, x: Any, receipt: Any) -> None:
+        console.print(f"[bold]{title}[/bold]")
+        for table in liquidation_tables(x, receipt):
+            console.print(table)
+
+    def done(self) -> list[dict[str, Any]]:
+        return []
+
+
+class _JsonSteps:
+    """The same steps collected for `--json`: [{"step": title, "account" | "liquidation": ...}]."""
+
+    def __init__(self) -> None:
+        self.steps: list[dict[str, Any]] = []
+
+    def account(self, title: str, x: Any, who: Any) -> None:
+        from perpdex import readouts
+
+        self.steps.append({"step": title, "account": readouts.account(x, who, 0)})
+
+    def liquidated(self, title: str, x: Any, receipt: Any) -> None:
+        from perpdex import readouts
+
+        self.steps.append({"step": title, "liquidation": readouts.liquidation(x, receipt)})
+
+    def done(self) -> list[dict[str, Any]]:
+        return self.steps
+
+
+def liquidation_example(out: _PrintedSteps | _JsonSteps) -> list[dict[str, Any]]:
+    """10 ETH long on 2,000 USD at 3,000 (15x); ETH falls to 2,860; a keeper liquidates.
+    Each step goes to `out` (printed, or collected for --json: then returned)."""
     from perpdex.deploy import deploy_system
     from perpdex.model import WAD
     from perpdex.sdk import Exchange
@@ -298,20 +356,13 @@ def _liquidation_example() -> None:
     x.add_liquidity(lp, x.tokens(1_000_000))
     x.deposit(trader, x.tokens(2_000))
     x.trade(trader, 0, 10 * WAD)
-    console.print("[bold]1. A trader opens 10 ETH long on 2,000 USD of collateral at 3,000 (15x)[/bold]")
-    for table in account_tables(x, trader, 0):
-        console.print(table)
+    out.account("1. A trader opens 10 ETH long on 2,000 USD of collateral at 3,000 (15x)", x, trader)
     x.set_price(0, 2_860 * WAD)
-    console.print("[bold]2. ETH falls to 2,860: equity is below the maintenance margin[/bold]")
-    for table in account_tables(x, trader, 0):
-        console.print(table)
+    out.account("2. ETH falls to 2,860: equity is below the maintenance margin", x, trader)
     receipt = x.d.keeper.liquidate(trader, 0, sender=keeper)
-    console.print("[bold]3. A keeper calls LiquidationKeeper.liquidate: the smallest share that restores IM is closed[/bold]")
-    for table in liquidation_tables(x, receipt):
-        console.print(table)
-    console.print("[bold]4. After: healthy again, with the rest of the position still open[/bold]")
-    for table in account_tables(x, trader, 0):
-        console.print(table)
+    out.liquidated("3. A keeper calls LiquidationKeeper.liquidate: the smallest share that restores IM is closed", x, receipt)
+    out.account("4. After: healthy again, with the rest of the position still open", x, trader)
+    return out.done()
 
 
 @contextmanager
@@ -857,6 +908,7 @@ def accounts(as_json: bool, deployment: str | None, port: int) -> None:
     first: equity, maintenance margin, margin ratio and each position's liquidation price."""
     from rich.table import Table
 
+    from perpdex import readouts
     from perpdex.sdk import liquidation_price_of
 
     with _devnet(port, deployment) as x:
@@ -867,7 +919,7 @@ def accounts(as_json: bool, deployment: str | None, port: int) -> None:
             rows.append({
                 "owner": owner, "sub": sub, "equity_usd": int(h.equity) / WAD,
                 "maintenance_margin_usd": int(h.maintenance_margin) / WAD,
-                "margin_ratio": None if int(h.margin_ratio) >= 2**255 else int(h.margin_ratio) / WAD,
+                "margin_ratio": readouts.ratio(h.margin_ratio),
                 "liquidatable": bool(h.liquidatable),
                 "positions": [{"market": names[m], "size": z / WAD,
                                "liquidation_price_usd": (lp / WAD) if (lp := liquidation_price_of(x, owner, sub, m)) else None}
@@ -919,6 +971,28 @@ def keeper() -> None:
     """Keeper bots, run against the devnet (or any Ape network with a deployment file)."""
 
 
+def _log_format(fn: Any) -> Any:
+    """--log-format text|json, as every keeper takes it."""
+    from perpdex.keepers.common import LOG_FORMATS
+
+    return click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
+                        help="text: a time-stamped line per action; json: one JSON object per line "
+                             "(timestamp, keeper, action, fields, message)")(fn)
+
+
+def _keeper_report(keeper_name: str, log_format: str) -> Any:
+    """The keeper's `Report`: time-stamped text, or a JSON object per line (flushed at once)."""
+    from perpdex.keepers.common import json_report
+
+    return _stamped if log_format == "text" else json_report(keeper_name, _json_line)
+
+
+def _json_line(text: str) -> None:
+    """One JSON log line on stdout, flushed at once (logs are read live), never wrapped by rich."""
+    click.echo(text, file=console.file)
+    console.file.flush()
+
+
 @keeper.command("funding")
 @click.option("--port", default=8545, show_default=True, type=PORT, help="The devnet's port (reads .perpdex/devnet.json)")
 @click.option("--deployment", default=None, help="Deployment file (default .perpdex/devnet.json)")
@@ -926,18 +1000,21 @@ def keeper() -> None:
 @click.option("--max-idle", default=3600, show_default=True, help="Poke markets not accrued for this many seconds")
 @click.option("--interval", default=5.0, show_default=True, help="Seconds between checks")
 @click.option("--once", is_flag=True, help="Check and poke once, then exit")
-def keeper_funding(port: int, deployment: str | None, alias: str | None, max_idle: int, interval: float, once: bool) -> None:
+@_log_format
+def keeper_funding(port: int, deployment: str | None, alias: str | None, max_idle: int, interval: float, once: bool,
+                   log_format: str) -> None:
     """Poke idle markets so funding stays accrued. Stateless: safe to restart or run twice."""
+    from perpdex.keepers.common import Line
     from perpdex.keepers.funding import FundingKeeper
 
+    report = _keeper_report("funding", log_format)
     with _devnet(port, deployment) as x:
-        bot = FundingKeeper(x, signer(alias), max_idle=max_idle, report=console.print)
-        console.print(f"funding keeper: {len(x.market_names())} markets, max idle {max_idle}s, sender {bot.sender.address}")
-        try:
-            bot.run(interval, iterations=1 if once else None)
-        except KeyboardInterrupt:
-            pass
-        console.print(f"funding keeper: {len(bot.poked)} pokes, {sum(p.gas for p in bot.poked):,} gas")
+        bot = FundingKeeper(x, signer(alias), max_idle=max_idle, report=report)
+        report(Line(f"funding keeper: {len(x.market_names())} markets, max idle {max_idle}s, sender {bot.sender.address}",
+                    "started", markets=list(x.market_names().values()), max_idle_s=max_idle, sender=bot.sender.address))
+        _until_stopped(lambda: bot.run(interval, iterations=1 if once else None), report, lambda: Line(
+            f"funding keeper: {len(bot.poked)} pokes, {sum(p.gas for p in bot.poked):,} gas", "stopped",
+            pokes=len(bot.poked), gas=sum(p.gas for p in bot.poked)))
 
 
 @keeper.command("liquidator")
@@ -960,33 +1037,38 @@ def keeper_funding(port: int, deployment: str | None, alias: str | None, max_idl
 @click.option("--bad-debt-equity", default=0.0, show_default=True,
               help="Accounts with equity below this (USD) are liquidated even when the reward is below the gas")
 @click.option("--once", is_flag=True, help="One pass, then exit")
+@_log_format
 def keeper_liquidator(
     network: str, port: int, rpc: str | None, deployment: str | None, db: str | None, alias: str | None,
     interval: float, max_batch: int, gas_budget: int, confirmations: int, max_fee: float, priority_fee: float | None,
     stuck_blocks: int, gas_price: float | None, gas_token_usd: float | None, bad_debt_equity: float, once: bool,
+    log_format: str,
 ) -> None:
     """Liquidate unhealthy accounts: event-indexed (SQLite, survives restarts), riskiest first,
     batched, crash-safe; an account that cannot be liquidated is skipped (with its reason) and
     retried with backoff; dust not worth its gas is left alone; stuck batches are fee-bumped."""
     from perpdex.devnet import STATE_DIR
+    from perpdex.keepers.common import Line
     from perpdex.keepers.index import AccountIndex
     from perpdex.keepers.liquidation_policy import gwei
     from perpdex.keepers.liquidator import Liquidator
     from perpdex.model import to_wad
 
+    report = _keeper_report("liquidator", log_format)
     with _devnet(port, deployment, network, rpc) as x:
         index = AccountIndex(db or STATE_DIR / "liquidator.db")
         bot = Liquidator(
-            x, signer(alias), index, report=_stamped, max_batch=max_batch, gas_budget=gas_budget,
+            x, signer(alias), index, report=report, max_batch=max_batch, gas_budget=gas_budget,
             confirmations=confirmations, max_fee=gwei(max_fee),
             priority_fee=None if priority_fee is None else gwei(priority_fee), stuck_blocks=stuck_blocks,
             gas_price=None if gas_price is None else gwei(gas_price),
             gas_token_usd=None if gas_token_usd is None else to_wad(gas_token_usd),
             bad_debt_equity=to_wad(bad_debt_equity),
         )
-        _stamped(f"liquidator: keeper {x.d.keeper.address}, sender {bot.sender.address}, index {index.path}")
-        _until_stopped(lambda: bot.run(interval, iterations=1 if once else None),
-                       lambda: f"liquidator stopped: {bot.status_line()}")
+        report(Line(f"liquidator: keeper {x.d.keeper.address}, sender {bot.sender.address}, index {index.path}", "started",
+                    keeper=str(x.d.keeper.address), sender=bot.sender.address, index=str(index.path)))
+        _until_stopped(lambda: bot.run(interval, iterations=1 if once else None), report,
+                       lambda: _stopped("liquidator stopped: ", bot.status_line()))
 
 
 @keeper.command("settler")
@@ -995,17 +1077,21 @@ def keeper_liquidator(
 @click.option("--account", "alias", default=None, help="Ape account alias, or N for test account N (default 0)")
 @click.option("--interval", default=1.0, show_default=True, help="Seconds between passes")
 @click.option("--once", is_flag=True, help="One pass, then exit")
+@_log_format
 def keeper_settler(network: str, port: int, rpc: str | None, deployment: str | None, db: str | None,
-                   alias: str | None, interval: float, once: bool) -> None:
+                   alias: str | None, interval: float, once: bool, log_format: str) -> None:
     """Settle the router's due requests (and cancel expired ones): event-indexed, batched, safe to kill and restart."""
     from perpdex.devnet import STATE_DIR
+    from perpdex.keepers.common import Line
     from perpdex.keepers.settler import RequestIndex, Settler
 
+    report = _keeper_report("settler", log_format)
     with _devnet(port, deployment, network, rpc) as x:
-        bot = Settler(x, signer(alias), RequestIndex(db or STATE_DIR / "settler.db"), report=_stamped)
-        _stamped(f"settler: router {x.d.router.address}, sender {bot.sender.address}, index {bot.index.path}")
-        _until_stopped(lambda: bot.run(interval, iterations=1 if once else None),
-                       lambda: f"settler stopped: {bot.status_line()}")
+        bot = Settler(x, signer(alias), RequestIndex(db or STATE_DIR / "settler.db"), report=report)
+        report(Line(f"settler: router {x.d.router.address}, sender {bot.sender.address}, index {bot.index.path}", "started",
+                    router=str(x.d.router.address), sender=bot.sender.address, index=str(bot.index.path)))
+        _until_stopped(lambda: bot.run(interval, iterations=1 if once else None), report,
+                       lambda: _stopped("settler stopped: ", bot.status_line()))
 
 
 @keeper.command("feeder")
@@ -1020,13 +1106,17 @@ def keeper_settler(network: str, port: int, rpc: str | None, deployment: str | N
 @click.option("--settle/--no-settle", default=True, show_default=True, help="Settle the requests each round made due")
 @click.option("--db", default=None, help="The settler's SQLite index (default .perpdex/feeder-settler.db)")
 @click.option("--rounds", default=None, type=int, help="Stop after this many rounds (default: run until stopped)")
+@_log_format
 def keeper_feeder(network: str, port: int, rpc: str | None, deployment: str | None, alias: str | None, source: str,
                   replay_file: str | None, seed: int, interval: float, settle: bool, db: str | None,
-                  rounds: int | None) -> None:
+                  rounds: int | None, log_format: str) -> None:
     """Write a round of every market each interval and settle the requests it made due."""
     from perpdex.devnet import STATE_DIR
     from perpdex.keepers import feeder
+    from perpdex.keepers.common import Line
     from perpdex.keepers.settler import RequestIndex, Settler
+
+    report = _keeper_report("feeder", log_format)
 
     if source == "replay" and not replay_file:
         raise click.UsageError("--path replay needs --file FILE (a JSON list of {market name: price} rounds)")
@@ -1037,21 +1127,31 @@ def keeper_feeder(network: str, port: int, rpc: str | None, deployment: str | No
             prices = feeder.source(source, interval, x.d.markets, seed, Path(replay_file) if replay_file else None)
         except ValueError as exc:
             raise UserError(str(exc)) from None
-        settler = Settler(x, sender, RequestIndex(db or STATE_DIR / "feeder-settler.db"), report=_stamped) if settle else None
-        bot = feeder.PriceFeeder(x, sender, prices, settler, report=_stamped)
-        _stamped(f"feeder: {source} prices every {interval:g}s to {x.d.oracle.address}"
-                 + (", settling due requests" if settler else "") + f", sender {sender.address}")
-        _until_stopped(lambda: bot.run(interval, iterations=rounds),
-                       lambda: f"feeder stopped after {bot.rounds} rounds" + (f"; {settler.status_line()}" if settler else ""))
+        settler = Settler(x, sender, RequestIndex(db or STATE_DIR / "feeder-settler.db"), report=report) if settle else None
+        bot = feeder.PriceFeeder(x, sender, prices, settler, report=report)
+        report(Line(f"feeder: {source} prices every {interval:g}s to {x.d.oracle.address}"
+                    + (", settling due requests" if settler else "") + f", sender {sender.address}", "started",
+                    path=source, interval_s=interval, oracle=str(x.d.oracle.address), settling=settler is not None,
+                    sender=sender.address))
+        _until_stopped(lambda: bot.run(interval, iterations=rounds), report, lambda: Line(
+            f"feeder stopped after {bot.rounds} rounds" + (f"; {settler.status_line()}" if settler else ""), "stopped",
+            rounds=bot.rounds, **({"settler": settler.status_line().fields} if settler else {})))
 
 
-def _until_stopped(run: Any, stopped: Any) -> None:
-    """Run a keeper until it ends or Ctrl-C (SIGINT: the pass finishes), then log `stopped()`."""
+def _until_stopped(run: Any, report: Any, stopped: Any) -> None:
+    """Run a keeper until it ends or Ctrl-C (SIGINT: the pass finishes), then report `stopped()`."""
     try:
         run()
     except KeyboardInterrupt:
         pass
-    _stamped(stopped())
+    report(stopped())
+
+
+def _stopped(prefix: str, status: Any) -> Any:
+    """A keeper's last line: its status line (a `Line`) as the action "stopped"."""
+    from perpdex.keepers.common import Line
+
+    return Line(prefix + status, "stopped", **status.fields)
 
 
 def _stamped(line: str) -> None:

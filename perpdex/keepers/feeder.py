@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from perpdex.keepers.common import Report, pending_nonce, run_loop
+from perpdex.keepers.common import Line, Report, pending_nonce, run_loop
 from perpdex.keepers.settler import Settler
 from perpdex.model import WAD
 from perpdex.sdk import Exchange, step_toward
@@ -141,7 +141,8 @@ class PriceFeeder:
         self.rounds += 1
         names = x.market_names()
         shown = ", ".join(f"{names[m]} {p / WAD:,.2f}" for m, p in prices.items())
-        self.report(f"round {self.rounds} in block {receipt.block_number}: {shown}")
+        self.report(Line(f"round {self.rounds} in block {receipt.block_number}: {shown}", "round", round=self.rounds,
+                         block=int(receipt.block_number), prices_usd={names[m]: p / WAD for m, p in prices.items()}))
         if self.settler is not None:
             self.settler.step()
         return prices

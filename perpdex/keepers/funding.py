@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from perpdex.keepers.common import Report, pending_nonce, run_loop
+from perpdex.keepers.common import Line, Report, pending_nonce, run_loop
 from perpdex.sdk import Exchange
 
 
@@ -57,7 +57,8 @@ class FundingKeeper:
                 continue
             if not self.price_fresh(market):
                 self.skipped_stale += 1
-                self.report(f"skip {self.x.market_names()[market]}: oracle price stale (no feeder running?)")
+                name = self.x.market_names()[market]
+                self.report(Line(f"skip {name}: oracle price stale (no feeder running?)", "skip_stale", market=name))
                 continue
             markets.append(market)
         return markets
@@ -72,7 +73,9 @@ class FundingKeeper:
         receipt = vault.poke(market, sender=self.sender, nonce=pending_nonce(self.sender))
         done = Poked(market, self.x.market_names()[market], idle, int(receipt.gas_used), int(vault.funding(market)[0]))
         self.poked.append(done)
-        self.report(f"poked {done.name} after {idle}s idle: rate {done.rate / 1e18:+.6%}/day, gas {done.gas:,}")
+        self.report(Line(f"poked {done.name} after {idle}s idle: rate {done.rate / 1e18:+.6%}/day, gas {done.gas:,}", "poked",
+                         market=done.name, idle_s=idle, rate_per_day=done.rate / 1e18, gas=done.gas,
+                         tx=str(receipt.txn_hash)))
         return done
 
     def step(self) -> list[Poked]:

@@ -42,7 +42,7 @@ from typing import Any, Collection
 
 from eth_utils import keccak, to_checksum_address
 
-from perpdex.keepers.common import Report, pending_nonce, run_loop
+from perpdex.keepers.common import Line, Report, pending_nonce, run_loop
 from perpdex.keepers.index import Account, AccountIndex, ChainId, PositionKey, PositionSeen, Send, Skip, chunks
 from perpdex.keepers.liquidation_policy import (
     WAD, Backoff, Candidate, DustRule, Fees, ScanWindow, bumped, by_risk, gwei, initial_fees, reward_bound,
@@ -241,18 +241,21 @@ class Liquidator:
         known = self.index.chain()
         if known is None:
             self.index.reset(current, self.start_block)
-            self.report(f"index: new, reading the vault's events from block {self.start_block}")
+            self.report(Line(f"index: new, reading the vault's events from block {self.start_block}", "index_new",
+                             from_block=self.start_block))
         elif known != current or head < self.index.last_block():
             why = "chain id" if known.chain_id != current.chain_id else "genesis" if known.genesis != current.genesis else "head went back"
             was_at = self.index.last_block()
             orphaned = self.index.reset(current, self.start_block)
             self.metrics, self._overlay = Metrics(), {}
-            self.report(
+            self.report(Line(
                 f"devnet reset detected ({why}: head {head}, index was at block {was_at}); "
-                f"re-indexing from block {self.start_block}, {orphaned} in-flight batch(es) orphaned"
-            )
+                f"re-indexing from block {self.start_block}, {orphaned} in-flight batch(es) orphaned",
+                "reset_detected", reason=why, head=head, index_block=was_at, from_block=self.start_block, orphaned=orphaned,
+            ))
         if not w3.eth.get_code(self.x.d.keeper.address):
-            self.report(f"no LiquidationKeeper at {self.x.d.keeper.address} yet (waiting for a deployment)")
+            self.report(Line(f"no LiquidationKeeper at {self.x.d.keeper.address} yet (waiting for a deployment)",
+                             "waiting_for_deployment", keeper=str(self.x.d.keeper.address)))
             return False
         return True
 
@@ -265,7 +268,8 @@ class Liquidator:
             if not self._mined(group) and not self._nonce_used(nonce) and pending_nonce(self.sender) <= nonce:
                 for send in group:
                     self.index.settle(send.id, "dropped")
-                self.report(f"recovered batch {group[-1].tx_hash[:10]}: never broadcast (dropped); its accounts are re-checked")
+                self.report(Line(f"recovered batch {group[-1].tx_hash[:10]}: never broadcast (dropped); its accounts are re-checked",
+                                 "recovered_dropped", tx=group[-1].tx_hash, nonce=nonce))
                 continue
             outcome = self._await(group)
             if outcome is None:
@@ -273,7 +277,8 @@ class Liquidator:
                 continue
             done = self._conclude(group, outcome)
             if outcome != "replaced":
-                self.report(f"recovered batch {outcome[0].tx_hash[:10]}: mined in block {outcome[1]['blockNumber']}, liquidated {done}")
+                self.report(Line(f"recovered batch {outcome[0].tx_hash[:10]}: mined in block {outcome[1]['blockNumber']}, liquidated {done}",
+                                 "recovered_mined", tx=outcome[0].tx_hash, block=int(outcome[1]["blockNumber"]), liquidated=done))
         return pending
 
     def _mined(self, group: list[Send]) -> tuple[Send, Any] | None:
@@ -313,15 +318,18 @@ class Liquidator:
                 fees = bumped(Fees(newest.max_fee, newest.priority_fee), self.max_fee)
                 if fees is None:
                     at_cap = True
-                    self.report(f"batch {newest.tx_hash[:10]} stuck at the --max-fee cap ({newest.max_fee / 1e9:.2f} gwei); waiting")
+                    self.report(Line(f"batch {newest.tx_hash[:10]} stuck at the --max-fee cap ({newest.max_fee / 1e9:.2f} gwei); waiting",
+                                     "stuck_at_fee_cap", tx=newest.tx_hash, nonce=newest.nonce, max_fee_gwei=newest.max_fee / 1e9))
                 else:
                     replacement = self._send_tx(list(newest.accounts), newest.nonce, newest.gas_limit, fees)
                     group.append(replacement)
-                    self.report(
+                    self.report(Line(
                         f"batch {newest.tx_hash[:10]} stuck {self.stuck_blocks} blocks: replaced by {replacement.tx_hash[:10]} "
                         f"(nonce {newest.nonce}, max fee {newest.max_fee / 1e9:.2f} -> {fees.max_fee / 1e9:.2f} gwei, "
-                        f"priority {newest.priority_fee / 1e9:.2f} -> {fees.priority_fee / 1e9:.2f} gwei)"
-                    )
+                        f"priority {newest.priority_fee / 1e9:.2f} -> {fees.priority_fee / 1e9:.2f} gwei)",
+                        "fee_bumped", tx=newest.tx_hash, replacement=replacement.tx_hash, nonce=newest.nonce,
+                        max_fee_gwei=fees.max_fee / 1e9, priority_fee_gwei=fees.priority_fee / 1e9,
+                    ))
             if time.monotonic() > deadline:
                 return None
             time.sleep(self.poll)
@@ -332,7 +340,8 @@ class Liquidator:
         if outcome == "replaced":
             for send in group:
                 self.index.settle(send.id, "replaced")
-            self.report(f"batch {group[-1].tx_hash[:10]}: nonce {group[0].nonce} used by a transaction not in the journal (replaced)")
+            self.report(Line(f"batch {group[-1].tx_hash[:10]}: nonce {group[0].nonce} used by a transaction not in the journal (replaced)",
+                             "replaced_elsewhere", tx=group[-1].tx_hash, nonce=group[0].nonce))
             return 0
         mined, receipt = outcome
         for send in group:
@@ -361,9 +370,10 @@ class Liquidator:
 
     def _skip(self, account: Account, reason: str, block: int) -> Skip:
         skip = self.index.record_skip(account, reason, lambda failures: self.backoff.retry_at(block, failures))
-        self.report(
-            f"skipped {account.owner}/{account.sub}: {reason} (failure {skip.failures}, retry from block {skip.retry_at})"
-        )
+        self.report(Line(
+            f"skipped {account.owner}/{account.sub}: {reason} (failure {skip.failures}, retry from block {skip.retry_at})",
+            "skipped", owner=account.owner, sub=account.sub, reason=reason, failures=skip.failures, retry_from_block=skip.retry_at,
+        ))
         return skip
 
     # ---- 3. scan
@@ -452,11 +462,14 @@ class Liquidator:
         dust = [c for c in candidates if rule.is_dust(c)]
         for c in dust:
             if c.account not in self._dust:
-                self.report(
+                self.report(Line(
                     f"dust: not liquidating {c.account.owner}/{c.account.sub}: reward at most {c.reward_bound / WAD:,.4f} USD "
                     f"< gas {rule.gas_cost_usd() / WAD:,.4f} USD ({rule.gas_per_account:,} gas at {rule.gas_price / 1e9:.2f} gwei); "
-                    f"equity {c.equity / WAD:,.2f} USD"
-                )
+                    f"equity {c.equity / WAD:,.2f} USD",
+                    "dust", owner=c.account.owner, sub=c.account.sub, reward_bound_usd=c.reward_bound / WAD,
+                    gas_cost_usd=rule.gas_cost_usd() / WAD, gas_per_account=rule.gas_per_account,
+                    gas_price_gwei=rule.gas_price / 1e9, equity_usd=c.equity / WAD,
+                ))
         self._dust = {c.account for c in dust}
         self.metrics.dust = len(dust)
         return [c for c in candidates if not rule.is_dust(c)]
@@ -532,14 +545,17 @@ class Liquidator:
     def _broadcast(self, batch: list[Account], gas: int) -> int:
         fees, _ = self.fees()
         send = self._send_tx(batch, pending_nonce(self.sender), gas_limit(gas, len(batch)), fees)
-        self.report(
+        self.report(Line(
             f"sent batch {send.tx_hash[:10]} (nonce {send.nonce}): {len(batch)} account(s), simulated gas {gas:,}, "
-            f"max fee {fees.max_fee / 1e9:.2f} gwei"
-        )
+            f"max fee {fees.max_fee / 1e9:.2f} gwei",
+            "batch_sent", tx=send.tx_hash, nonce=send.nonce, accounts=[f"{a.owner}/{a.sub}" for a in batch],
+            simulated_gas=gas, max_fee_gwei=fees.max_fee / 1e9,
+        ))
         group = [send]
         outcome = self._await(group)
         if outcome is None:  # recovery picks it up on the next step
-            self.report(f"batch {group[-1].tx_hash[:10]} not mined after {self.receipt_timeout:.0f}s; will check again")
+            self.report(Line(f"batch {group[-1].tx_hash[:10]} not mined after {self.receipt_timeout:.0f}s; will check again",
+                             "batch_pending", tx=group[-1].tx_hash, waited_s=self.receipt_timeout))
             return 0
         done = self._conclude(group, outcome)
         if outcome == "replaced":
@@ -547,10 +563,12 @@ class Liquidator:
         mined, receipt = outcome
         gas_used = int(receipt["gasUsed"])
         state = "mined" if receipt["status"] == 1 else "REVERTED"
-        self.report(
+        self.report(Line(
             f"batch {mined.tx_hash[:10]} {state} in block {receipt['blockNumber']}: liquidated {done}/{len(batch)}, "
-            f"gas {gas_used:,} ({gas_used // max(done, 1):,}/account)"
-        )
+            f"gas {gas_used:,} ({gas_used // max(done, 1):,}/account)",
+            "batch_mined", tx=mined.tx_hash, status=state.lower(), block=int(receipt["blockNumber"]), liquidated=done,
+            accounts=len(batch), gas=gas_used, gas_per_account=gas_used // max(done, 1),
+        ))
         return done
 
     # ---- the loop
@@ -582,19 +600,23 @@ class Liquidator:
         seconds = time.monotonic() - self.metrics.cleared_since
         count = self.metrics.cleared_count
         if count:
-            self.report(f"cleared {count} account(s) in {seconds:.2f}s ({count / max(seconds, 1e-9):.1f} accounts/s)")
+            rate = count / max(seconds, 1e-9)
+            self.report(Line(f"cleared {count} account(s) in {seconds:.2f}s ({rate:.1f} accounts/s)", "cleared",
+                             accounts=count, seconds=round(seconds, 3), accounts_per_s=round(rate, 1)))
         self.metrics.cleared_since, self.metrics.cleared_count = None, 0
 
-    def status_line(self) -> str:
+    def status_line(self) -> Line:
         t = self.index.totals()
         m = self.metrics
         if not self._token_unit:
             self._token_unit = 10 ** int(self.x.d.usd.decimals())
         reward = t.reward / self._token_unit
-        return (
+        return Line(
             f"block {m.last_block} | tracked {m.tracked} | open {m.open} | liquidatable {m.liquidatable} | "
             f"liquidated {t.liquidated} in {t.mined} tx | rewards {reward:,.2f} USD | gas {t.gas:,} | "
-            f"backed off {m.backed_off} | dust {m.dust}"
+            f"backed off {m.backed_off} | dust {m.dust}",
+            "status", block=m.last_block, tracked=m.tracked, open=m.open, liquidatable=m.liquidatable,
+            liquidated=t.liquidated, transactions=t.mined, rewards_usd=reward, gas=t.gas, backed_off=m.backed_off, dust=m.dust,
         )
 
     def print_status(self) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from perpdex.keepers.common import Report, pending_nonce, run_loop
+from perpdex.keepers.common import Line, Report, pending_nonce, run_loop
 from perpdex.keepers.index import get_meta, open_store, set_meta, transaction
 from perpdex.logs import EventDecoder
 from perpdex.sdk import Exchange
@@ -141,7 +141,7 @@ class Settler:
                 "router": str(self.x.d.router.address)}
         if self.index.meta("chain") != json.dumps(here, sort_keys=True):
             if self.index.meta("chain") is not None:
-                self.report("devnet reset detected: rebuilding the request index")
+                self.report(Line("devnet reset detected: rebuilding the request index", "reset_detected", **here))
             self.index.reset(here)
 
     def scan(self) -> int:
@@ -170,12 +170,14 @@ class Settler:
         for start in range(0, len(order_ids), self.max_batch):
             batch = order_ids[start:start + self.max_batch]
             router.settle_many.estimate_gas_cost(batch, sender=self.sender)
-            self.report(f"sending settle_many of {len(batch)} (first {batch[0]})")
+            self.report(Line(f"sending settle_many of {len(batch)} (first {batch[0]})", "batch_sent", orders=batch))
             receipt = router.settle_many(batch, sender=self.sender, nonce=pending_nonce(self.sender))
             filled = len(self.x.events(receipt, "OrderSettled"))
             cancelled = len(self.x.events(receipt, "OrderCancelled"))
             self.settled, self.cancelled, self.transactions = self.settled + filled, self.cancelled + cancelled, self.transactions + 1
-            self.report(f"settled {filled}, cancelled {cancelled} in block {receipt.block_number}, gas {int(receipt.gas_used):,}")
+            self.report(Line(f"settled {filled}, cancelled {cancelled} in block {receipt.block_number}, gas {int(receipt.gas_used):,}",
+                             "batch_settled", settled=filled, cancelled=cancelled, block=int(receipt.block_number),
+                             gas=int(receipt.gas_used), tx=str(receipt.txn_hash)))
 
     def step(self) -> int:
         self.check_chain()
@@ -186,10 +188,11 @@ class Settler:
             self.scan()
         return len(ready)
 
-    def status_line(self) -> str:
+    def status_line(self) -> Line:
         seen, done = self.index.counts()
-        return (f"requests seen {seen}, done {done}, pending {seen - done}; this run settled {self.settled}, "
-                f"cancelled {self.cancelled} in {self.transactions} tx")
+        return Line(f"requests seen {seen}, done {done}, pending {seen - done}; this run settled {self.settled}, "
+                    f"cancelled {self.cancelled} in {self.transactions} tx", "status", seen=seen, done=done,
+                    pending=seen - done, settled=self.settled, cancelled=self.cancelled, transactions=self.transactions)
 
     def run(self, interval: float, iterations: int | None = None, max_backoff: float = 30.0) -> None:
         run_loop(self.step, interval, self.report, iterations, max_backoff)

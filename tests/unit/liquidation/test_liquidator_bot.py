@@ -196,3 +196,26 @@ def test_bot__chain_went_back__index_rebuilt(fresh, tmp_path):
     liquidator.step()
     assert any("devnet reset detected (head went back" in line for line in lines)
     assert liquidator.metrics.open == 6 and liquidator.index.last_block() == chain.blocks.head.number - 2
+
+
+def test_bot__json_log__every_action_a_line_with_its_fields(fresh, tmp_path):
+    """`perpdex keeper liquidator --log-format json`: the same report, each line a JSON object."""
+    import json
+
+    from perpdex.keepers.common import json_report
+
+    records: list[dict[str, Any]] = []
+    report = json_report("liquidator", lambda text: records.append(json.loads(text)))
+    liquidator = Liquidator(fresh, accounts.test_accounts[2], AccountIndex(tmp_path / "i.db"), report=report)
+    liquidator.step()
+    fresh.set_price(0, CRASH)
+    assert liquidator.step() == 6
+    actions = [r["action"] for r in records]
+    assert actions[0] == "index_new" and "batch_sent" in actions and "batch_mined" in actions
+    assert {r["keeper"] for r in records} == {"liquidator"}
+    sent = next(r["fields"] for r in records if r["action"] == "batch_sent")
+    mined = next(r["fields"] for r in records if r["action"] == "batch_mined")
+    assert len(sent["accounts"]) == 6 and sent["simulated_gas"] > 0 and mined["tx"] == sent["tx"]
+    assert mined["status"] == "mined" and mined["liquidated"] == 6 and mined["gas"] > 0
+    status = [r["fields"] for r in records if r["action"] == "status"][-1]
+    assert status["liquidated"] == 6 and status["transactions"] == 1 and status["rewards_usd"] > 0
