@@ -435,6 +435,16 @@ def max_keeper_reward() -> uint256:
     return liquidation._liquidation & MASK96
 
 
+@view
+@external
+def min_keeper_reward() -> uint256:
+    """
+    @notice Floor of a liquidation's keeper reward, USD (WAD): when the collected fee pays
+            less, the insurance fund pays the difference (as far as it holds it).
+    """
+    return liquidation._min_keeper_reward
+
+
 # ================================================================== owner
 
 

@@ -75,10 +75,14 @@ def liquidate(_owner: address, _sub: uint256, _keeper: address) -> (bool, uint25
          share (at the oracle price, no price impact): the smallest share that leaves
          equity >= the initial margin of what remains, or everything (see
          `_liquidation_fraction`). The fee, `liquidation_fee_ratio` of the notional closed,
-         pays `_keeper` up to `max_keeper_reward` (in tokens, rounded down) and the insurance
-         fund the rest. If a full liquidation leaves negative collateral, the insurance fund
-         covers it, then the LP pool. Works while paused. A second call in the same block
-         finds the account healthy (or empty) and pays nothing.
+         is collected as far as the account can pay it (its equity, never below 0); the
+         keeper is paid from the collected fee up to `max_keeper_reward`, topped up to
+         `min_keeper_reward` by the insurance fund when the fund holds it (in tokens, rounded
+         down); the insurance fund keeps the rest of the collected fee. If a full
+         liquidation leaves negative collateral (the account's shortfall, never the
+         uncollected fee), the insurance fund covers it, then the LP pool. Works while
+         paused. A second call in the same block finds the account healthy (or empty) and
+         pays nothing.
     @return (liquidated, keeper reward in token units)
     """
     self._check_delegated()
@@ -125,15 +129,18 @@ def set_market_params(_market: uint256, _params: IMarginVault.MarketParams):
 
 
 @external
-def set_liquidator(_liquidator: address, _max_keeper_reward: uint256):
+def set_liquidator(_liquidator: address, _max_keeper_reward: uint256, _min_keeper_reward: uint256):
     """
     @notice Set the LiquidationKeeper (the only caller of `liquidate`; the zero address
-            stops liquidations) and the cap on the keeper's reward (USD, WAD).
+            stops liquidations), the cap on the keeper's reward and its floor (USD, WAD).
+            The reward is the collected fee up to the cap; below the floor the insurance
+            fund pays the difference. Bounds: cap <= 1,000,000 USD; floor <= the cap and
+            <= 100 USD.
     @dev Owner only.
     """
     self._check_delegated()
     ownable._check_owner()
-    liquidation._set_liquidator(_liquidator, _max_keeper_reward)
+    liquidation._set_liquidator(_liquidator, _max_keeper_reward, _min_keeper_reward)
 
 
 @external

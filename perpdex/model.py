@@ -295,12 +295,14 @@ class LiquidationResult:
     maintenance_margin: int  # before
     notional_closed: int
     realized_pnl: int
-    fee: int  # liquidation fee charged to the account
+    fee: int  # liquidation fee due: liquidation_fee_ratio of the notional closed
     keeper_reward: int  # WAD, paid to the caller in tokens (keeper_reward // token_scale)
-    insurance_fee: int  # the rest of the fee, to the insurance fund
-    bad_debt: int  # what the account could not pay
+    insurance_fee: int  # the rest of the collected fee (and rounding dust), to the insurance fund
+    bad_debt: int  # the account's shortfall (the uncollected fee is not part of it)
     from_insurance: int  # covered by the insurance fund
     from_pool: int  # borne by the LP pool
+    fee_collected: int = 0  # the part of the fee the account could pay: min(fee, max(equity, 0))
+    reward_from_insurance: int = 0  # the insurance fund's top-up of the reward to min_keeper_reward
 
 
 def liquidation_fraction(equity: int, im_notional: int, min_margins: int, fee_full: int, maintenance: int) -> int:
@@ -317,6 +319,16 @@ def liquidation_fraction(equity: int, im_notional: int, min_margins: int, fee_fu
     if f >= WAD or (WAD - f) * im_notional < DUST_MARGIN * WAD:
         return WAD
     return max(f, 1)
+
+
+def keeper_reward_due(collected: int, max_reward: int, min_reward: int, insurance_fund: int) -> int:
+    """A liquidation keeper's reward before rounding to tokens (USD, WAD; SPEC 14): the fee
+    collected up to the cap; below the floor, topped up by the insurance fund as far as it
+    holds it. Never from the pool."""
+    due = min(collected, max_reward)
+    if due < min_reward:
+        due += min(min_reward - due, insurance_fund)
+    return due
 
 
 def closed_size(size: int, fraction: int) -> int:
@@ -346,6 +358,7 @@ class VaultModel:
     paused: bool = False
     now: int = 0
     max_keeper_reward: int = 50 * WAD
+    min_keeper_reward: int = 5 * WAD  # the floor the insurance fund tops the reward up to
     reserve_factor: int = WAD  # per market and side: OI * price <= this x pool value (SPEC 14)
     max_exposure_factor: int = 3 * WAD // 2  # all markets and sides: sum(OI * price) <= this x pool value
     keeper_paid: dict[str, int] = field(default_factory=dict)  # token units
@@ -580,24 +593,34 @@ class VaultModel:
                 del self.positions[(owner, sub, m)]
             else:
                 pos.size = left
-        reward = min(fee, self.max_keeper_reward)
-        reward_tokens = reward // self.token_scale
-        collateral = h.collateral + pnl_total - fee
+        # keeper pay only from the fee collected (SPEC 14): what the account can pay, its equity
+        collected = min(fee, max(h.equity, 0))
+        collateral = h.collateral + pnl_total - collected
         self.pool_balance -= pnl_total
-        self.insurance_fund += fee - reward_tokens * self.token_scale
-        self.keeper_paid[keeper] = self.keeper_paid.get(keeper, 0) + reward_tokens
         bad_debt = from_insurance = from_pool = 0
         if fraction == WAD and collateral < 0:
             bad_debt = -collateral
             from_insurance, from_pool = self._cover_bad_debt(bad_debt)
             collateral = 0
         self.collateral[(owner, sub)] = collateral
+        topped_up, reward_tokens = self._keeper_pay(collected)
+        self.keeper_paid[keeper] = self.keeper_paid.get(keeper, 0) + reward_tokens
+        paid = reward_tokens * self.token_scale
         return LiquidationResult(
             full=fraction == WAD, fraction=fraction, equity=h.equity, maintenance_margin=h.maintenance_margin,
-            notional_closed=closed_notional, realized_pnl=pnl_total, fee=fee, keeper_reward=reward_tokens * self.token_scale,
-            insurance_fee=fee - reward_tokens * self.token_scale, bad_debt=bad_debt, from_insurance=from_insurance,
-            from_pool=from_pool,
+            notional_closed=closed_notional, realized_pnl=pnl_total, fee=fee, keeper_reward=paid,
+            insurance_fee=collected + topped_up - paid, bad_debt=bad_debt, from_insurance=from_insurance,
+            from_pool=from_pool, fee_collected=collected, reward_from_insurance=topped_up,
         )
+
+    def _keeper_pay(self, collected: int) -> tuple[int, int]:
+        """The keeper's reward (after the bad debt is covered): the collected fee up to the cap,
+        topped up to the floor by the insurance fund as far as it holds it, paid in tokens
+        rounded down. Returns (the insurance fund's part in WAD, the reward in tokens)."""
+        due = keeper_reward_due(collected, self.max_keeper_reward, self.min_keeper_reward, self.insurance_fund)
+        paid = due // self.token_scale * self.token_scale
+        self.insurance_fund += collected - paid
+        return paid - min(paid, collected), due // self.token_scale
 
     def _cover_bad_debt(self, bad_debt: int) -> tuple[int, int]:
         """The waterfall: the insurance fund pays what it can, the LP pool the rest."""
