@@ -3,7 +3,7 @@
 """
 @title VaultExtension
 @notice The second half of MarginVault: the owner's entry points (markets, parameters,
-        caps, roles, pause) and liquidations. MarginVault runs this code on its own storage
+        caps, roles, pause, ending a market) and liquidations, and `close_settled`. MarginVault runs this code on its own storage
         by delegatecall (its `__default__` and `liquidate`), so every function here reads
         and writes the vault's state, sees the vault's caller as `msg.sender`, and emits
         its events from the vault's address.
@@ -47,6 +47,7 @@ exports: (
 )
 
 MAX_MARKETS: constant(uint256) = 64
+WAD: constant(uint256) = 10**18
 
 # This contract's own address: code running in the vault's storage sees another `self`.
 THIS: immutable(address)
@@ -87,6 +88,65 @@ def liquidate(_owner: address, _sub: uint256, _keeper: address) -> (bool, uint25
     """
     self._check_delegated()
     return liquidation._liquidate(_owner, _sub, _keeper)
+
+
+# ================================================================== ending a market
+
+
+@external
+@nonreentrant
+def close_settled(_owner: address, _sub: uint256, _market: uint256):
+    """
+    @notice Close the whole position of `(_owner, _sub)` in a settled market at its final
+            price (no price impact, no fee), its PnL and funding into collateral. Anyone may
+            call it: the price was fixed by `settle_market`, so closing now or later, by the
+            owner (directly, through the router, or here) or by anyone else, ends the same;
+            it only frees the account (and the pool) of a position that can never change.
+    @dev A shortfall left by the close goes down the bad-debt waterfall (SPEC 11.6).
+    """
+    self._check_delegated()
+    if not markets._is_settled(_market):
+        errors._fail("vault: market not settled")
+    size: int256 = positions._open_size(_owner, _sub, _market)
+    bound: uint256 = max_value(uint256)
+    if size > 0:
+        bound = 0
+    positions._modify(_owner, _sub, _market, -size, bound)
+
+
+@external
+def settle_market(_market: uint256, _price: uint256):
+    """
+    @notice End `_market` for good (SPEC 14): from now on every price read of it returns
+            its final price without calling the oracle (a dead feeder blocks nothing),
+            its funding stops (the index frozen, the rate 0), new risk is refused
+            ("vault: market settled"), and every position in it closes at the final price
+            with no price impact and no fee (its owner's close, or `close_settled` by
+            anyone). Traders and LPs can then withdraw without a feeder.
+    @dev Owner only (the Governance: timelocked). The final price is the oracle's price
+         when it is fresh at execution (so a price announced a day ahead is no free
+         option while the market still trades); when it is stale (the feeder is gone),
+         `_price`, which must lie within `max_price_jump` of the oracle's last price (the
+         most one update could move it). It cannot be undone.
+    """
+    self._check_delegated()
+    ownable._check_owner()
+    markets._check_known(_market)
+    if markets._is_settled(_market):
+        errors._fail("vault: market settled")
+    last: uint256 = 0
+    updated_at: uint256 = 0
+    last, updated_at = staticcall markets.ORACLE.latest(_market)
+    final: uint256 = last
+    if block.timestamp - updated_at > staticcall markets.ORACLE.max_price_age():
+        jump: uint256 = last * staticcall markets.ORACLE.max_price_jump() // WAD
+        if not (_price != 0 and _price + jump >= last and _price <= last + jump):
+            errors._fail("vault: final price out of range")
+        final = _price
+    # funding up to now at the last oracle price, then frozen with a rate of 0
+    index: int256 = funding_index._accrue(_market, last, markets._skew(_market))
+    markets._markets[_market].funding = markets._pack_funding(0, index, block.timestamp)
+    markets._settle(_market, final)
 
 
 # ================================================================== owner

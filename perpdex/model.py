@@ -362,6 +362,7 @@ class VaultModel:
     reserve_factor: int = WAD  # per market and side: OI * price <= this x pool value (SPEC 14)
     max_exposure_factor: int = 3 * WAD // 2  # all markets and sides: sum(OI * price) <= this x pool value
     keeper_paid: dict[str, int] = field(default_factory=dict)  # token units
+    settled: set[int] = field(default_factory=set)  # ended markets: prices[m] is their final price
 
     # ---- setup
     def add_market(self, params: MarketParams, price: int) -> int:
@@ -378,6 +379,8 @@ class VaultModel:
 
     def funding_now(self, market: int) -> tuple[int, int]:
         st = self.markets[market]
+        if market in self.settled:  # frozen at settlement
+            return st.funding_rate, st.funding_index
         return current_funding(
             st.funding_rate, st.funding_index, self.now - st.last_funding_time, st.skew, self.prices[market], st.params
         )
@@ -468,6 +471,8 @@ class VaultModel:
 
     # ---- trading
     def accrue(self, market: int) -> None:
+        if market in self.settled:  # frozen, as the chain leaves its funding word alone
+            return
         st = self.markets[market]
         rate, index = self.funding_now(market)
         check_funding_packable(rate, index)
@@ -509,18 +514,21 @@ class VaultModel:
         pos = self.position(owner, sub, market)
         size = pos.size + delta
         risky = increases_risk(pos.size, size)
+        settled = market in self.settled
+        require(not (settled and risky), "vault: market settled")
         healthy_before = True
         if not risky:
             h = self.health(owner, sub)
             healthy_before = not h.liquidatable
 
         skew = st.skew
-        fill = fill_price(price, skew, delta, params.skew_scale)
+        # a settled market fills at its final price, without price impact or fee
+        fill = price if settled else fill_price(price, skew, delta, params.skew_scale)
         if delta > 0:
             require(fill <= acceptable_price, "vault: fill above acceptable price")
         else:
             require(fill >= acceptable_price, "vault: fill below acceptable price")
-        fee = trade_fee(delta, fill, params.taker_fee)
+        fee = 0 if settled else trade_fee(delta, fill, params.taker_fee)
         funding = accrued_funding(pos.size, st.funding_index, pos.funding_index)
         pnl, entry = trade_pnl_and_entry(pos.size, pos.entry_price, delta, fill)
 
@@ -556,6 +564,33 @@ class VaultModel:
         elif healthy_before:
             require(not self.health(owner, sub).liquidatable, "vault: trade would make account liquidatable")
         return TradeResult(fill, fee, pnl, funding, size, entry)
+
+    # ---- ending a market (SPEC 14)
+    def settle_market(self, market: int, price: int, updated_at: int, max_price_age: int,
+                      max_price_jump: int) -> int:
+        """MarginVault.settle_market with the oracle's last price (`self.prices[market]`, written
+        at `updated_at`): the final price is that price when fresh, else `price` within
+        max_price_jump of it. Funding accrues to now and freezes. Returns the final price."""
+        require(market < len(self.markets), "vault: unknown market")
+        require(market not in self.settled, "vault: market settled")
+        last = self.prices[market]
+        final = last
+        if self.now - updated_at > max_price_age:
+            jump = last * max_price_jump // WAD
+            require(price != 0 and last - jump <= price <= last + jump, "vault: final price out of range")
+            final = price
+        self.accrue(market)
+        self.markets[market].funding_rate = 0
+        self.settled.add(market)
+        self.prices[market] = final
+        return final
+
+    def close_settled(self, owner: str, sub: int, market: int) -> TradeResult:
+        """Anyone closes a position of a settled market at its final price."""
+        require(market in self.settled, "vault: market not settled")
+        size = self.position(owner, sub, market).size
+        require(size != 0, "vault: no position")
+        return self.modify_position(owner, sub, market, -size, 0 if size > 0 else 2**256 - 1)
 
     # ---- liquidation
     def liquidate(self, owner: str, sub: int, keeper: str) -> LiquidationResult | None:

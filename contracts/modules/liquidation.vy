@@ -53,7 +53,8 @@ _min_keeper_reward: uint256
 def _liquidate(_owner: address, _sub: uint256, _keeper: address) -> (bool, uint256):
     """
     @dev See MarginVault.liquidate. Funding is settled first; then every position is closed
-         by the same share (at the oracle price, no price impact).
+         by the same share (at the oracle price, or a settled market's final price; no
+         price impact).
     """
     config: uint256 = self._liquidation
     if msg.sender != convert(config >> 96, address):
@@ -194,7 +195,7 @@ def _close_share(_owner: address, _sub: uint256, _market: uint256, _fraction: ui
          only computes them.
     """
     pos: IMarginVault.Position = positions._load_position(_owner, _sub, _market)
-    price: uint256 = staticcall markets.ORACLE.price(_market)
+    price: uint256 = markets._strict_price(_market)
     closed: int256 = pos.size
     if _fraction < WAD:
         closed = convert(wad_math._ceil_div(wad_math._abs(pos.size) * _fraction, WAD), int256)
