@@ -11,7 +11,7 @@
 @dev The liquidation itself (funding settlement, partial/full close at the oracle price, fee
      split, bad-debt waterfall) runs in MarginVault.liquidate, which only this contract may
      call. This contract holds no funds and keeps no state.
-@custom:kill The vault's owner calls `vault.set_liquidator(empty(address), 0)`: the vault
+@custom:kill The vault's owner calls `vault.set_liquidator(empty(address), 0, 0)`: the vault
              then refuses every liquidation. There is nothing to pause here.
 """
 

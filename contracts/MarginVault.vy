@@ -70,6 +70,7 @@ exports: (
     markets.market_count,
     markets.market_paused,
     markets.paused,
+    markets.settled_price,
     # pool
     pool.pool_balance,
     pool.insurance_fund,
@@ -220,11 +221,12 @@ def settle_trade(
 @external
 def poke(_market: uint256):
     """
-    @notice Accrue funding of `_market` up to now. Anyone may call it.
+    @notice Accrue funding of `_market` up to now (a settled market's stays frozen).
+            Anyone may call it.
     """
     if not (markets._params[_market].sizes != 0):
         errors._fail("vault: unknown market")
-    funding_index._accrue(_market, staticcall markets.ORACLE.price(_market), markets._skew(_market))
+    funding_index._accrue(_market, markets._strict_price(_market), markets._skew(_market))
 
 
 @view
@@ -435,6 +437,16 @@ def max_keeper_reward() -> uint256:
     return liquidation._liquidation & MASK96
 
 
+@view
+@external
+def min_keeper_reward() -> uint256:
+    """
+    @notice Floor of a liquidation's keeper reward, USD (WAD): when the collected fee pays
+            less, the insurance fund pays the difference (as far as it holds it).
+    """
+    return liquidation._min_keeper_reward
+
+
 # ================================================================== owner
 
 
@@ -446,8 +458,9 @@ def __default__():
     """
     @notice Every other entry point (the owner's: add_market, set_market_params,
             set_liquidator, set_pool_caps, set_router, pause, unpause, pause_market,
-            unpause_market) runs in VaultExtension's code on this vault's storage
-            (delegatecall), with the caller's address; an unknown selector reverts there.
+            unpause_market, settle_market; and anyone's close_settled) runs in
+            VaultExtension's code on this vault's storage (delegatecall), with the caller's
+            address; an unknown selector reverts there.
     """
     self._delegate()
 

@@ -555,14 +555,23 @@ def _pay(_to: address, _amount: uint256):
 def _round_exists(_head: Head, _settle_after: uint256) -> bool:
     """
     @dev Whether the settlement round exists: the order's market has a round at or after
-         the settlement time (LP requests: every market has one).
+         the settlement time (LP requests: every market has one). A settled market needs
+         none: the vault values it at its final price, whatever the oracle does.
     """
     if _head.kind < KIND_ADD:
-        return (staticcall ORACLE.latest(_head.market))[1] >= _settle_after
+        return self._has_round(_head.market, _settle_after)
     for m: uint256 in range(staticcall VAULT.market_count(), bound=MAX_MARKETS):
-        if (staticcall ORACLE.latest(m))[1] < _settle_after:
+        if not self._has_round(m, _settle_after):
             return False
     return True
+
+
+@view
+@internal
+def _has_round(_market: uint256, _settle_after: uint256) -> bool:
+    if staticcall VAULT.settled_price(_market) != 0:
+        return True
+    return (staticcall ORACLE.latest(_market))[1] >= _settle_after
 
 
 @view

@@ -3,7 +3,7 @@
 """
 @title VaultExtension
 @notice The second half of MarginVault: the owner's entry points (markets, parameters,
-        caps, roles, pause) and liquidations. MarginVault runs this code on its own storage
+        caps, roles, pause, ending a market) and liquidations, and `close_settled`. MarginVault runs this code on its own storage
         by delegatecall (its `__default__` and `liquidate`), so every function here reads
         and writes the vault's state, sees the vault's caller as `msg.sender`, and emits
         its events from the vault's address.
@@ -47,6 +47,7 @@ exports: (
 )
 
 MAX_MARKETS: constant(uint256) = 64
+WAD: constant(uint256) = 10**18
 
 # This contract's own address: code running in the vault's storage sees another `self`.
 THIS: immutable(address)
@@ -75,14 +76,77 @@ def liquidate(_owner: address, _sub: uint256, _keeper: address) -> (bool, uint25
          share (at the oracle price, no price impact): the smallest share that leaves
          equity >= the initial margin of what remains, or everything (see
          `_liquidation_fraction`). The fee, `liquidation_fee_ratio` of the notional closed,
-         pays `_keeper` up to `max_keeper_reward` (in tokens, rounded down) and the insurance
-         fund the rest. If a full liquidation leaves negative collateral, the insurance fund
-         covers it, then the LP pool. Works while paused. A second call in the same block
-         finds the account healthy (or empty) and pays nothing.
+         is collected as far as the account can pay it (its equity, never below 0); the
+         keeper is paid from the collected fee up to `max_keeper_reward`, topped up to
+         `min_keeper_reward` by the insurance fund when the fund holds it (in tokens, rounded
+         down); the insurance fund keeps the rest of the collected fee. If a full
+         liquidation leaves negative collateral (the account's shortfall, never the
+         uncollected fee), the insurance fund covers it, then the LP pool. Works while
+         paused. A second call in the same block finds the account healthy (or empty) and
+         pays nothing.
     @return (liquidated, keeper reward in token units)
     """
     self._check_delegated()
     return liquidation._liquidate(_owner, _sub, _keeper)
+
+
+# ================================================================== ending a market
+
+
+@external
+@nonreentrant
+def close_settled(_owner: address, _sub: uint256, _market: uint256):
+    """
+    @notice Close the whole position of `(_owner, _sub)` in a settled market at its final
+            price (no price impact, no fee), its PnL and funding into collateral. Anyone may
+            call it: the price was fixed by `settle_market`, so closing now or later, by the
+            owner (directly, through the router, or here) or by anyone else, ends the same;
+            it only frees the account (and the pool) of a position that can never change.
+    @dev A shortfall left by the close goes down the bad-debt waterfall (SPEC 11.6).
+    """
+    self._check_delegated()
+    if not markets._is_settled(_market):
+        errors._fail("vault: market not settled")
+    size: int256 = positions._open_size(_owner, _sub, _market)
+    bound: uint256 = max_value(uint256)
+    if size > 0:
+        bound = 0
+    positions._modify(_owner, _sub, _market, -size, bound)
+
+
+@external
+def settle_market(_market: uint256, _price: uint256):
+    """
+    @notice End `_market` for good (SPEC 14): from now on every price read of it returns
+            its final price without calling the oracle (a dead feeder blocks nothing),
+            its funding stops (the index frozen, the rate 0), new risk is refused
+            ("vault: market settled"), and every position in it closes at the final price
+            with no price impact and no fee (its owner's close, or `close_settled` by
+            anyone). Traders and LPs can then withdraw without a feeder.
+    @dev Owner only (the Governance: timelocked). The final price is the oracle's price
+         when it is fresh at execution (so a price announced a day ahead is no free
+         option while the market still trades); when it is stale (the feeder is gone),
+         `_price`, which must lie within `max_price_jump` of the oracle's last price (the
+         most one update could move it). It cannot be undone.
+    """
+    self._check_delegated()
+    ownable._check_owner()
+    markets._check_known(_market)
+    if markets._is_settled(_market):
+        errors._fail("vault: market settled")
+    last: uint256 = 0
+    updated_at: uint256 = 0
+    last, updated_at = staticcall markets.ORACLE.latest(_market)
+    final: uint256 = last
+    if block.timestamp - updated_at > staticcall markets.ORACLE.max_price_age():
+        jump: uint256 = last * staticcall markets.ORACLE.max_price_jump() // WAD
+        if not (_price != 0 and _price + jump >= last and _price <= last + jump):
+            errors._fail("vault: final price out of range")
+        final = _price
+    # funding up to now at the last oracle price, then frozen with a rate of 0
+    index: int256 = funding_index._accrue(_market, last, markets._skew(_market))
+    markets._markets[_market].funding = markets._pack_funding(0, index, block.timestamp)
+    markets._settle(_market, final)
 
 
 # ================================================================== owner
@@ -125,15 +189,18 @@ def set_market_params(_market: uint256, _params: IMarginVault.MarketParams):
 
 
 @external
-def set_liquidator(_liquidator: address, _max_keeper_reward: uint256):
+def set_liquidator(_liquidator: address, _max_keeper_reward: uint256, _min_keeper_reward: uint256):
     """
     @notice Set the LiquidationKeeper (the only caller of `liquidate`; the zero address
-            stops liquidations) and the cap on the keeper's reward (USD, WAD).
+            stops liquidations), the cap on the keeper's reward and its floor (USD, WAD).
+            The reward is the collected fee up to the cap; below the floor the insurance
+            fund pays the difference. Bounds: cap <= 1,000,000 USD; floor <= the cap and
+            <= 100 USD.
     @dev Owner only.
     """
     self._check_delegated()
     ownable._check_owner()
-    liquidation._set_liquidator(_liquidator, _max_keeper_reward)
+    liquidation._set_liquidator(_liquidator, _max_keeper_reward, _min_keeper_reward)
 
 
 @external

@@ -52,10 +52,13 @@ def funding_index(_market: uint256) -> int256:
 @external
 def predicted_funding_rate(_market: uint256, _hours: uint256) -> int256:
     """
-    @notice The funding rate `_hours` from now if the skew stays what it is.
+    @notice The funding rate `_hours` from now if the skew stays what it is (0 for a
+            settled market: its funding is frozen).
     """
     rate: int256 = (staticcall VAULT.funding(_market))[0]
     assert _hours <= MAX_HOURS, "lens: horizon too long"
+    if staticcall VAULT.settled_price(_market) != 0:
+        return 0
     params: IMarginVault.MarketParams = staticcall VAULT.market_params(_market)
     return funding_math._advance(
         rate, 0, _hours * 3600, 0, self._skew(_market), params.skew_scale, params.max_funding_velocity
@@ -82,9 +85,13 @@ def fill_price(_market: uint256, _size_delta: int256) -> uint256:
     @notice The price a trade of `_size_delta` would fill at the latest oracle price:
             P * (1 + (skew_before + skew_after) / (2 * skew_scale)), rounded up for a buy
             and down for a sell (MarginVault._fill_price). A two-step order fills at its
-            settlement round's price, so this is a quote, not a promise.
+            settlement round's price, so this is a quote, not a promise. A settled
+            market fills at its final price, without price impact.
     """
     assert _market < staticcall VAULT.market_count(), "lens: unknown market"
+    final: uint256 = staticcall VAULT.settled_price(_market)
+    if final != 0:
+        return final
     price: uint256 = (staticcall ORACLE.latest(_market))[0]
     scale2: int256 = 2 * convert((staticcall VAULT.market_params(_market)).skew_scale, int256)
     numerator: int256 = convert(price, int256) * (scale2 + 2 * self._skew(_market) + _size_delta)

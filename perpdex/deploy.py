@@ -136,7 +136,8 @@ def deploy_from(project: Any, deployer: Any, **overrides: Any) -> Deployment:
     vault = vault_container(project).deploy(usd, oracle, decimals, bool(cfg["atomic_trading"]), extension, sender=deployer)
     oracle.set_feeder(deployer, True, sender=deployer)
     keeper = project.LiquidationKeeper.deploy(vault, sender=deployer)
-    vault.set_liquidator(keeper, to_wad(cfg["liquidation"]["max_keeper_reward"]), sender=deployer)
+    liq = cfg["liquidation"]
+    vault.set_liquidator(keeper, to_wad(liq["max_keeper_reward"]), to_wad(liq["min_keeper_reward"]), sender=deployer)
     r = cfg["router"]
     router = project.OrderRouter.deploy(
         vault, to_wad(r["settlement_reward"]), int(r["settlement_delay"]), int(r["settlement_window"]), sender=deployer

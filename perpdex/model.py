@@ -295,12 +295,14 @@ class LiquidationResult:
     maintenance_margin: int  # before
     notional_closed: int
     realized_pnl: int
-    fee: int  # liquidation fee charged to the account
+    fee: int  # liquidation fee due: liquidation_fee_ratio of the notional closed
     keeper_reward: int  # WAD, paid to the caller in tokens (keeper_reward // token_scale)
-    insurance_fee: int  # the rest of the fee, to the insurance fund
-    bad_debt: int  # what the account could not pay
+    insurance_fee: int  # the rest of the collected fee (and rounding dust), to the insurance fund
+    bad_debt: int  # the account's shortfall (the uncollected fee is not part of it)
     from_insurance: int  # covered by the insurance fund
     from_pool: int  # borne by the LP pool
+    fee_collected: int = 0  # the part of the fee the account could pay: min(fee, max(equity, 0))
+    reward_from_insurance: int = 0  # the insurance fund's top-up of the reward to min_keeper_reward
 
 
 def liquidation_fraction(equity: int, im_notional: int, min_margins: int, fee_full: int, maintenance: int) -> int:
@@ -317,6 +319,16 @@ def liquidation_fraction(equity: int, im_notional: int, min_margins: int, fee_fu
     if f >= WAD or (WAD - f) * im_notional < DUST_MARGIN * WAD:
         return WAD
     return max(f, 1)
+
+
+def keeper_reward_due(collected: int, max_reward: int, min_reward: int, insurance_fund: int) -> int:
+    """A liquidation keeper's reward before rounding to tokens (USD, WAD; SPEC 14): the fee
+    collected up to the cap; below the floor, topped up by the insurance fund as far as it
+    holds it. Never from the pool."""
+    due = min(collected, max_reward)
+    if due < min_reward:
+        due += min(min_reward - due, insurance_fund)
+    return due
 
 
 def closed_size(size: int, fraction: int) -> int:
@@ -346,9 +358,11 @@ class VaultModel:
     paused: bool = False
     now: int = 0
     max_keeper_reward: int = 50 * WAD
+    min_keeper_reward: int = 5 * WAD  # the floor the insurance fund tops the reward up to
     reserve_factor: int = WAD  # per market and side: OI * price <= this x pool value (SPEC 14)
     max_exposure_factor: int = 3 * WAD // 2  # all markets and sides: sum(OI * price) <= this x pool value
     keeper_paid: dict[str, int] = field(default_factory=dict)  # token units
+    settled: set[int] = field(default_factory=set)  # ended markets: prices[m] is their final price
 
     # ---- setup
     def add_market(self, params: MarketParams, price: int) -> int:
@@ -365,6 +379,8 @@ class VaultModel:
 
     def funding_now(self, market: int) -> tuple[int, int]:
         st = self.markets[market]
+        if market in self.settled:  # frozen at settlement
+            return st.funding_rate, st.funding_index
         return current_funding(
             st.funding_rate, st.funding_index, self.now - st.last_funding_time, st.skew, self.prices[market], st.params
         )
@@ -455,6 +471,8 @@ class VaultModel:
 
     # ---- trading
     def accrue(self, market: int) -> None:
+        if market in self.settled:  # frozen, as the chain leaves its funding word alone
+            return
         st = self.markets[market]
         rate, index = self.funding_now(market)
         check_funding_packable(rate, index)
@@ -496,18 +514,21 @@ class VaultModel:
         pos = self.position(owner, sub, market)
         size = pos.size + delta
         risky = increases_risk(pos.size, size)
+        settled = market in self.settled
+        require(not (settled and risky), "vault: market settled")
         healthy_before = True
         if not risky:
             h = self.health(owner, sub)
             healthy_before = not h.liquidatable
 
         skew = st.skew
-        fill = fill_price(price, skew, delta, params.skew_scale)
+        # a settled market fills at its final price, without price impact or fee
+        fill = price if settled else fill_price(price, skew, delta, params.skew_scale)
         if delta > 0:
             require(fill <= acceptable_price, "vault: fill above acceptable price")
         else:
             require(fill >= acceptable_price, "vault: fill below acceptable price")
-        fee = trade_fee(delta, fill, params.taker_fee)
+        fee = 0 if settled else trade_fee(delta, fill, params.taker_fee)
         funding = accrued_funding(pos.size, st.funding_index, pos.funding_index)
         pnl, entry = trade_pnl_and_entry(pos.size, pos.entry_price, delta, fill)
 
@@ -543,6 +564,33 @@ class VaultModel:
         elif healthy_before:
             require(not self.health(owner, sub).liquidatable, "vault: trade would make account liquidatable")
         return TradeResult(fill, fee, pnl, funding, size, entry)
+
+    # ---- ending a market (SPEC 14)
+    def settle_market(self, market: int, price: int, updated_at: int, max_price_age: int,
+                      max_price_jump: int) -> int:
+        """MarginVault.settle_market with the oracle's last price (`self.prices[market]`, written
+        at `updated_at`): the final price is that price when fresh, else `price` within
+        max_price_jump of it. Funding accrues to now and freezes. Returns the final price."""
+        require(market < len(self.markets), "vault: unknown market")
+        require(market not in self.settled, "vault: market settled")
+        last = self.prices[market]
+        final = last
+        if self.now - updated_at > max_price_age:
+            jump = last * max_price_jump // WAD
+            require(price != 0 and last - jump <= price <= last + jump, "vault: final price out of range")
+            final = price
+        self.accrue(market)
+        self.markets[market].funding_rate = 0
+        self.settled.add(market)
+        self.prices[market] = final
+        return final
+
+    def close_settled(self, owner: str, sub: int, market: int) -> TradeResult:
+        """Anyone closes a position of a settled market at its final price."""
+        require(market in self.settled, "vault: market not settled")
+        size = self.position(owner, sub, market).size
+        require(size != 0, "vault: no position")
+        return self.modify_position(owner, sub, market, -size, 0 if size > 0 else 2**256 - 1)
 
     # ---- liquidation
     def liquidate(self, owner: str, sub: int, keeper: str) -> LiquidationResult | None:
@@ -580,24 +628,34 @@ class VaultModel:
                 del self.positions[(owner, sub, m)]
             else:
                 pos.size = left
-        reward = min(fee, self.max_keeper_reward)
-        reward_tokens = reward // self.token_scale
-        collateral = h.collateral + pnl_total - fee
+        # keeper pay only from the fee collected (SPEC 14): what the account can pay, its equity
+        collected = min(fee, max(h.equity, 0))
+        collateral = h.collateral + pnl_total - collected
         self.pool_balance -= pnl_total
-        self.insurance_fund += fee - reward_tokens * self.token_scale
-        self.keeper_paid[keeper] = self.keeper_paid.get(keeper, 0) + reward_tokens
         bad_debt = from_insurance = from_pool = 0
         if fraction == WAD and collateral < 0:
             bad_debt = -collateral
             from_insurance, from_pool = self._cover_bad_debt(bad_debt)
             collateral = 0
         self.collateral[(owner, sub)] = collateral
+        topped_up, reward_tokens = self._keeper_pay(collected)
+        self.keeper_paid[keeper] = self.keeper_paid.get(keeper, 0) + reward_tokens
+        paid = reward_tokens * self.token_scale
         return LiquidationResult(
             full=fraction == WAD, fraction=fraction, equity=h.equity, maintenance_margin=h.maintenance_margin,
-            notional_closed=closed_notional, realized_pnl=pnl_total, fee=fee, keeper_reward=reward_tokens * self.token_scale,
-            insurance_fee=fee - reward_tokens * self.token_scale, bad_debt=bad_debt, from_insurance=from_insurance,
-            from_pool=from_pool,
+            notional_closed=closed_notional, realized_pnl=pnl_total, fee=fee, keeper_reward=paid,
+            insurance_fee=collected + topped_up - paid, bad_debt=bad_debt, from_insurance=from_insurance,
+            from_pool=from_pool, fee_collected=collected, reward_from_insurance=topped_up,
         )
+
+    def _keeper_pay(self, collected: int) -> tuple[int, int]:
+        """The keeper's reward (after the bad debt is covered): the collected fee up to the cap,
+        topped up to the floor by the insurance fund as far as it holds it, paid in tokens
+        rounded down. Returns (the insurance fund's part in WAD, the reward in tokens)."""
+        due = keeper_reward_due(collected, self.max_keeper_reward, self.min_keeper_reward, self.insurance_fund)
+        paid = due // self.token_scale * self.token_scale
+        self.insurance_fund += collected - paid
+        return paid - min(paid, collected), due // self.token_scale
 
     def _cover_bad_debt(self, bad_debt: int) -> tuple[int, int]:
         """The waterfall: the insurance fund pays what it can, the LP pool the rest."""

@@ -249,9 +249,10 @@ def feed_prices(x: Exchange, prices: dict[int, int], feeder: Any | None = None) 
 
 
 def model_from_chain(x: Exchange, now: int) -> VaultModel:
-    """A VaultModel holding the chain's markets (open interest, funding state), prices, pool,
-    insurance fund, pauses and total LP shares; not the traders' accounts nor who owns the
-    shares: the model a test or the fuzz machine starts from on a system already running."""
+    """A VaultModel holding the chain's markets (open interest, funding state, settlement),
+    prices, pool, insurance fund, keeper pay bounds, pauses and total LP shares; not the
+    traders' accounts nor who owns the shares: the model a test or the fuzz machine starts
+    from on a system already running."""
     v = x.vault
     m = VaultModel(token_scale=x.token_scale, now=now)
     for market in range(int(v.market_count())):
@@ -262,9 +263,13 @@ def model_from_chain(x: Exchange, now: int) -> VaultModel:
                      "last_funding_time"):
             setattr(mine, name, int(getattr(state, name)))
         mine.paused = bool(v.market_paused(market))
+        if final := int(v.settled_price(market)):
+            m.settled.add(market)
+            m.prices[market] = final
     m.pool_balance = int(v.pool_balance())
     m.total_lp_shares = int(v.total_lp_shares())
     m.insurance_fund = int(v.insurance_fund())
     m.paused = bool(v.paused())
     m.reserve_factor, m.max_exposure_factor = (int(f) for f in v.pool_caps())
+    m.max_keeper_reward, m.min_keeper_reward = int(v.max_keeper_reward()), int(v.min_keeper_reward())
     return m

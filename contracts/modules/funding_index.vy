@@ -22,12 +22,15 @@ MASK128: constant(uint256) = 2**128 - 1
 @internal
 def _funding_now(_market: uint256, _price: uint256) -> (int256, int256):
     """
-    @dev Funding rate and index as of now, including time not yet accrued.
+    @dev Funding rate and index as of now, including time not yet accrued (a settled
+         market's are frozen: rate 0, the index of its settlement).
     """
     rate: int256 = 0
     index: int256 = 0
     time: uint256 = 0
     rate, index, time = markets._load_funding(_market)
+    if markets._is_settled(_market):
+        return rate, index
     return self._advance(_market, rate, index, block.timestamp - time, _price, markets._skew(_market))
 
 
@@ -52,7 +55,7 @@ def _accrue(_market: uint256, _price: uint256, _skew: int256) -> int256:
     index: int256 = 0
     time: uint256 = 0
     rate, index, time = markets._load_funding(_market)
-    if time == block.timestamp:
+    if time == block.timestamp or markets._is_settled(_market):
         return index
     elapsed: uint256 = block.timestamp - time
     rate, index = self._advance(_market, rate, index, elapsed, _price, _skew)

@@ -5,6 +5,9 @@
         initial margin, everything when what remains would be dust or equity is far below
         maintenance; the fee to the keeper (capped) and the insurance fund; bad debt down
         the waterfall of modules/pool.vy. model.liquidation_fraction is the same rule.
+        Keeper pay (SPEC 14) comes only from the fee actually collected (what the account
+        could pay), never from bad debt; a floor (`min_keeper_reward`, sized to a
+        liquidation's gas) is topped up by the insurance fund, never by the pool.
 """
 
 from ..interfaces import IMarginVault
@@ -31,17 +34,27 @@ MASK96: constant(uint256) = 2**96 - 1
 FULL_LIQUIDATION_RATIO: constant(uint256) = 5 * 10**17
 DUST_MARGIN: constant(uint256) = 10**18
 
+# Hard bounds (USD, WAD): the cap on the keeper's reward, and the floor (which the
+# insurance fund tops up: at most the cap, at most 100 USD).
+MAX_KEEPER_REWARD_BOUND: constant(uint256) = 1_000_000 * 10**18
+MIN_KEEPER_REWARD_BOUND: constant(uint256) = 100 * 10**18
+
 # The cap on the part of a liquidation fee paid to the caller (USD, WAD, <= 10**24) in the
 # low 96 bits, the LiquidationKeeper (the only caller of `liquidate`) in the high 160: a
 # liquidation reads both from one slot.
 _liquidation: uint256
+# The keeper's floor (USD, WAD): when the collected fee pays less, the insurance fund pays
+# the difference (as far as it holds it). Its own slot (the first one is full); read only
+# when the fee part of the reward is below the cap.
+_min_keeper_reward: uint256
 
 
 @internal
 def _liquidate(_owner: address, _sub: uint256, _keeper: address) -> (bool, uint256):
     """
     @dev See MarginVault.liquidate. Funding is settled first; then every position is closed
-         by the same share (at the oracle price, no price impact).
+         by the same share (at the oracle price, or a settled market's final price; no
+         price impact).
     """
     config: uint256 = self._liquidation
     if msg.sender != convert(config >> 96, address):
@@ -86,16 +99,27 @@ def _liquidate(_owner: address, _sub: uint256, _keeper: address) -> (bool, uint2
                 mask ^= 1 << m
         rest = rest >> 1
 
-    reward: uint256 = min(fee, config & MASK96) // token_io.TOKEN_SCALE
-    collateral: int256 = h.collateral + pnl - convert(fee, int256)
+    # The fee actually collected (SPEC 14): at most what the account can pay, its equity
+    # before the fee (closing at the oracle price moves no other value; after a full
+    # liquidation that is the collateral left after the realized PnL). A partial
+    # liquidation always leaves equity above the fee, so only a full one collects less;
+    # what it does not collect is neither charged nor bad debt.
+    collected: uint256 = fee
+    if h.equity < convert(fee, int256):
+        collected = convert(max(h.equity, 0), uint256)
+    collateral: int256 = h.collateral + pnl - convert(collected, int256)
     pool.pool_balance -= pnl
-    pool.insurance_fund += fee - reward * token_io.TOKEN_SCALE
     bad_debt: uint256 = 0
     if mask == 0 and collateral < 0:
+        # only the account's real shortfall; covered before the keeper's floor below, so
+        # the floor can never make the pool pay more of it
         bad_debt = convert(-collateral, uint256)
         pool._cover_bad_debt(_owner, _sub, bad_debt)
         collateral = 0
     positions._store_account(_owner, _sub, collateral, mask)
+    from_insurance: uint256 = 0
+    reward: uint256 = 0
+    from_insurance, reward = self._keeper_pay(collected, config & MASK96)
     if reward != 0:
         token_io._push(_keeper, reward)
     log IMarginVault.Liquidation(
@@ -109,11 +133,35 @@ def _liquidate(_owner: address, _sub: uint256, _keeper: address) -> (bool, uint2
         realized_pnl=pnl,
         fee=fee,
         keeper_reward=reward,
-        insurance_fee=fee - reward * token_io.TOKEN_SCALE,
+        insurance_fee=collected + from_insurance - reward * token_io.TOKEN_SCALE,
         bad_debt=bad_debt,
         collateral=collateral,
+        fee_collected=collected,
+        reward_from_insurance=from_insurance,
     )
     return True, reward
+
+
+@internal
+def _keeper_pay(_collected: uint256, _max_reward: uint256) -> (uint256, uint256):
+    """
+    @dev Books the collected fee and pays the keeper: the reward is the collected fee up to
+         `_max_reward`; when that is below the floor, the insurance fund adds the
+         difference, as far as it holds it. Paid in tokens rounded down; the insurance fund
+         keeps the rest of the collected fee and the rounding dust. Never touches the pool.
+    @return (the part of the reward the insurance fund paid (WAD), the reward in tokens)
+    """
+    due: uint256 = min(_collected, _max_reward)
+    if due < _max_reward:
+        least: uint256 = self._min_keeper_reward
+        if due < least:
+            due += min(least - due, pool.insurance_fund)
+    reward: uint256 = due // token_io.TOKEN_SCALE
+    paid: uint256 = reward * token_io.TOKEN_SCALE
+    from_insurance: uint256 = paid - min(paid, _collected)
+    # paid <= collected + the fund's balance: never negative
+    pool.insurance_fund = pool.insurance_fund + _collected - paid
+    return from_insurance, reward
 
 
 @pure
@@ -147,7 +195,7 @@ def _close_share(_owner: address, _sub: uint256, _market: uint256, _fraction: ui
          only computes them.
     """
     pos: IMarginVault.Position = positions._load_position(_owner, _sub, _market)
-    price: uint256 = staticcall markets.ORACLE.price(_market)
+    price: uint256 = markets._strict_price(_market)
     closed: int256 = pos.size
     if _fraction < WAD:
         closed = convert(wad_math._ceil_div(wad_math._abs(pos.size) * _fraction, WAD), int256)
@@ -170,11 +218,16 @@ def _close_fee(_market: uint256, _notional: uint256) -> uint256:
 
 
 @internal
-def _set_liquidator(_liquidator: address, _max_keeper_reward: uint256):
-    if _max_keeper_reward > 1_000_000 * WAD:
+def _set_liquidator(_liquidator: address, _max_keeper_reward: uint256, _min_keeper_reward: uint256):
+    if _max_keeper_reward > MAX_KEEPER_REWARD_BOUND:
         errors._fail("vault: bad max_keeper_reward")
+    if not (_min_keeper_reward <= _max_keeper_reward and _min_keeper_reward <= MIN_KEEPER_REWARD_BOUND):
+        errors._fail("vault: bad min_keeper_reward")
     self._liquidation = (convert(_liquidator, uint256) << 96) | _max_keeper_reward
-    log IMarginVault.LiquidatorSet(liquidator=_liquidator, max_keeper_reward=_max_keeper_reward)
+    self._min_keeper_reward = _min_keeper_reward
+    log IMarginVault.LiquidatorSet(
+        liquidator=_liquidator, max_keeper_reward=_max_keeper_reward, min_keeper_reward=_min_keeper_reward
+    )
 
 
 @view

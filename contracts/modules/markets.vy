@@ -55,6 +55,11 @@ _params: HashMap[uint256, StoredParams]
 _markets: HashMap[uint256, StoredMarket]
 market_paused: public(HashMap[uint256, bool])
 paused: public(bool)
+# Ended markets (SPEC 14, `settle_market`): bit m set = market m is settled, at its final
+# price in `settled_price`. One slot, so that every price read checks it for ~100 gas once
+# warm; a settled market never reads the oracle again.
+_settled: uint256
+settled_price: public(HashMap[uint256, uint256])
 
 # While the router settles a request: the time its settlement rounds are measured from
 # (committed_at + settlement_delay); every strict price read then takes each market's
@@ -223,9 +228,12 @@ def _price(_market: uint256, _strict: bool) -> uint256:
 @internal
 def _strict_price(_market: uint256) -> uint256:
     """
-    @dev The price trading is checked at: while the router settles a request, the market's
-         settlement round; otherwise the latest price. Both revert when stale.
+    @dev The price trading is checked at: a settled market's final price; while the router
+         settles a request, the market's settlement round; otherwise the latest price. Both
+         oracle reads revert when stale.
     """
+    if self._is_settled(_market):
+        return self.settled_price[_market]
     at: uint256 = self._settle_time
     if at == 0:
         return staticcall ORACLE.price(_market)
@@ -240,7 +248,28 @@ def _latest_price(_market: uint256) -> uint256:
     """
     if not (self._params[_market].sizes != 0):
         errors._fail("vault: unknown market")
+    if self._is_settled(_market):
+        return self.settled_price[_market]
     p: uint256 = 0
     updated_at: uint256 = 0
     p, updated_at = staticcall ORACLE.latest(_market)
     return p
+
+
+# ================================================================== ending a market
+
+
+@view
+@internal
+def _is_settled(_market: uint256) -> bool:
+    return (self._settled >> _market) & 1 == 1
+
+
+@internal
+def _settle(_market: uint256, _price: uint256):
+    """
+    @dev Marks the market settled at `_price` (for good: nothing clears the bit).
+    """
+    self._settled |= 1 << _market
+    self.settled_price[_market] = _price
+    log IMarginVault.MarketSettled(market=_market, price=_price)

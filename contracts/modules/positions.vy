@@ -80,19 +80,28 @@ def _modify(_owner: address, _sub: uint256, _market: uint256, _size_delta: int25
     pos: IMarginVault.Position = self._load_position(_owner, _sub, _market)
     size: int256 = pos.size + _size_delta
     increases_risk: bool = self._increases_risk(pos.size, size)
+    # A settled market (SPEC 14) only closes and reduces, at its final price: no price
+    # impact, no fee, so every position ends the same whoever closes it and when.
+    settled: bool = markets._is_settled(_market)
+    if settled and increases_risk:
+        errors._fail("vault: market settled")
     healthy_before: bool = True
     if not increases_risk:
         h: IMarginVault.AccountHealth = self._health(_owner, _sub, True)
         healthy_before = h.equity >= convert(h.maintenance_margin, int256)
 
-    fill: uint256 = self._fill_price(price, skew, _size_delta, sizes & MASK128)
+    fill: uint256 = price
+    if not settled:
+        fill = self._fill_price(price, skew, _size_delta, sizes & MASK128)
     if _size_delta > 0:
         if not (fill <= _acceptable_price):
             errors._fail("vault: fill above acceptable price")
     else:
         if not (fill >= _acceptable_price):
             errors._fail("vault: fill below acceptable price")
-    fee: uint256 = wad_math._ceil_div(wad_math._ceil_div(wad_math._abs(_size_delta) * fill, WAD) * (trading & MASK60), WAD)
+    fee: uint256 = 0
+    if not settled:
+        fee = wad_math._ceil_div(wad_math._ceil_div(wad_math._abs(_size_delta) * fill, WAD) * (trading & MASK60), WAD)
 
     funding_paid: int256 = wad_math._floor_div(-pos.size * (index - pos.funding_index), IWAD)
     pnl: int256 = 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from perpdex.keepers.index import Account
+from perpdex.model import keeper_reward_due
 
 WAD = 10**18
 GWEI = 10**9
@@ -46,7 +47,7 @@ class Candidate:
     equity: int
     maintenance_margin: int
     notional: int  # sum of |size| * price over its positions
-    reward_bound: int  # the most its liquidation can pay the keeper: fee of closing everything, capped
+    reward_bound: int  # the most its liquidation can pay the keeper (see `reward_bound`)
 
     @property
     def shortfall(self) -> int:
@@ -77,10 +78,14 @@ class DustRule:
         return c.equity >= self.bad_debt_equity and c.reward_bound < self.gas_cost_usd()
 
 
-def reward_bound(notional_fees: int, max_keeper_reward: int) -> int:
-    """The keeper's reward is the liquidation fee of the notional closed, capped: at most the
-    fee of closing every position (`notional_fees`, sum of |size| * price * fee ratio)."""
-    return min(notional_fees, max_keeper_reward)
+def reward_bound(notional_fees: int, max_keeper_reward: int, equity: int, min_keeper_reward: int = 0,
+                 insurance_fund: int = 0) -> int:
+    """The most a liquidation can pay the keeper: the fee is collected only as far as the
+    account can pay it (its equity), so at most the fee of closing every position
+    (`notional_fees`, sum of |size| * price * fee ratio) and the equity, capped; topped up to
+    the floor by the insurance fund as far as it holds it (model.keeper_reward_due)."""
+    collected = min(notional_fees, max(equity, 0))
+    return keeper_reward_due(collected, max_keeper_reward, min_keeper_reward, insurance_fund)
 
 
 # ---------------------------------------------------------------- skip and backoff

@@ -426,14 +426,16 @@ class Liquidator:
         markets = sorted({m for a in accounts for m in positions.get(a, {})})
         prices = {m: int(self.x.d.oracle.latest(m)[0]) for m in markets}  # the last price, however old
         fee_ratios = {m: int(self.x.vault.market_params(m).liquidation_fee_ratio) for m in markets}
-        cap = int(self.x.vault.max_keeper_reward())
+        cap, floor = int(self.x.vault.max_keeper_reward()), int(self.x.vault.min_keeper_reward())
+        insurance = int(self.x.vault.insurance_fund())
         found = []
         for a in accounts:
             h = self.x.d.keeper.health(a.owner, a.sub)
             sizes = positions.get(a, {})
             notionals = {m: abs(size) * prices[m] // WAD for m, size in sizes.items()}
             fees = sum(n * fee_ratios[m] // WAD for m, n in notionals.items())
-            found.append(Candidate(a, int(h.equity), int(h.maintenance_margin), sum(notionals.values()), reward_bound(fees, cap)))
+            bound = reward_bound(fees, cap, int(h.equity), floor, insurance)
+            found.append(Candidate(a, int(h.equity), int(h.maintenance_margin), sum(notionals.values()), bound))
         return found
 
     def fees(self) -> tuple[Fees, int]:

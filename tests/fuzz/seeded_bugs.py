@@ -142,8 +142,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "keeper_reward_uncapped",
         "the keeper gets the whole liquidation fee (max_keeper_reward ignored)",
         LIQUIDATION,
-        "reward: uint256 = min(fee, config & MASK96) // token_io.TOKEN_SCALE",
-        "reward: uint256 = fee // token_io.TOKEN_SCALE",
+        "due: uint256 = min(_collected, _max_reward)",
+        "due: uint256 = _collected",
     ),
     Mutation(
         "fill_skew_sign_flipped",

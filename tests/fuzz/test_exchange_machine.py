@@ -745,10 +745,13 @@ class ExchangeMachine(RuleBasedStateMachine):
         SUMMARY["bad_debt_events"] += result.bad_debt > 0
         assert (event.owner, int(event.sub), event.keeper) == (self.traders[who].address, sub, keeper.address)
         assert (int(event.fraction), int(event.fee), int(event.realized_pnl), int(event.bad_debt),
-                int(event.insurance_fee), int(event.keeper_reward) * self.x.token_scale) == (
+                int(event.insurance_fee), int(event.keeper_reward) * self.x.token_scale, int(event.fee_collected),
+                int(event.reward_from_insurance)) == (
             result.fraction, result.fee, result.realized_pnl, result.bad_debt, result.insurance_fee,
-            result.keeper_reward)
-        assert result.keeper_reward <= result.fee  # SPEC 11.7
+            result.keeper_reward, result.fee_collected, result.reward_from_insurance)
+        # SPEC 11.7 and 14: paid from the collected fee and the insurance fund's floor only
+        assert result.keeper_reward <= result.fee_collected + result.reward_from_insurance
+        assert result.fee_collected <= result.fee
         # SPEC 11.6: afterwards healthy or empty; a shortfall is bad debt, not negative collateral
         h = self.m.health(self.names[who], sub)
         assert not h.liquidatable or h.positions == 0
@@ -1082,7 +1085,7 @@ class ExchangeMachine(RuleBasedStateMachine):
             "unpause_market": lambda: v.unpause_market(1, sender=who),
             "set_market_params": lambda: v.set_market_params(0, params, sender=who),
             "add_market": lambda: v.add_market(params, sender=who),
-            "set_liquidator": lambda: v.set_liquidator(who, 0, sender=who),
+            "set_liquidator": lambda: v.set_liquidator(who, 0, 0, sender=who),
             "oracle_set_max_price_jump": lambda: self.x.d.oracle.set_max_price_jump(WAD, sender=who),
         }
         self._refused("invalid_admin_by_non_owner", NOT_OWNER, who, calls[action])

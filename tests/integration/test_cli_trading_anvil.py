@@ -167,11 +167,11 @@ def test_governance_commands__pending_shows_the_call_and_execute_waits_for_the_e
     node, deployment = deployed
     with connect(DEVNET, host=node.url, manage_process=False):
         d = attach(read_deployment(deployment))
-        op = d.govern(d.vault, "set_liquidator", d.keeper, 7 * WAD, sender=accounts.test_accounts[0])
+        op = d.govern(d.vault, "set_liquidator", d.keeper, 7 * WAD, 5 * WAD, sender=accounts.test_accounts[0])
     code, out = run(node, deployment, "governance", "pending", "--json")
     (row,) = json.loads(out)
     assert code == 0 and row["id"] == op.id and row["target"] == "vault", out
-    assert row["call"] == f"set_liquidator({d.keeper.address}, {7 * WAD})" and row["eta"] == op.eta
+    assert row["call"] == f"set_liquidator({d.keeper.address}, {7 * WAD}, {5 * WAD})" and row["eta"] == op.eta
     assert row["executable"] in ("in 24h 0m", "in 23h 59m"), row
     code, out = run(node, deployment, "governance", "execute", op.id)
     assert code == 2 and "is not ready: executable from" in out and "Traceback" not in out, out

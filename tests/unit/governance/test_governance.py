@@ -117,13 +117,13 @@ def test_schedule__non_proposer__reverts(tx, attacker):
 
 
 def test_schedule__shorter_than_the_delay__reverts(tx, admin):
-    payload = encode_call(tx.vault, "set_liquidator", (admin, 0))
+    payload = encode_call(tx.vault, "set_liquidator", (admin, 0, 0))
     with ape.reverts("timelock_controller: insufficient delay"):
         tx.d.governance.schedule(tx.vault, 0, payload, ZERO32, ZERO32, DAY - 1, sender=admin)
 
 
 def test_execute__non_executor__reverts_even_when_ready(tx, attacker):
-    op = tx.d.govern(tx.vault, "set_liquidator", attacker, 0)
+    op = tx.d.govern(tx.vault, "set_liquidator", attacker, 0, 0)
     move_time(DAY)
     with ape.reverts(MISSING_ROLE):
         tx.d.execute(op, sender=attacker)
@@ -131,7 +131,7 @@ def test_execute__non_executor__reverts_even_when_ready(tx, attacker):
 
 
 def test_cancel__a_cancelled_operation_never_executes(tx, attacker):
-    op = tx.d.govern(tx.vault, "set_liquidator", attacker, 0)
+    op = tx.d.govern(tx.vault, "set_liquidator", attacker, 0, 0)
     with ape.reverts(MISSING_ROLE):
         tx.d.governance.cancel(op.id, sender=attacker)
     tx.d.governance.cancel(op.id, sender=tx.d.deployer)
@@ -143,7 +143,7 @@ def test_cancel__a_cancelled_operation_never_executes(tx, attacker):
 
 def test_owner_calls__no_longer_direct_for_the_deployer(tx, admin):
     with ape.reverts("ownable: caller is not the owner"):
-        tx.vault.set_liquidator(admin, 0, sender=admin)
+        tx.vault.set_liquidator(admin, 0, 0, sender=admin)
     with ape.reverts("ownable: caller is not the owner"):
         tx.d.oracle.set_feeder(admin, False, sender=admin)
 
@@ -199,5 +199,5 @@ def test_update_delay__itself_waits_the_delay(tx):
 
 def test_delay_zero__executes_at_once(system, vault):
     """The session deployment (governance_delay=0): govern schedules and executes in one go."""
-    op = system.govern(vault, "set_liquidator", system.keeper, 7 * WAD)
+    op = system.govern(vault, "set_liquidator", system.keeper, 7 * WAD, 5 * WAD)
     assert op.executed is not None and vault.max_keeper_reward() == 7 * WAD

@@ -64,8 +64,17 @@ def test_dust__gas_price_moves_the_line():
 
 
 def test_reward_bound__fee_of_closing_everything_capped_by_max_keeper_reward():
-    assert reward_bound(7 * WAD, 50 * WAD) == 7 * WAD
-    assert reward_bound(1_500 * WAD, 50 * WAD) == 50 * WAD
+    assert reward_bound(7 * WAD, 50 * WAD, equity=100 * WAD) == 7 * WAD
+    assert reward_bound(1_500 * WAD, 50 * WAD, equity=10_000 * WAD) == 50 * WAD
+
+
+def test_reward_bound__only_the_fee_the_account_can_pay__floor_from_insurance():
+    assert reward_bound(7 * WAD, 50 * WAD, equity=3 * WAD) == 3 * WAD  # fee collected up to equity
+    assert reward_bound(7 * WAD, 50 * WAD, equity=-9 * WAD) == 0  # bankrupt: nothing collected
+    # the floor tops up to 5 USD from the insurance fund, as far as the fund holds it
+    assert reward_bound(7 * WAD, 50 * WAD, -9 * WAD, min_keeper_reward=5 * WAD, insurance_fund=10 * WAD) == 5 * WAD
+    assert reward_bound(7 * WAD, 50 * WAD, 2 * WAD, min_keeper_reward=5 * WAD, insurance_fund=WAD) == 3 * WAD
+    assert reward_bound(7 * WAD, 50 * WAD, 100 * WAD, min_keeper_reward=5 * WAD, insurance_fund=0) == 7 * WAD
 
 
 # ---------------------------------------------------------------- skip and backoff
