@@ -78,7 +78,7 @@ def _remove_liquidity(_provider: address, _shares: uint256) -> uint256:
     value: int256 = 0
     gross: uint256 = 0
     largest: uint256 = 0
-    value, gross, largest = self._valuation(True)
+    value, gross, largest = self._valuation(True, MAX_MARKETS, 0)
     if not (value > 0):
         errors._fail("vault: pool insolvent")
     # The virtual shares and assets dampen the first deposit; on the way out they would pay
@@ -123,19 +123,20 @@ def _cover_bad_debt(_owner: address, _sub: uint256, _bad_debt: uint256):
 @view
 @internal
 def _pool_value(_strict: bool) -> int256:
-    return self._valuation(_strict)[0]
+    return self._valuation(_strict, MAX_MARKETS, 0)[0]
 
 
 @view
 @internal
-def _valuation(_strict: bool) -> (int256, uint256, uint256):
+def _valuation(_strict: bool, _market: uint256, _price: uint256) -> (int256, uint256, uint256):
     """
-    @dev (pool value, gross exposure, largest side), USD (WAD). Pool value: pool cash -
-         sum(trader unrealized PnL) + sum(funding traders owe), in O(markets) from the
-         aggregates kept per market: sum(size * (P - entry)) = skew * P - entry_sum and
-         sum(size * (index - snapshot)) = skew * index - funding_sum. Gross exposure:
-         sum over markets of (OI_long + OI_short) * P; largest side: the largest OI * P of
-         one market's side (both rounded up, against the trader).
+    @dev (pool value, gross exposure, largest side), USD (WAD), with `_market` (if any)
+         valued at `_price`. Pool value: pool cash - sum(trader unrealized PnL) + sum(funding
+         traders owe), in O(markets) from the aggregates kept per market:
+         sum(size * (P - entry)) = skew * P - entry_sum and sum(size * (index - snapshot)) =
+         skew * index - funding_sum. Gross exposure: sum over markets of
+         (OI_long + OI_short) * P; largest side: the largest OI * P of one market's side (both
+         rounded up, against the trader).
     """
     value: int256 = self.pool_balance
     gross: uint256 = 0
@@ -144,11 +145,13 @@ def _valuation(_strict: bool) -> (int256, uint256, uint256):
         oi: uint256 = markets._markets[m].oi
         if oi == 0:
             continue
-        price: uint256 = markets._price(m, _strict)
+        price: uint256 = _price
+        if m != _market:
+            price = markets._price(m, _strict)
         rate: int256 = 0
         index: int256 = 0
         rate, index = funding_index._funding_now(m, price)
-        skew: int256 = markets._skew(m)
+        skew: int256 = convert(oi & MASK128, int256) - convert(oi >> 128, int256)
         trader_pnl: int256 = skew * convert(price, int256) - markets._markets[m].entry_sum
         owed_funding: int256 = skew * index - markets._markets[m].funding_sum
         value += wad_math._floor_div(owed_funding - trader_pnl, IWAD)
@@ -159,14 +162,17 @@ def _valuation(_strict: bool) -> (int256, uint256, uint256):
 
 @view
 @internal
-def _check_trade_caps(_side_oi: uint256, _price: uint256):
+def _check_trade_caps(_market: uint256, _side_oi: uint256, _price: uint256):
     """
-    @dev After a trade that grew open interest to `_side_oi` on its side, at `_price`.
+    @dev After a trade of `_market` at `_price` that grew its side's open interest to
+         `_side_oi`. The other markets are valued at their latest prices: a gate reads no
+         settlement round (one market's missing round never blocks another's trades), and
+         costs one oracle read per other market with open interest.
     """
     value: int256 = 0
     gross: uint256 = 0
     largest: uint256 = 0
-    value, gross, largest = self._valuation(True)
+    value, gross, largest = self._valuation(False, _market, _price)
     self._check_caps(wad_math._ceil_div(_side_oi * _price, WAD), gross, value)
 
 

@@ -140,7 +140,7 @@ def _modify(_owner: address, _sub: uint256, _market: uint256, _size_delta: int25
         side_oi: uint256 = oi >> 128
         if size > 0:
             side_oi = oi & MASK128
-        pool._check_trade_caps(side_oi, price)
+        pool._check_trade_caps(_market, side_oi, price)
         if pos.size == 0:
             self._check_market_count(mask)
         h: IMarginVault.AccountHealth = self._health(_owner, _sub, True)
