@@ -175,11 +175,11 @@ MUTATIONS: tuple[Mutation, ...] = (
         "",
     ),
     Mutation(
-        "lp_withdrawal_caps_before_paying",
-        "an LP withdrawal checks the caps against the pool's value before its payout, not after",
-        POOL,
-        "self._check_caps(largest, gross, value - paid_wad)",
-        "self._check_caps(largest, gross, value)",
+        "keeper_paid_from_bad_debt",
+        "a bankrupt account is charged the whole liquidation fee: the part it cannot pay becomes bad debt and keeper pay",
+        LIQUIDATION,
+        "collected = convert(max(h.equity, 0), uint256)",
+        "collected = fee",
     ),
     # ---- two-step settlement (SPEC 11.13-11.15): the router machine
     Mutation(

@@ -29,7 +29,7 @@ def test_anvil__exchange_machine__chain_equals_model_and_invariants_hold(devnet)
     with connect(DEVNET, host=devnet.url, manage_process=False) as provider:  # an Anvil the test owns
         provider.make_request("anvil_setBlockTimestampInterval", [0])
         role = accounts.test_accounts
-        x = Exchange(deploy_system(role[0]))
+        x = Exchange(deploy_system(role[0], governance_delay=0))
         x.add_liquidity(role[3], x.tokens(POOL_USD))
         roles = machine.Roles(traders=[role[1], role[2], role[5]], lps=[role[3], role[6]], keeper=role[4],
                               rival_keeper=role[7], donor=role[8], settler=role[9])
