@@ -171,7 +171,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "caps_not_checked_on_increase",
         "a trade that grows open interest skips the pool's caps (reserve_factor, max_exposure_factor)",
         POSITIONS,
-        "        pool._check_trade_caps(side_oi, price)\n",
+        "        pool._check_trade_caps(_market, side_oi, price)\n",
         "",
     ),
     Mutation(
