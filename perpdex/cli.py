@@ -14,6 +14,7 @@ import click
 from perpdex.chain import DEVNET, EMBEDDED, EXACT, connect, move_time, signer, test_signers
 from perpdex.display import account_tables, console, funding_tables, liquidation_tables, print_system
 from perpdex.errors import Group, UserError, address
+from perpdex.keepers import launch
 from perpdex.logs import EventDecoder
 from perpdex.model import WAD
 
@@ -200,9 +201,7 @@ def devnet(port: int, stop: bool, feeder: bool, feeder_interval: float, block_ti
             from ape import accounts
 
             x = Exchange(deploy_system(signer()))
-            record = x.d.to_json(provider.chain_id, provider.get_block("latest").number)
-            path = dn.write_deployment(dn.with_mining(record, block_time if pid else None, dn.automine(provider), url),
-                                       dn.DEPLOYMENT_FILE)
+            path = dn.record_deployment(x, provider, dn.DEPLOYMENT_FILE, block_time if pid else None, url)
             for line in dn.seed(x, seed_accounts, accounts.test_accounts):
                 console.print(f"seeded {line}")
             console.print(f"deployment written to {path}")
@@ -971,193 +970,53 @@ def keeper() -> None:
     """Keeper bots, run against the devnet (or any Ape network with a deployment file)."""
 
 
-def _log_format(fn: Any) -> Any:
-    """--log-format text|json, as every keeper takes it."""
-    from perpdex.keepers.common import LOG_FORMATS
-
-    return click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
-                        help="text: a time-stamped line per action; json: one JSON object per line "
-                             "(timestamp, keeper, action, fields, message)")(fn)
-
-
-def _keeper_report(keeper_name: str, log_format: str) -> Any:
-    """The keeper's `Report`: time-stamped text, or a JSON object per line (flushed at once)."""
-    from perpdex.keepers.common import json_report
-
-    return _stamped if log_format == "text" else json_report(keeper_name, _json_line)
-
-
-def _json_line(text: str) -> None:
-    """One JSON log line on stdout, flushed at once (logs are read live), never wrapped by rich."""
-    click.echo(text, file=console.file)
-    console.file.flush()
+KEEPER_ACCOUNT_HELP = "Ape account alias, or N for test account N (default 0)"
 
 
 @keeper.command("funding")
 @click.option("--port", default=8545, show_default=True, type=PORT, help="The devnet's port (reads .perpdex/devnet.json)")
 @click.option("--deployment", default=None, help="Deployment file (default .perpdex/devnet.json)")
-@click.option("--account", "alias", default=None, help="Ape account alias, or N for test account N (default 0)")
-@click.option("--max-idle", default=3600, show_default=True, help="Poke markets not accrued for this many seconds")
-@click.option("--interval", default=5.0, show_default=True, help="Seconds between checks")
-@click.option("--once", is_flag=True, help="Check and poke once, then exit")
-@_log_format
-def keeper_funding(port: int, deployment: str | None, alias: str | None, max_idle: int, interval: float, once: bool,
-                   log_format: str) -> None:
+@click.option("--account", "alias", default=None, help=KEEPER_ACCOUNT_HELP)
+@launch.funding_options
+def keeper_funding(port: int, deployment: str | None, alias: str | None, **options: Any) -> None:
     """Poke idle markets so funding stays accrued. Stateless: safe to restart or run twice."""
-    from perpdex.keepers.common import Line
-    from perpdex.keepers.funding import FundingKeeper
-
-    report = _keeper_report("funding", log_format)
     with _devnet(port, deployment) as x:
-        bot = FundingKeeper(x, signer(alias), max_idle=max_idle, report=report)
-        report(Line(f"funding keeper: {len(x.market_names())} markets, max idle {max_idle}s, sender {bot.sender.address}",
-                    "started", markets=list(x.market_names().values()), max_idle_s=max_idle, sender=bot.sender.address))
-        _until_stopped(lambda: bot.run(interval, iterations=1 if once else None), report, lambda: Line(
-            f"funding keeper: {len(bot.poked)} pokes, {sum(p.gas for p in bot.poked):,} gas", "stopped",
-            pokes=len(bot.poked), gas=sum(p.gas for p in bot.poked)))
+        launch.funding(x, signer(alias), **options)
 
 
 @keeper.command("liquidator")
 @_keeper_node
-@click.option("--db", default=None, help="The bot's SQLite index (default .perpdex/liquidator.db)")
-@click.option("--account", "alias", default=None, help="Ape account alias, or N for test account N (default 0)")
-@click.option("--interval", default=1.0, show_default=True, help="Seconds between passes")
-@click.option("--max-batch", default=50, show_default=True, help="Most accounts in one liquidate_many")
-@click.option("--gas-budget", default=12_000_000, show_default=True, help="Most gas one batch may use")
-@click.option("--confirmations", default=2, show_default=True,
-              help="The index's checkpoint stays this many blocks behind the head; newer blocks are re-read every pass (reorgs)")
-@click.option("--max-fee", default=100.0, show_default=True, help="Cap on the max fee per gas (gwei), fee bumps included")
-@click.option("--priority-fee", default=None, type=float, help="Priority fee (gwei) [default: the node's eth_maxPriorityFeePerGas]")
-@click.option("--stuck-blocks", default=3, show_default=True,
-              help="A batch not mined this many blocks after it was sent is replaced with both fees +12.5%")
-@click.option("--gas-price", default=None, type=float,
-              help="Gas price (gwei) the dust rule prices gas at [default: the head's base fee + the priority fee]")
-@click.option("--gas-token-usd", default=None, type=float,
-              help="USD per native token, to price gas [default: the oracle's ETH-USD price]")
-@click.option("--bad-debt-equity", default=0.0, show_default=True,
-              help="Accounts with equity below this (USD) are liquidated even when the reward is below the gas")
-@click.option("--once", is_flag=True, help="One pass, then exit")
-@_log_format
-def keeper_liquidator(
-    network: str, port: int, rpc: str | None, deployment: str | None, db: str | None, alias: str | None,
-    interval: float, max_batch: int, gas_budget: int, confirmations: int, max_fee: float, priority_fee: float | None,
-    stuck_blocks: int, gas_price: float | None, gas_token_usd: float | None, bad_debt_equity: float, once: bool,
-    log_format: str,
-) -> None:
+@click.option("--account", "alias", default=None, help=KEEPER_ACCOUNT_HELP)
+@launch.liquidator_options
+def keeper_liquidator(network: str, port: int, rpc: str | None, deployment: str | None, alias: str | None,
+                      **options: Any) -> None:
     """Liquidate unhealthy accounts: event-indexed (SQLite, survives restarts), riskiest first,
     batched, crash-safe; an account that cannot be liquidated is skipped (with its reason) and
     retried with backoff; dust not worth its gas is left alone; stuck batches are fee-bumped."""
-    from perpdex.devnet import STATE_DIR
-    from perpdex.keepers.common import Line
-    from perpdex.keepers.index import AccountIndex
-    from perpdex.keepers.liquidation_policy import gwei
-    from perpdex.keepers.liquidator import Liquidator
-    from perpdex.model import to_wad
-
-    report = _keeper_report("liquidator", log_format)
     with _devnet(port, deployment, network, rpc) as x:
-        index = AccountIndex(db or STATE_DIR / "liquidator.db")
-        bot = Liquidator(
-            x, signer(alias), index, report=report, max_batch=max_batch, gas_budget=gas_budget,
-            confirmations=confirmations, max_fee=gwei(max_fee),
-            priority_fee=None if priority_fee is None else gwei(priority_fee), stuck_blocks=stuck_blocks,
-            gas_price=None if gas_price is None else gwei(gas_price),
-            gas_token_usd=None if gas_token_usd is None else to_wad(gas_token_usd),
-            bad_debt_equity=to_wad(bad_debt_equity),
-        )
-        report(Line(f"liquidator: keeper {x.d.keeper.address}, sender {bot.sender.address}, index {index.path}", "started",
-                    keeper=str(x.d.keeper.address), sender=bot.sender.address, index=str(index.path)))
-        _until_stopped(lambda: bot.run(interval, iterations=1 if once else None), report,
-                       lambda: _stopped("liquidator stopped: ", bot.status_line()))
+        launch.liquidator(x, signer(alias), **options)
 
 
 @keeper.command("settler")
 @_keeper_node
-@click.option("--db", default=None, help="The settler's SQLite index (default .perpdex/settler.db)")
-@click.option("--account", "alias", default=None, help="Ape account alias, or N for test account N (default 0)")
-@click.option("--interval", default=1.0, show_default=True, help="Seconds between passes")
-@click.option("--once", is_flag=True, help="One pass, then exit")
-@_log_format
-def keeper_settler(network: str, port: int, rpc: str | None, deployment: str | None, db: str | None,
-                   alias: str | None, interval: float, once: bool, log_format: str) -> None:
+@click.option("--account", "alias", default=None, help=KEEPER_ACCOUNT_HELP)
+@launch.settler_options
+def keeper_settler(network: str, port: int, rpc: str | None, deployment: str | None, alias: str | None,
+                   **options: Any) -> None:
     """Settle the router's due requests (and cancel expired ones): event-indexed, batched, safe to kill and restart."""
-    from perpdex.devnet import STATE_DIR
-    from perpdex.keepers.common import Line
-    from perpdex.keepers.settler import RequestIndex, Settler
-
-    report = _keeper_report("settler", log_format)
     with _devnet(port, deployment, network, rpc) as x:
-        bot = Settler(x, signer(alias), RequestIndex(db or STATE_DIR / "settler.db"), report=report)
-        report(Line(f"settler: router {x.d.router.address}, sender {bot.sender.address}, index {bot.index.path}", "started",
-                    router=str(x.d.router.address), sender=bot.sender.address, index=str(bot.index.path)))
-        _until_stopped(lambda: bot.run(interval, iterations=1 if once else None), report,
-                       lambda: _stopped("settler stopped: ", bot.status_line()))
+        launch.settler(x, signer(alias), **options)
 
 
 @keeper.command("feeder")
 @_keeper_node
 @click.option("--account", "alias", default=None, help="Ape account alias of a feeder, or N for test account N (default 0)")
-@click.option("--path", "source", type=click.Choice(["hold", "gbm", "replay"]), default="hold", show_default=True,
-              help="hold: re-stamp the prices as they are; gbm: a seeded random walk; replay: rounds from --file")
-@click.option("--file", "replay_file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="For --path replay: a JSON list of {market name: USD price} rounds")
-@click.option("--seed", default=7, show_default=True, help="For --path gbm")
-@click.option("--interval", default=2.0, show_default=True, help="Seconds between rounds")
-@click.option("--settle/--no-settle", default=True, show_default=True, help="Settle the requests each round made due")
-@click.option("--db", default=None, help="The settler's SQLite index (default .perpdex/feeder-settler.db)")
-@click.option("--rounds", default=None, type=int, help="Stop after this many rounds (default: run until stopped)")
-@_log_format
-def keeper_feeder(network: str, port: int, rpc: str | None, deployment: str | None, alias: str | None, source: str,
-                  replay_file: str | None, seed: int, interval: float, settle: bool, db: str | None,
-                  rounds: int | None, log_format: str) -> None:
+@launch.feeder_options
+def keeper_feeder(network: str, port: int, rpc: str | None, deployment: str | None, alias: str | None,
+                  **options: Any) -> None:
     """Write a round of every market each interval and settle the requests it made due."""
-    from perpdex.devnet import STATE_DIR
-    from perpdex.keepers import feeder
-    from perpdex.keepers.common import Line
-    from perpdex.keepers.settler import RequestIndex, Settler
-
-    report = _keeper_report("feeder", log_format)
-
-    if source == "replay" and not replay_file:
-        raise click.UsageError("--path replay needs --file FILE (a JSON list of {market name: price} rounds)")
     with _devnet(port, deployment, network, rpc) as x:
-        sender = signer(alias)
-        try:
-            feeder.check_feeder(x, sender)
-            prices = feeder.source(source, interval, x.d.markets, seed, Path(replay_file) if replay_file else None)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
-        settler = Settler(x, sender, RequestIndex(db or STATE_DIR / "feeder-settler.db"), report=report) if settle else None
-        bot = feeder.PriceFeeder(x, sender, prices, settler, report=report)
-        report(Line(f"feeder: {source} prices every {interval:g}s to {x.d.oracle.address}"
-                    + (", settling due requests" if settler else "") + f", sender {sender.address}", "started",
-                    path=source, interval_s=interval, oracle=str(x.d.oracle.address), settling=settler is not None,
-                    sender=sender.address))
-        _until_stopped(lambda: bot.run(interval, iterations=rounds), report, lambda: Line(
-            f"feeder stopped after {bot.rounds} rounds" + (f"; {settler.status_line()}" if settler else ""), "stopped",
-            rounds=bot.rounds, **({"settler": settler.status_line().fields} if settler else {})))
-
-
-def _until_stopped(run: Any, report: Any, stopped: Any) -> None:
-    """Run a keeper until it ends or Ctrl-C (SIGINT: the pass finishes), then report `stopped()`."""
-    try:
-        run()
-    except KeyboardInterrupt:
-        pass
-    report(stopped())
-
-
-def _stopped(prefix: str, status: Any) -> Any:
-    """A keeper's last line: its status line (a `Line`) as the action "stopped"."""
-    from perpdex.keepers.common import Line
-
-    return Line(prefix + status, "stopped", **status.fields)
-
-
-def _stamped(line: str) -> None:
-    """A keeper's log line: wall-clock time first, flushed at once (logs are read live)."""
-    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {line}", highlight=False, soft_wrap=True)
-    console.file.flush()
+        launch.feeder(x, signer(alias), **options)
 
 
 @main.command()

@@ -202,6 +202,17 @@ def write_deployment(data: str, path: Path = DEPLOYMENT_FILE) -> Path:
     return path
 
 
+def record_deployment(x: Any, provider: Any, path: Path | None = None, block_time: float | None = None,
+                      rpc_url: str | None = None) -> Path:
+    """Write the deployment file of `x` (an Exchange) deployed on `provider`'s node: addresses,
+    markets, chain id, block, and the node (`with_mining`: its `rpc_url`, default the
+    provider's HTTP URI, and how it mines). `perpdex devnet` and `ape run deploy` write it;
+    the keepers, CLI and Ape script alike, read it."""
+    data = x.d.to_json(provider.chain_id, provider.get_block("latest").number)
+    url = rpc_url or provider.http_uri
+    return write_deployment(with_mining(data, block_time, automine(provider), url), path or DEPLOYMENT_FILE)
+
+
 def read_deployment(path: Path = DEPLOYMENT_FILE) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run `perpdex devnet` (or `perpdex deploy`) first")

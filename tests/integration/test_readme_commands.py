@@ -30,7 +30,14 @@ _SILVERBACK = "tests/integration/test_liquidator_anvil.py, test_settlement_anvil
 _CAMPAIGN = "a campaign of minutes to hours on every core; tests/fuzz/test_fuzz_campaign.py runs small campaigns"
 _CI_PROFILE = "the ci profile takes about 30 minutes on Ape + boa; the quick profile is part of the default test run"
 _SEEDED = "minutes per bug; tests/fuzz/test_seeded_bugs.py checks that every mutation applies and compiles"
+_APE_SCRIPTS = "against a devnet (the keepers run until stopped); tests/integration/test_ape_scripts_anvil.py runs each script"
 SKIPPED: dict[str, str] = {
+    "./run devnet --no-feeder": "starts an Anvil that outlives the command; tests/integration/test_anvil_e2e.py runs `devnet`",
+    ".venv/bin/ape run keeper feeder --network ethereum:local:foundry --account TEST::0": _APE_SCRIPTS,
+    ".venv/bin/ape run keeper settler --network ethereum:local:foundry --account TEST::2": _APE_SCRIPTS,
+    ".venv/bin/ape run keeper funding --network ethereum:local:foundry --account TEST::3 --once": _APE_SCRIPTS,
+    ".venv/bin/ape run keeper liquidator --network ethereum:local:foundry --account TEST::4 --log-format json": _APE_SCRIPTS,
+    ".venv/bin/ape run deploy --network ethereum:local:foundry --account TEST::0": _APE_SCRIPTS,
     "./run demo": "the full 50-trader, 200-block demo takes about 25 s; tests/integration/test_cli.py runs it at 10 traders "
                   "and 30 blocks and tests/integration/test_sim.py runs it twice to compare the summaries",
     "./run test": "the whole test suite, this test included",
