@@ -76,6 +76,7 @@ exports: (
     pool.insurance_fund,
     pool.lp_shares,
     pool.total_lp_shares,
+    pool.unpaid_losses,
     # roles
     roles.router,
 )

@@ -403,6 +403,12 @@ class VaultModel:
     def pool_value(self) -> int:
         return self.valuation()[0]
 
+    @property
+    def unpaid_losses(self) -> int:
+        """The sum of negative collateral: losses booked to the pool that the vault does not
+        hold yet; LP withdrawals may only take the cash beyond it."""
+        return sum(-c for c in self.collateral.values() if c < 0)
+
     def valuation(self) -> tuple[int, int, int]:
         """(pool value, gross exposure, largest side), as MarginVault's pool._valuation: gross
         exposure is sum((OI_long + OI_short) * P), the largest side max(OI_side * P), rounded up."""
@@ -684,7 +690,7 @@ class VaultModel:
         amount = lp_value_of_shares(shares, self.total_lp_shares, value) // self.token_scale
         require(amount != 0, "vault: zero amount")
         cash = self.pool_balance - amount * self.token_scale
-        require(cash >= 0, "vault: pool cash locked")
+        require(cash >= self.unpaid_losses, "vault: pool cash locked")
         for m, st in enumerate(self.markets):
             require(pool_backs(st.skew, self.prices[m], cash, st.params), "vault: liquidity locked by open interest")
         self.check_caps(largest, gross, value - amount * self.token_scale)

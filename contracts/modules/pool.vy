@@ -41,6 +41,10 @@ pool_balance: public(int256)       # LP cash: deposits + fees + trader losses - 
 insurance_fund: public(uint256)    # USD (WAD): liquidation fees in, bad debt out
 lp_shares: public(HashMap[address, uint256])
 total_lp_shares: public(uint256)
+# The sum of the negative collateral of accounts that still hold positions, USD (WAD): losses
+# booked to the pool that the vault does not hold until those accounts pay (or their bad debt
+# is covered). An LP withdrawal may only take cash the vault holds (SPEC 11.12, 14).
+unpaid_losses: public(uint256)
 # reserve_factor | max_exposure_factor << 128 (WAD each). 0 until set: no open interest
 # can grow on a vault whose caps were never set.
 _caps: uint256
@@ -93,7 +97,7 @@ def _remove_liquidity(_provider: address, _shares: uint256) -> uint256:
         errors._fail("vault: zero amount")
     paid_wad: int256 = convert(amount * token_io.TOKEN_SCALE, int256)
     cash: int256 = self.pool_balance - paid_wad
-    if not (cash >= 0):
+    if not (cash >= convert(self.unpaid_losses, int256)):
         errors._fail("vault: pool cash locked")
     self._check_pool_backs_exposure(cash)
     # what stays must still back the open interest (a withdrawal cannot leave the LPs who

@@ -454,6 +454,11 @@ def _load_account(_owner: address, _sub: uint256) -> (int256, uint256):
 
 @internal
 def _store_account(_owner: address, _sub: uint256, _collateral: int256, _mask: uint256):
+    # keep pool.unpaid_losses the sum of every account's negative collateral
+    old: int256 = self._load_account(_owner, _sub)[0]
+    if old < 0 or _collateral < 0:
+        # old's share is part of the sum, so adding first never underflows
+        pool.unpaid_losses = pool.unpaid_losses + convert(max(-_collateral, 0), uint256) - convert(max(-old, 0), uint256)
     if _collateral == 0 and _mask == 0:
         self._accounts[_owner][_sub] = 0
         return
