@@ -91,6 +91,7 @@ from perpdex.model import (
     TradeResult,
     VaultModel,
     accrued_funding,
+    ceil_div,
     fill_price,
     floor_div,
 )
@@ -560,7 +561,7 @@ class ExchangeMachine(RuleBasedStateMachine):
         value, gross, _ = m.valuation()
         st_, price = m.markets[market], m.prices[market]
         side_oi = st_.oi_long if sign > 0 else st_.oi_short
-        side_room = m.reserve_factor * value // WAD - -(-side_oi * price // WAD)
+        side_room = m.reserve_factor * value // WAD - ceil_div(side_oi * price, WAD)
         gross_room = m.max_exposure_factor * value // WAD - gross
         room = min(side_room, gross_room) + (usd if over else -usd) * WAD
         delta = sign * (room * WAD // price) if value > 0 and room > 0 else 0
@@ -616,10 +617,10 @@ class ExchangeMachine(RuleBasedStateMachine):
         reason and the chain must cancel the request with the same one."""
         lp, m = self.lps[0], self.m
         value, gross, largest = m.valuation()
-        need = max(-(-largest * WAD // m.reserve_factor), -(-gross * WAD // m.max_exposure_factor))
+        need = max(ceil_div(largest * WAD, m.reserve_factor), ceil_div(gross * WAD, m.max_exposure_factor))
         # the net rule (pool cash behind each market's skew) may bind first: the payout lowers
         # cash and value alike, so the room is the smaller of the two
-        cash_need = max(-(-(abs(st_.skew) * m.prices[mk] // WAD * WAD) // st_.params.max_pool_exposure)
+        cash_need = max(ceil_div(abs(st_.skew) * m.prices[mk] // WAD * WAD, st_.params.max_pool_exposure)
                         for mk, st_ in enumerate(m.markets))
         held, total = m.lp_shares.get(str(lp), 0), m.total_lp_shares
         room = min(value - need, m.pool_balance - cash_need) - (usd if not over else -usd) * WAD
