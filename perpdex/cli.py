@@ -798,22 +798,11 @@ def orders(owner: str | None, last: int, as_json: bool, port: int, deployment: s
     """The newest requests on the router: kind, market, size, times, status."""
     from rich.table import Table
 
-    kinds, statuses = ("trade", "close", "add liquidity", "remove liquidity"), ("-", "pending", "settled", "cancelled")
+    from perpdex.readouts import ORDER_KINDS, orders as order_rows
+
     with _devnet(port, deployment) as x:
-        names = x.market_names()
         count = int(x.d.router.order_count())
-        rows = []
-        for order_id in range(count, 0, -1):
-            o = x.order(order_id)
-            if owner and str(o.owner).lower() != owner.lower():
-                continue
-            rows.append({"id": order_id, "owner": str(o.owner), "sub": int(o.sub), "kind": kinds[int(o.kind)],
-                         "market": names[int(o.market)] if int(o.kind) < 2 else None,
-                         "size_delta": int(o.size_delta), "amount": int(o.amount), "committed_at": int(o.committed_at),
-                         "settle_after": int(o.settle_after), "deadline": int(o.deadline),
-                         "status": statuses[int(o.status)]})
-            if len(rows) >= last:
-                break
+        rows = order_rows(x, owner, last)
         if as_json:
             _print_json(rows)
             return
@@ -822,7 +811,7 @@ def orders(owner: str | None, last: int, as_json: bool, port: int, deployment: s
             table.add_column(col, justify="right")
         for r in rows:
             table.add_row(str(r["id"]), r["owner"][:10] + "…", str(r["sub"]), r["kind"], r["market"] or "-",
-                          request_size(kinds.index(r["kind"]), r["size_delta"], r["amount"]), str(r["committed_at"]),
+                          request_size(ORDER_KINDS.index(r["kind"]), r["size_delta"], r["amount"]), str(r["committed_at"]),
                           str(r["settle_after"]), str(r["deadline"]), r["status"])
         console.print(table)
 
@@ -888,16 +877,6 @@ def events(since: int | None, owner: str | None, names: tuple[str, ...], last: i
         console.print(table)
 
 
-def open_accounts(events_: list[Any]) -> dict[tuple[str, int], dict[int, int]]:
-    """(owner, sub) -> {market: size} of every account with a position, from its events (the
-    size after each PositionModified and PositionLiquidated)."""
-    sizes: dict[tuple[str, int], dict[int, int]] = {}
-    for e in events_:
-        if e.name in ("PositionModified", "PositionLiquidated"):
-            sizes.setdefault((str(e.args["owner"]), int(e.args["sub"])), {})[int(e.args["market"])] = int(e.args["size"])
-    return {k: {m: z for m, z in v.items() if z} for k, v in sizes.items() if any(v.values())}
-
-
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a table")
 @click.option("--deployment", default=None, help="Deployment file (default .perpdex/devnet.json)")
@@ -908,23 +887,9 @@ def accounts(as_json: bool, deployment: str | None, port: int) -> None:
     from rich.table import Table
 
     from perpdex import readouts
-    from perpdex.sdk import liquidation_price_of
 
     with _devnet(port, deployment) as x:
-        names = x.market_names()
-        rows = []
-        for (owner, sub), held in open_accounts(_event_log(x, None, deployment).events).items():
-            h = x.d.keeper.health(owner, sub)
-            rows.append({
-                "owner": owner, "sub": sub, "equity_usd": int(h.equity) / WAD,
-                "maintenance_margin_usd": int(h.maintenance_margin) / WAD,
-                "margin_ratio": readouts.ratio(h.margin_ratio),
-                "liquidatable": bool(h.liquidatable),
-                "positions": [{"market": names[m], "size": z / WAD,
-                               "liquidation_price_usd": (lp / WAD) if (lp := liquidation_price_of(x, owner, sub, m)) else None}
-                              for m, z in sorted(held.items())],
-            })
-        rows.sort(key=lambda r: (r["margin_ratio"] is None, r["margin_ratio"] or 0))
+        rows = readouts.accounts(x, readouts.open_accounts(_event_log(x, None, deployment).events))
         if as_json:
             _print_json(rows)
             return
@@ -937,6 +902,29 @@ def accounts(as_json: bool, deployment: str | None, port: int) -> None:
                                   for p in r["positions"])
             table.add_row(r["owner"], str(r["sub"]), f"{r['equity_usd']:,.2f}", f"{r['maintenance_margin_usd']:,.2f}", ratio, held_text)
         console.print(table)
+
+
+@main.command()
+@click.option("--port", default=8545, show_default=True, type=PORT, help="The devnet's port (reads .perpdex/devnet.json)")
+@click.option("--http-port", default=8050, show_default=True, type=PORT, help="The page's port")
+@click.option("--host", default="127.0.0.1", show_default=True, help="The page's address (0.0.0.0: every interface)")
+@click.option("--deployment", default=None, help="Deployment file (default .perpdex/devnet.json)")
+def dashboard(port: int, http_port: int, host: str, deployment: str | None) -> None:
+    """A live web page over the devnet, updated every block: markets (price, skew, open
+    interest, funding now and predicted), pool value and insurance fund over time, accounts
+    closest to liquidation first, pending requests, recent liquidations, keeper status."""
+    from perpdex.dashboard import Board
+    from perpdex.dashboard_server import listen, serve
+    from perpdex.devnet import DEPLOYMENT_FILE, read_deployment
+
+    try:
+        sock = listen(host, http_port)  # before the devnet: a port in use is the first thing to hear of
+    except OSError as exc:
+        raise UserError(f"cannot serve the page on {host}:{http_port}: {exc.strerror or exc}; "
+                        "give another --http-port (or --host)") from None
+    with sock, _devnet(port, deployment) as x:
+        since = int(read_deployment(Path(deployment) if deployment else DEPLOYMENT_FILE).get("block", 0))
+        serve(Board(x, since), sock, say=console.print)
 
 
 def request_size(kind: int, size_delta: int, amount: int) -> str:

@@ -5,7 +5,7 @@ from the chain's views, the same ones the tables of `perpdex.display` show."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 from perpdex.funding import MarketFunding, PositionFunding
 from perpdex.model import WAD, unrealized_pnl
@@ -97,17 +97,89 @@ def liquidation(x: Exchange, receipt: Any) -> dict[str, Any]:
     vault, names = x.vault, x.market_names()
     scale = int(vault.TOKEN_SCALE())
     return {
-        "liquidations": [{
-            "owner": str(ev.owner), "sub": int(ev.sub), "equity_before_usd": human(ev.equity),
-            "maintenance_margin_usd": human(ev.maintenance_margin), "share_closed": min(human(ev.fraction), 1.0),
-            "notional_closed_usd": human(ev.notional_closed), "realized_pnl_usd": human(ev.realized_pnl),
-            "fee_usd": human(ev.fee), "to_keeper_usd": human(int(ev.keeper_reward) * scale),
-            "to_insurance_usd": human(ev.insurance_fee), "bad_debt_usd": human(ev.bad_debt),
-            "collateral_after_usd": human(ev.collateral),
-        } for ev in vault.Liquidation.from_receipt(receipt)],
+        "liquidations": [liquidation_event(ev.event_arguments, scale) for ev in vault.Liquidation.from_receipt(receipt)],
         "closed": [{"market": names[int(ev.market)], "closed_size": human(ev.closed_size), "size_after": human(ev.size),
                     "price_usd": human(ev.price), "realized_pnl_usd": human(ev.realized_pnl)}
                    for ev in vault.PositionLiquidated.from_receipt(receipt)],
         "bad_debt": [{"bad_debt_usd": human(ev.bad_debt), "from_insurance_usd": human(ev.from_insurance),
                       "from_pool_usd": human(ev.from_pool)} for ev in vault.BadDebtCovered.from_receipt(receipt)],
     }
+
+
+def liquidation_event(args: Mapping[str, Any], token_scale: int) -> dict[str, Any]:
+    """One `Liquidation` event's arguments (decoded by Ape or by `perpdex.logs`) in human units."""
+    return {
+        "owner": str(args["owner"]), "sub": int(args["sub"]), "equity_before_usd": human(args["equity"]),
+        "maintenance_margin_usd": human(args["maintenance_margin"]), "share_closed": min(human(args["fraction"]), 1.0),
+        "notional_closed_usd": human(args["notional_closed"]), "realized_pnl_usd": human(args["realized_pnl"]),
+        "fee_usd": human(args["fee"]), "to_keeper_usd": human(int(args["keeper_reward"]) * token_scale),
+        "to_insurance_usd": human(args["insurance_fee"]), "bad_debt_usd": human(args["bad_debt"]),
+        "collateral_after_usd": human(args["collateral"]),
+    }
+
+
+# ---- the accounts and the router's requests (`perpdex accounts`, `perpdex orders`)
+
+ORDER_KINDS = ("trade", "close", "add liquidity", "remove liquidity")
+ORDER_STATUSES = ("-", "pending", "settled", "cancelled")
+
+
+def open_accounts(events: Iterable[Any]) -> dict[tuple[str, int], dict[int, int]]:
+    """(owner, sub) -> {market: size} of every account with a position, from its events (the
+    size after each PositionModified and PositionLiquidated; `perpdex.report.events.ChainEvent`s)."""
+    sizes: dict[tuple[str, int], dict[int, int]] = {}
+    for e in events:
+        if e.name in ("PositionModified", "PositionLiquidated"):
+            sizes.setdefault((str(e.args["owner"]), int(e.args["sub"])), {})[int(e.args["market"])] = int(e.args["size"])
+    return {k: {m: z for m, z in v.items() if z} for k, v in sizes.items() if any(v.values())}
+
+
+def accounts(x: Exchange, held: dict[tuple[str, int], dict[int, int]]) -> list[dict[str, Any]]:
+    """`perpdex accounts --json`: the accounts of `held` (`open_accounts`), the closest to
+    liquidation first (lowest margin ratio: equity over maintenance margin, liquidatable
+    below 1): equity, margin, and each position's liquidation price (the model's, other
+    prices fixed) with its distance from today's price (a fraction of it)."""
+    from perpdex.sdk import liquidation_price_of
+
+    names = x.market_names()
+    rows = []
+    for (owner, sub), positions in held.items():
+        h = x.d.keeper.health(owner, sub)
+        rows.append({
+            "owner": owner, "sub": sub, "equity_usd": human(h.equity), "maintenance_margin_usd": human(h.maintenance_margin),
+            "margin_ratio": ratio(h.margin_ratio), "liquidatable": bool(h.liquidatable),
+            "positions": [_held(names[m], size, liquidation_price_of(x, owner, sub, m), x.price(m))
+                          for m, size in sorted(positions.items())],
+        })
+    rows.sort(key=lambda r: (r["margin_ratio"] is None, r["margin_ratio"] or 0))
+    return rows
+
+
+def _held(name: str, size: int, liquidation_price: int | None, price: int) -> dict[str, Any]:
+    return {"market": name, "size": human(size), "price_usd": human(price),
+            "liquidation_price_usd": human(liquidation_price) if liquidation_price else None,
+            "distance_to_liquidation": (liquidation_price - price) / price if liquidation_price else None}
+
+
+def order(x: Exchange, order_id: int) -> dict[str, Any]:
+    """One request on the router (`perpdex orders --json` has a list of these): sizes and
+    amounts in raw units (WAD sizes, LP tokens or shares), times in chain seconds."""
+    o = x.order(order_id)
+    kind = int(o.kind)
+    return {"id": order_id, "owner": str(o.owner), "sub": int(o.sub), "kind": ORDER_KINDS[kind],
+            "market": x.market_names()[int(o.market)] if kind < 2 else None,
+            "size_delta": int(o.size_delta), "amount": int(o.amount), "committed_at": int(o.committed_at),
+            "settle_after": int(o.settle_after), "deadline": int(o.deadline), "status": ORDER_STATUSES[int(o.status)]}
+
+
+def orders(x: Exchange, owner: str | None = None, last: int = 20) -> list[dict[str, Any]]:
+    """The newest `last` requests on the router (of `owner` only, if given), newest first."""
+    rows: list[dict[str, Any]] = []
+    for order_id in range(int(x.d.router.order_count()), 0, -1):
+        row = order(x, order_id)
+        if owner and row["owner"].lower() != owner.lower():
+            continue
+        rows.append(row)
+        if len(rows) >= last:
+            break
+    return rows
