@@ -1,5 +1,5 @@
 """Nodes and keepers as real separate processes: an Anvil the caller owns (start, restart,
-kill), and keeper bots whose output is collected line by line. Used by the Anvil tests,
+kill), and keeper bots (and the dashboard) whose output is collected line by line. Used by the Anvil tests,
 `perpdex demo --network ethereum:local:foundry` and `perpdex bench`."""
 
 from __future__ import annotations
@@ -140,3 +140,9 @@ def feeder_process(rpc: str, deployment: Path, db: Path, account: int = 0, inter
     """`perpdex keeper feeder` (writes rounds, settles what they made due) against the node at `rpc`."""
     return KeeperProcess(_cli("keeper", "feeder", "--rpc", rpc, "--deployment", str(deployment), "--db", str(db),
                               "--account", str(account), "--interval", str(interval), "--path", source))
+
+
+def dashboard_process(port: int, deployment: Path, http_port: int) -> KeeperProcess:
+    """`perpdex dashboard` over the devnet on `port`, serving its page on `http_port`."""
+    return KeeperProcess(_cli("dashboard", "--port", str(port), "--deployment", str(deployment),
+                              "--http-port", str(http_port)))
