@@ -96,10 +96,29 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def publish_next(board: Any, latest: Latest, last: dict[str, Any] | None) -> tuple[dict[str, Any] | None, bool]:
+    """One turn of the chain loop: publish `board`'s snapshot if there is a new block; if
+    reading the chain fails (the node not answering), publish the `last` good snapshot with
+    the error (the page shows both) and say so on stderr. Returns the newest good snapshot
+    and whether the read went well."""
+    try:
+        snap = board.refresh()
+    except Exception as exc:  # noqa: BLE001 - the node may answer again: report it, keep serving
+        text = str(exc).strip()
+        error = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+        print(f"dashboard: reading the chain failed: {error}", file=sys.stderr)
+        latest.publish({**(last or {}), "error": error})
+        return last, False
+    if snap is not None:
+        latest.publish(snap)
+        return snap, True
+    return last, True
+
+
 def serve(board: Any, sock: socket.socket, poll: float = 0.25, say: Callable[[str], None] = print) -> None:
     """Serve the page on `sock` and publish `board`'s snapshot of every new block until
-    interrupted (Ctrl-C). A failing read (the node restarting, say) is reported on the page
-    and on stderr, and retried: the page keeps its last figures meanwhile."""
+    interrupted (Ctrl-C). A failing read (the node not answering) is reported on the page and
+    on stderr, and tried again each second (`publish_next`)."""
     import uvicorn
 
     latest = Latest()
@@ -112,18 +131,8 @@ def serve(board: Any, sock: socket.socket, poll: float = 0.25, say: Callable[[st
     last: dict[str, Any] | None = None
     try:
         while web.is_alive():
-            try:
-                snap = board.refresh()
-            except Exception as exc:  # noqa: BLE001 - the node may come back: say so, keep serving
-                error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                print(f"dashboard: reading the chain failed: {error}", file=sys.stderr)
-                latest.publish({**(last or {}), "error": error})
-                time.sleep(1.0)
-                continue
-            if snap is not None:
-                last = snap
-                latest.publish(snap)
-            time.sleep(poll)
+            last, ok = publish_next(board, latest, last)
+            time.sleep(poll if ok else 1.0)
     except KeyboardInterrupt:
         pass
     finally:

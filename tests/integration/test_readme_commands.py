@@ -24,6 +24,7 @@ RUN: dict[str, tuple[int, str]] = {
     "./run show --port 9": (2, "error: no devnet at http://127.0.0.1:9: start one with `perpdex devnet`"),
     "./run demo --traders 0": (2, "Invalid value for '--traders': 0 is not in the range x>=1"),
     "./run fuzz --workers 0": (2, "perpdex fuzz: --workers must be at least 1, not 0"),
+    "./run dashboard --http-port 70000": (2, "Invalid value for '--http-port': 70000 is not in the range 1<=x<=65535"),
 }
 
 _SILVERBACK = "tests/integration/test_liquidator_anvil.py, test_settlement_anvil.py and test_silverback_feeder_anvil.py run each bot against Anvil"
@@ -33,6 +34,10 @@ _SEEDED = "minutes per bug; tests/fuzz/test_seeded_bugs.py checks that every mut
 _APE_SCRIPTS = "against a devnet (the keepers run until stopped); tests/integration/test_ape_scripts_anvil.py runs each script"
 SKIPPED: dict[str, str] = {
     "./run devnet --no-feeder": "starts an Anvil that outlives the command; tests/integration/test_anvil_e2e.py runs `devnet`",
+    "./run devnet --seed-accounts 3": "starts an Anvil and a feeder that outlive the command; tests/integration/test_anvil_e2e.py "
+                                      "runs `devnet --seed-accounts 3`",
+    "./run dashboard": "serves the page until stopped, over a devnet; tests/integration/test_dashboard.py runs it against "
+                       "a seeded devnet in headless Chromium",
     ".venv/bin/ape run keeper feeder --network ethereum:local:foundry --account TEST::0": _APE_SCRIPTS,
     ".venv/bin/ape run keeper settler --network ethereum:local:foundry --account TEST::2": _APE_SCRIPTS,
     ".venv/bin/ape run keeper funding --network ethereum:local:foundry --account TEST::3 --once": _APE_SCRIPTS,

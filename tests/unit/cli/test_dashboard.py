@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from perpdex.cli import main
 from perpdex.dashboard import ADL_NOTE, HISTORY_POINTS, Board, pending_ids, snapshot
-from perpdex.dashboard_server import Latest, make_app, stream
+from perpdex.dashboard_server import Latest, make_app, publish_next, stream
 from perpdex.model import WAD
 from perpdex.report.events import ChainEvent, EventLog
 
@@ -130,6 +130,35 @@ def test_app__page_script_and_snapshot_served_from_the_package():
     assert "http" not in page.text  # nothing fetched from elsewhere: no CDN
     assert script.status_code == 200 and 'new EventSource("/api/stream")' in script.text
     assert style.status_code == 200 and snap.json() == {"block": {"number": 3}}
+
+
+class FlakyBoard:
+    """A board whose reads fail as scripted: an exception is raised, anything else returned."""
+
+    def __init__(self, *results: Any) -> None:
+        self.results = list(results)
+
+    def refresh(self) -> Any:
+        result = self.results.pop(0)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+
+def test_publish_next__a_failed_read_keeps_the_last_figures_with_the_error(capsys):
+    latest = Latest()
+    board = FlakyBoard({"block": {"number": 5}}, ConnectionError("node at http://127.0.0.1:1 refused\nmore"), None,
+                       {"block": {"number": 6}})
+    last, ok = publish_next(board, latest, None)
+    assert ok and last == {"block": {"number": 5}}
+    last, ok = publish_next(board, latest, last)
+    assert not ok and last == {"block": {"number": 5}}
+    assert json.loads(latest.get()[1]) == {"block": {"number": 5}, "error": "ConnectionError: node at http://127.0.0.1:1 refused"}
+    assert "dashboard: reading the chain failed: ConnectionError" in capsys.readouterr().err
+    version = latest.get()[0]
+    assert publish_next(board, latest, last) == (last, True) and latest.get()[0] == version  # no new block: nothing sent
+    last, ok = publish_next(board, latest, last)
+    assert ok and json.loads(latest.get()[1]) == {"block": {"number": 6}}  # the error is gone with the next block
 
 
 def one_line_error(args: list[str]) -> str:
