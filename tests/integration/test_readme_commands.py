@@ -36,7 +36,7 @@ SKIPPED: dict[str, str] = {
     "./run devnet --no-feeder": "starts an Anvil that outlives the command; tests/integration/test_anvil_e2e.py runs `devnet`",
     "./run devnet --seed-accounts 3": "starts an Anvil and a feeder that outlive the command; tests/integration/test_anvil_e2e.py "
                                       "runs `devnet --seed-accounts 3`",
-    "./run dashboard": "serves the page until stopped, over a devnet; tests/integration/test_dashboard.py runs it against "
+    "./run dashboard": "serves the page until stopped, over a devnet; tests/integration/test_dashboard_anvil.py runs it against "
                        "a seeded devnet in headless Chromium",
     ".venv/bin/ape run keeper feeder --network ethereum:local:foundry --account TEST::0": _APE_SCRIPTS,
     ".venv/bin/ape run keeper settler --network ethereum:local:foundry --account TEST::2": _APE_SCRIPTS,

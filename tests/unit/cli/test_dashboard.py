@@ -1,6 +1,6 @@
 """`perpdex dashboard` without a browser: the snapshot the page renders (on the session's
 deployment on the embedded chain, its events fed from receipts), the app's routes and its
-server-sent events, and the command's one-line errors. tests/integration/test_dashboard.py
+server-sent events, and the command's one-line errors. tests/integration/test_dashboard_anvil.py
 drives the page itself in headless Chromium against Anvil."""
 
 from __future__ import annotations
