@@ -46,6 +46,7 @@ from modules import pool
 from modules import positions
 from modules import liquidation
 from modules import roles
+from modules import adl
 
 initializes: ownable
 initializes: ownable_2step[ownable := ownable]
@@ -53,9 +54,10 @@ initializes: markets
 initializes: funding_index[markets := markets]
 initializes: token_io
 initializes: pool[markets := markets, funding_index := funding_index, token_io := token_io]
-initializes: positions[markets := markets, funding_index := funding_index, pool := pool, token_io := token_io]
-initializes: liquidation[markets := markets, pool := pool, positions := positions, token_io := token_io]
+initializes: positions[markets := markets, funding_index := funding_index, pool := pool, token_io := token_io, adl := adl]
+initializes: liquidation[markets := markets, pool := pool, positions := positions, token_io := token_io, adl := adl]
 initializes: roles
+initializes: adl
 
 exports: (
     ownable.owner,
@@ -254,35 +256,61 @@ def add_liquidity(_amount: uint256) -> uint256:
 
 
 @external
-@nonreentrant
 def remove_liquidity(_shares: uint256) -> uint256:
     """
     @notice Burn `_shares` for their part of the pool value, paid in tokens (rounded down).
-            Cash that backs the traders' net exposure stays locked.
+            Cash that backs the traders' net exposure stays locked. Runs in VaultExtension.
     @return The tokens paid out.
     """
     self._check_atomic()
-    return pool._remove_liquidity(msg.sender, _shares)
+    return abi_decode(self._delegate(), uint256)
 
 
 @external
-@nonreentrant
 def settle_liquidity(_provider: address, _amount: uint256, _add: bool, _at: uint256) -> uint256:
     """
     @notice Fill an LP request of `_provider` with the pool valued at the settlement rounds
             of `_at`: `_add` deposits `_amount` tokens (paid by the router, which escrowed
             them) for shares; otherwise burns `_amount` shares and pays the provider.
-    @dev Router only.
+    @dev Router only. Runs in VaultExtension, at the settlement time set here.
     @return The shares minted or the tokens paid.
     """
     self._check_router(_at)
-    result: uint256 = 0
-    if _add:
-        result = pool._add_liquidity(_provider, _amount)
-    else:
-        result = pool._remove_liquidity(_provider, _amount)
+    result: uint256 = abi_decode(self._delegate(), uint256)
     markets._set_settle_time(0)
     return result
+
+
+@external
+def deleverage(_owner: address, _sub: uint256, _market: uint256, _size: uint256) -> uint256:
+    """
+    @notice Auto-deleverage a profitable position against a bankruptcy (SPEC 14): runs
+            VaultExtension.deleverage (see there for the rule). The deleverager only.
+    @return The size closed (base units, WAD).
+    """
+    return abi_decode(self._delegate(), uint256)
+
+
+@view
+@external
+def adl_pending(_market: uint256, _side: uint256) -> (uint256, uint256):
+    """
+    @notice What `_side` (0 longs, 1 shorts) of `_market` still owes by ADL: (the size to
+            close, base units WAD; the bankruptcy price to close it at, WAD; 0 when none).
+    """
+    return adl.pending[_market][_side].size, adl._price(_market, _side)
+
+
+@view
+@external
+def loss_window() -> (uint256, uint256):
+    """
+    @notice The pool's loss window (SPEC 14): (its start time, the bad debt the pool may still
+            absorb in it, USD WAD); (0, 0) before the first bad debt. A new window opens at
+            the first bad debt 24 h or more after the start, with a budget of pool_loss_cap
+            of the pool's cash.
+    """
+    return pool._loss_window_state()
 
 
 # ================================================================== views
@@ -393,6 +421,30 @@ def funding(_market: uint256) -> (int256, int256):
     return funding_index._funding_now(_market, markets._latest_price(_market))
 
 
+# ================================================================== ending a market
+
+
+@external
+@nonreentrant
+def close_settled(_owner: address, _sub: uint256, _market: uint256):
+    """
+    @notice Close the whole position of `(_owner, _sub)` in a settled market at its final
+            price (no price impact, no fee), its PnL and funding into collateral. Anyone may
+            call it: the price was fixed by `settle_market`, so closing now or later, by the
+            owner (directly, through the router, or here) or by anyone else, ends the same;
+            it only frees the account (and the pool) of a position that can never change.
+    @dev A shortfall left by the close goes down the bad-debt waterfall (SPEC 11.6). Here, not
+         in VaultExtension: the vault has the trade code (`positions._modify`) already.
+    """
+    if not markets._is_settled(_market):
+        errors._fail("vault: market not settled")
+    size: int256 = positions._open_size(_owner, _sub, _market)
+    bound: uint256 = max_value(uint256)
+    if size > 0:
+        bound = 0
+    positions._modify(_owner, _sub, _market, -size, bound)
+
+
 # ================================================================== liquidation
 
 
@@ -477,9 +529,10 @@ def add_market(_params: IMarginVault.MarketParams) -> uint256:
 
 @view
 @external
-def pool_caps() -> (uint256, uint256):
+def pool_caps() -> (uint256, uint256, uint256, uint256):
     """
-    @notice (reserve_factor, max_exposure_factor), WAD (see `set_pool_caps`).
+    @notice (reserve_factor, max_exposure_factor, max_pnl_factor, pool_loss_cap), WAD (see
+            `set_pool_caps`).
     """
     return pool._load_caps()
 

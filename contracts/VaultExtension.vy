@@ -28,6 +28,7 @@ from modules import pool
 from modules import positions
 from modules import liquidation
 from modules import roles
+from modules import adl
 
 # the same modules in the same order as MarginVault: the same storage layout
 initializes: ownable
@@ -36,9 +37,10 @@ initializes: markets
 initializes: funding_index[markets := markets]
 initializes: token_io
 initializes: pool[markets := markets, funding_index := funding_index, token_io := token_io]
-initializes: positions[markets := markets, funding_index := funding_index, pool := pool, token_io := token_io]
-initializes: liquidation[markets := markets, pool := pool, positions := positions, token_io := token_io]
+initializes: positions[markets := markets, funding_index := funding_index, pool := pool, token_io := token_io, adl := adl]
+initializes: liquidation[markets := markets, pool := pool, positions := positions, token_io := token_io, adl := adl]
 initializes: roles
+initializes: adl
 
 exports: (
     token_io.TOKEN,
@@ -90,28 +92,34 @@ def liquidate(_owner: address, _sub: uint256, _keeper: address) -> (bool, uint25
     return liquidation._liquidate(_owner, _sub, _keeper)
 
 
-# ================================================================== ending a market
+# ================================================================== LP withdrawals
 
 
 @external
 @nonreentrant
-def close_settled(_owner: address, _sub: uint256, _market: uint256):
+def remove_liquidity(_shares: uint256) -> uint256:
     """
-    @notice Close the whole position of `(_owner, _sub)` in a settled market at its final
-            price (no price impact, no fee), its PnL and funding into collateral. Anyone may
-            call it: the price was fixed by `settle_market`, so closing now or later, by the
-            owner (directly, through the router, or here) or by anyone else, ends the same;
-            it only frees the account (and the pool) of a position that can never change.
-    @dev A shortfall left by the close goes down the bad-debt waterfall (SPEC 11.6).
+    @notice See MarginVault.remove_liquidity, which checks atomic trading and runs this.
     """
     self._check_delegated()
-    if not markets._is_settled(_market):
-        errors._fail("vault: market not settled")
-    size: int256 = positions._open_size(_owner, _sub, _market)
-    bound: uint256 = max_value(uint256)
-    if size > 0:
-        bound = 0
-    positions._modify(_owner, _sub, _market, -size, bound)
+    return pool._remove_liquidity(msg.sender, _shares)
+
+
+@external
+@nonreentrant
+def settle_liquidity(_provider: address, _amount: uint256, _add: bool, _at: uint256) -> uint256:
+    """
+    @notice See MarginVault.settle_liquidity, which checks the router, sets the settlement
+            time (transient storage, shared with this code) and runs this.
+    """
+    self._check_delegated()
+    if _add:
+        return pool._add_liquidity(_provider, _amount)
+    return pool._remove_liquidity(_provider, _amount)
+
+
+# ================================================================== ending a market
+
 
 
 @external
@@ -204,17 +212,23 @@ def set_liquidator(_liquidator: address, _max_keeper_reward: uint256, _min_keepe
 
 
 @external
-def set_pool_caps(_reserve_factor: uint256, _max_exposure_factor: uint256):
+def set_pool_caps(
+    _reserve_factor: uint256, _max_exposure_factor: uint256, _max_pnl_factor: uint256, _pool_loss_cap: uint256
+):
     """
     @notice Set how much open interest the pool takes on (WAD fractions of pool_value()):
             per market and side `OI * price <= _reserve_factor * pool_value`, across all
-            markets and sides `sum(OI * price) <= _max_exposure_factor * pool_value`.
-            Bounds: 0 < reserve_factor <= 2, reserve_factor <= max_exposure_factor <= 4.
+            markets and sides `sum(OI * price) <= _max_exposure_factor * pool_value`; how
+            much of the traders' profit it pays in full: up to `_max_pnl_factor` of the
+            pool's cash, pro rata beyond it; and how much bad debt it absorbs: up to
+            `_pool_loss_cap` of its cash per 24 h, the rest recovered by ADL (SPEC 14).
+            Bounds: 0 < reserve_factor <= 2, reserve_factor <= max_exposure_factor <= 4,
+            0 < max_pnl_factor <= 1, pool_loss_cap <= 1.
     @dev Owner only. Only trades that grow open interest and LP withdrawals are checked.
     """
     self._check_delegated()
     ownable._check_owner()
-    pool._set_caps(_reserve_factor, _max_exposure_factor)
+    pool._set_caps(_reserve_factor, _max_exposure_factor, _max_pnl_factor, _pool_loss_cap)
 
 
 @external
@@ -227,6 +241,105 @@ def set_router(_router: address):
     ownable._check_owner()
     roles.router = _router
     log IMarginVault.RouterSet(router=_router)
+
+@external
+def set_deleverager(_deleverager: address):
+    """
+    @notice Set the only caller of `deleverage` (zero: nobody).
+    @dev Owner only.
+    """
+    self._check_delegated()
+    ownable._check_owner()
+    roles.deleverager = _deleverager
+    log IMarginVault.DeleveragerSet(deleverager=_deleverager)
+
+
+# ================================================================== ADL
+
+
+@external
+@nonreentrant
+def deleverage(_owner: address, _sub: uint256, _market: uint256, _size: uint256) -> uint256:
+    """
+    @notice Auto-deleverage (SPEC 14): close up to `_size` of the position of `(_owner, _sub)`
+            in `_market` at the bankruptcy price its side owes (`adl_pending`), giving back
+            to the pool what bankrupt accounts on the other side could not pay beyond the
+            insurance fund and the pool's loss cap. Only the deleverager calls it; the ADL
+            keeper picks the most profitable positions first.
+    @dev The position's funding is settled first. Refused unless its side owes ADL, the
+         close at the bankruptcy price realizes no loss (the account gives up at most the
+         profit it had against the mark: a long's entry at or below that price, a short's at
+         or above), the mark is past that price (there is something to recover), and the
+         account's equity stays >= 0. Profit is paid at the pool's pro-rata share like any.
+         Works while paused and on a settled market.
+    @return The size closed (base units, WAD).
+    """
+    self._check_delegated()
+    if not (msg.sender == roles.deleverager):
+        errors._fail("vault: not the deleverager")
+    positions._settle_funding(_owner, _sub)
+    pos: IMarginVault.Position = positions._load_position(_owner, _sub, _market)
+    if not (pos.size != 0):
+        errors._fail("vault: no position")
+    side: uint256 = adl.LONGS
+    if pos.size < 0:
+        side = adl.SHORTS
+    pending: uint256 = adl.pending[_market][side].size
+    if not (pending != 0):
+        errors._fail("vault: nothing to deleverage")
+    bankruptcy: uint256 = adl._price(_market, side)
+    mark: uint256 = markets._strict_price(_market)
+    closed: uint256 = min(min(_size, convert(abs(pos.size), uint256)), pending)
+    if not (closed != 0):
+        errors._fail("vault: zero size")
+    recovered: uint256 = 0
+    left: int256 = 0
+    if side == adl.LONGS:
+        if not (pos.entry_price <= bankruptcy):
+            errors._fail("vault: not in profit at the bankruptcy price")
+        if not (bankruptcy < mark):
+            errors._fail("vault: nothing to recover")
+        recovered = closed * (mark - bankruptcy) // WAD
+        left = pos.size - convert(closed, int256)
+    else:
+        if not (pos.entry_price >= bankruptcy):
+            errors._fail("vault: not in profit at the bankruptcy price")
+        if not (bankruptcy > mark):
+            errors._fail("vault: nothing to recover")
+        recovered = closed * (bankruptcy - mark) // WAD
+        left = pos.size + convert(closed, int256)
+    signed: int256 = pos.size - left
+    # >= 0 by the entry check; floored, then at the pool's pro-rata share
+    pnl: int256 = signed * (convert(bankruptcy, int256) - convert(pos.entry_price, int256)) // convert(WAD, int256)
+    if pnl > 0:
+        pnl = positions._capped_profit(pnl)
+    positions._move_position(_owner, _sub, _market, pos, left, pos.entry_price, pos.funding_index)
+    collateral: int256 = 0
+    mask: uint256 = 0
+    collateral, mask = positions._load_account(_owner, _sub)
+    pnl = pool._pay_trader(_owner, _sub, pnl, convert(max(-collateral, 0), uint256))
+    collateral += pnl
+    if left == 0:
+        mask ^= 1 << _market
+    positions._store_account(_owner, _sub, collateral, mask)
+    adl._consume(_market, side, closed)
+    if not (positions._health(_owner, _sub, True).equity >= 0):
+        errors._fail("vault: ADL would leave negative equity")
+    log IMarginVault.Deleveraged(
+        owner=_owner,
+        sub=_sub,
+        market=_market,
+        closed_size=signed,
+        size=left,
+        price=bankruptcy,
+        mark_price=mark,
+        realized_pnl=pnl,
+        recovered=recovered,
+    )
+    return closed
+
+
+
 
 
 @external

@@ -881,6 +881,39 @@ def events(since: int | None, owner: str | None, names: tuple[str, ...], last: i
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a table")
 @click.option("--deployment", default=None, help="Deployment file (default .perpdex/devnet.json)")
 @click.option("--port", default=8545, show_default=True, type=PORT, help="The devnet's port")
+def adl(as_json: bool, deployment: str | None, port: int) -> None:
+    """What market sides owe by auto-deleveraging (SPEC 14), and the ADL keeper's ranking of
+    the positions that would pay it: eligible ones (no loss at the bankruptcy price), the
+    highest profit per unit of equity first."""
+    from rich.table import Table
+
+    from perpdex import readouts
+    from perpdex.keepers.adl import readout
+
+    with _devnet(port, deployment) as x:
+        rows = readout(x, list(readouts.open_accounts(_event_log(x, None, deployment).events)))
+        if as_json:
+            _print_json(rows)
+            return
+        if not rows:
+            console.print("No market side owes ADL.")
+            return
+        for r in rows:
+            table = Table(title=f"{r['market']}: the {r['owing_side']} owe {r['size']:g} at "
+                                f"{r['bankruptcy_price_usd']:,.2f} USD (mark {r['mark_price_usd']:,.2f})")
+            for col in ("rank", "owner", "sub", "size", "entry USD", "profit USD", "equity USD", "profit / equity"):
+                table.add_column(col, justify="right", overflow="fold")
+            for c in r["candidates"]:
+                table.add_row(str(c["rank"]), c["owner"], str(c["sub"]), f"{c['size']:g}", f"{c['entry_price_usd']:,.2f}",
+                              f"{c['profit_usd']:,.2f}", f"{c['equity_usd']:,.2f}",
+                              "-" if c["return_on_equity"] is None else f"{c['return_on_equity']:.3f}")
+            console.print(table)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table")
+@click.option("--deployment", default=None, help="Deployment file (default .perpdex/devnet.json)")
+@click.option("--port", default=8545, show_default=True, type=PORT, help="The devnet's port")
 def accounts(as_json: bool, deployment: str | None, port: int) -> None:
     """Every account with a position (found from the events), the closest to liquidation
     first: equity, maintenance margin, margin ratio and each position's liquidation price."""
@@ -983,6 +1016,22 @@ def keeper_liquidator(network: str, port: int, rpc: str | None, deployment: str 
     retried with backoff; dust not worth its gas is left alone; stuck batches are fee-bumped."""
     with _devnet(port, deployment, network, rpc) as x:
         launch.liquidator(x, signer(alias), **options)
+
+
+@keeper.command("adl")
+@_keeper_node
+@click.option("--account", "alias", default=None, help=KEEPER_ACCOUNT_HELP + "; it must hold the vault's deleverager role")
+@launch.adl_options
+def keeper_adl(network: str, port: int, rpc: str | None, deployment: str | None, alias: str | None, **options: Any) -> None:
+    """Auto-deleverage: when bad debt beyond the insurance fund and the pool's loss cap is owed
+    by a market side, close its most profitable positions at the bankruptcy price."""
+    from perpdex import readouts
+
+    with _devnet(port, deployment, network, rpc) as x:
+        def accounts() -> list[tuple[Any, int]]:
+            return list(readouts.open_accounts(_event_log(x, None, deployment).events))
+
+        launch.adl(x, signer(alias), accounts, **options)
 
 
 @keeper.command("settler")

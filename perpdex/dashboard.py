@@ -15,12 +15,12 @@ from typing import Any, Iterable
 from perpdex import readouts
 from perpdex.funding import funding_overview
 from perpdex.report.events import ChainEvent, EventLog
+from perpdex.model import WAD
 from perpdex.sdk import Exchange
 
 RECENT = 20  # liquidations and requests shown
 HISTORY_POINTS = 720  # pool value points kept (one per block seen)
-ADL_NOTE = ("auto-deleveraging (ADL) does not exist in the contracts yet: there are no ADL events, "
-            "so this list stays empty until they exist")
+NOTHING_OWED = "no market side owes ADL now"
 
 # Who acted for the keepers, from the events their transactions leave: (event, its argument
 # naming the sender). The funding keeper has none of its own: any trade accrues funding too.
@@ -28,6 +28,7 @@ KEEPER_EVENTS: dict[str, tuple[tuple[str, str | None], ...]] = {
     "price feeder": (("PriceUpdated", "feeder"),),
     "settler": (("OrderSettled", "settler"), ("OrderCancelled", "caller")),
     "liquidator": (("Liquidation", "keeper"), ("LiquidationSkipped", "keeper")),
+    "ADL keeper": (("Deleveraged", None),),
     "funding accrual (keeper poke or any trade)": (("FundingAccrued", None),),
 }
 
@@ -43,7 +44,7 @@ def snapshot(x: Exchange, events: list[ChainEvent], block: int, timestamp: int) 
         "accounts": accounts,
         "requests": requests(x, events),
         "liquidations": recent_liquidations(x, events),
-        "adl": {"events": [], "note": ADL_NOTE},
+        "adl": adl(x, events),
         "keepers": keeper_status(x, events, block, timestamp, accounts),
     }
 
@@ -84,6 +85,31 @@ def recent_liquidations(x: Exchange, events: list[ChainEvent]) -> list[dict[str,
             for e in reversed(found)]
 
 
+def adl(x: Exchange, events: list[ChainEvent]) -> dict[str, Any]:
+    """What market sides owe by ADL now (the note) and the newest `RECENT` ADL events, newest
+    first: bookings (a bankruptcy beyond the pool's loss cap) and deleveraged positions."""
+    from perpdex.keepers.adl import SIDE_NAMES, pending
+
+    names = x.market_names()
+    owed = [f"{names[p.market]}: the {SIDE_NAMES[p.side]} owe {p.size / WAD:g} at {p.price / WAD:,.2f} USD"
+            for p in pending(x)]
+    found = [e for e in events if e.name in ("DeleverageBooked", "Deleveraged")][-RECENT:]
+    return {"note": "; ".join(owed) or NOTHING_OWED, "events": [_adl_event(names, e) for e in reversed(found)]}
+
+
+def _adl_event(names: dict[int, str], e: ChainEvent) -> dict[str, Any]:
+    a = e.args
+    if e.name == "DeleverageBooked":
+        side = "longs" if int(a["owing_side"]) == 0 else "shorts"
+        text = (f"block {e.block}: {names[int(a['market'])]} {side} owe {int(a['size']) / WAD:g} at "
+                f"{int(a['price']) / WAD:,.2f} USD ({int(a['recover']) / WAD:,.2f} USD of bad debt beyond the pool's loss cap)")
+        return {"block": e.block, "kind": "booked", "text": text}
+    text = (f"block {e.block}: {a['owner']} sub {int(a['sub'])} {names[int(a['market'])]}: "
+            f"{abs(int(a['closed_size'])) / WAD:g} closed at {int(a['price']) / WAD:,.2f} USD (mark "
+            f"{int(a['mark_price']) / WAD:,.2f}), {int(a['recovered']) / WAD:,.2f} USD back to the pool")
+    return {"block": e.block, "kind": "deleveraged", "owner": str(a["owner"]), "text": text}
+
+
 def keeper_status(x: Exchange, events: list[ChainEvent], block: int, timestamp: int,
                   accounts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What the chain says of each keeper: the last block it acted in (and who sent it), how
@@ -112,6 +138,10 @@ def _waiting(x: Exchange, keeper: str, events: list[ChainEvent], timestamp: int,
         return f"{len(due)} request(s) past their settlement time"
     if keeper == "liquidator":
         return f"{sum(a['liquidatable'] for a in accounts)} account(s) liquidatable now"
+    if keeper == "ADL keeper":
+        from perpdex.keepers.adl import pending
+
+        return f"{len(pending(x))} market side(s) owe ADL now"
     return "-"
 
 

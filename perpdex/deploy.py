@@ -144,7 +144,12 @@ def deploy_from(project: Any, deployer: Any, **overrides: Any) -> Deployment:
     )
     vault.set_router(router, sender=deployer)
     caps = cfg["pool"]
-    vault.set_pool_caps(to_wad(caps["reserve_factor"]), to_wad(caps["max_exposure_factor"]), sender=deployer)
+    vault.set_pool_caps(
+        to_wad(caps["reserve_factor"]), to_wad(caps["max_exposure_factor"]), to_wad(caps["max_pnl_factor"]),
+        to_wad(caps["pool_loss_cap"]), sender=deployer,
+    )
+    # the ADL keeper's account: the deployer's (`perpdex keeper adl` runs with it)
+    vault.set_deleverager(deployer, sender=deployer)
     lens = project.VaultLens.deploy(vault, sender=deployer)
 
     markets: dict[str, int] = {}

@@ -267,6 +267,7 @@ class MarketState:
     oi_short: int = 0
     entry_sum: int = 0
     funding_sum: int = 0
+    long_entry_sum: int = 0  # sum(size * entry) over the longs alone: splits traders' PnL by side
     funding_rate: int = 0
     funding_index: int = 0
     last_funding_time: int = 0
@@ -300,9 +301,38 @@ class LiquidationResult:
     insurance_fee: int  # the rest of the collected fee (and rounding dust), to the insurance fund
     bad_debt: int  # the account's shortfall (the uncollected fee is not part of it)
     from_insurance: int  # covered by the insurance fund
-    from_pool: int  # borne by the LP pool
+    from_pool: int  # borne by the LP pool (within its loss cap)
     fee_collected: int = 0  # the part of the fee the account could pay: min(fee, max(equity, 0))
     reward_from_insurance: int = 0  # the insurance fund's top-up of the reward to min_keeper_reward
+    to_adl: int = 0  # beyond the pool's loss cap: advanced by the pool, recovered by ADL
+
+
+@dataclass
+class AdlPending:
+    """What one side of a market owes by ADL (SPEC 14, modules/adl.vy): the size still to
+    close and sum(size * bankruptcy price)."""
+    size: int = 0
+    notional: int = 0
+
+    def price(self, side: int) -> int:
+        """The size-weighted bankruptcy price: rounded down for the longs, up for the shorts."""
+        if self.size == 0:
+            return 0
+        return self.notional // self.size if side == ADL_LONGS else ceil_div(self.notional, self.size)
+
+
+@dataclass
+class DeleverageResult:
+    closed_size: int  # signed like the position
+    size: int  # left
+    price: int  # the bankruptcy price
+    mark_price: int
+    realized_pnl: int
+    recovered: int
+
+
+ADL_LONGS, ADL_SHORTS = 0, 1  # the side that owes: the longs (a short went bankrupt), the shorts
+LOSS_WINDOW = 86_400
 
 
 def liquidation_fraction(equity: int, im_notional: int, min_margins: int, fee_full: int, maintenance: int) -> int:
@@ -361,6 +391,11 @@ class VaultModel:
     min_keeper_reward: int = 5 * WAD  # the floor the insurance fund tops the reward up to
     reserve_factor: int = WAD  # per market and side: OI * price <= this x pool value (SPEC 14)
     max_exposure_factor: int = 3 * WAD // 2  # all markets and sides: sum(OI * price) <= this x pool value
+    max_pnl_factor: int = 9 * WAD // 10  # traders' profit is paid in full up to this x the pool's cash
+    pool_loss_cap: int = WAD // 100  # bad debt the pool absorbs per 24 h, x its cash; the rest by ADL
+    loss_window_start: int = 0
+    loss_budget: int = 0  # what the pool may still absorb in the window
+    adl: dict[tuple[int, int], AdlPending] = field(default_factory=dict)  # (market, owing side)
     keeper_paid: dict[str, int] = field(default_factory=dict)  # token units
     settled: set[int] = field(default_factory=set)  # ended markets: prices[m] is their final price
 
@@ -387,13 +422,20 @@ class VaultModel:
 
     def health(self, owner: str, sub: int) -> Health:
         h = Health(collateral=self.collateral.get((owner, sub), 0))
+        profit = 0
         for m in self.open_markets(owner, sub):
             pos, price, params = self.position(owner, sub, m), self.prices[m], self.markets[m].params
-            h.unrealized_pnl += unrealized_pnl(pos.size, pos.entry_price, price)
+            pnl = unrealized_pnl(pos.size, pos.entry_price, price)
+            if pnl > 0:
+                profit += pnl
+            else:
+                h.unrealized_pnl += pnl
             h.funding += accrued_funding(pos.size, self.funding_now(m)[1], pos.funding_index)
             h.initial_margin += initial_margin(pos.size, price, params)
             h.maintenance_margin += maintenance_margin(pos.size, price, params)
             h.positions += 1
+        if profit > 0:  # profit counts at the share the pool pays
+            h.unrealized_pnl += self.capped_profit(profit)
         h.equity = h.collateral + h.unrealized_pnl + h.funding
         return h
 
@@ -409,10 +451,12 @@ class VaultModel:
         hold yet; LP withdrawals may only take the cash beyond it."""
         return sum(-c for c in self.collateral.values() if c < 0)
 
-    def valuation(self) -> tuple[int, int, int]:
-        """(pool value, gross exposure, largest side), as MarginVault's pool._valuation: gross
-        exposure is sum((OI_long + OI_short) * P), the largest side max(OI_side * P), rounded up."""
-        value, gross, largest = self.pool_balance, 0, 0
+    def valuation(self) -> tuple[int, int, int, int]:
+        """(pool value, gross exposure, largest side, traders' profit), as MarginVault's
+        pool._valuation: gross exposure is sum((OI_long + OI_short) * P), the largest side
+        max(OI_side * P), the traders' profit the sum of each market side's PnL when positive,
+        all rounded up. Profit beyond what the pool pays in full is not deducted from the value."""
+        value, gross, largest, profit = self.pool_balance, 0, 0, 0
         for m, st in enumerate(self.markets):
             if st.oi_long == 0 and st.oi_short == 0:
                 continue
@@ -423,7 +467,36 @@ class VaultModel:
             value += floor_div(owed_funding - trader_pnl, WAD)
             gross += ceil_div((st.oi_long + st.oi_short) * price, WAD)
             largest = max(largest, ceil_div(max(st.oi_long, st.oi_short) * price, WAD))
-        return value, gross, largest
+            long_pnl = st.oi_long * price - st.long_entry_sum
+            profit += ceil_div(max(long_pnl, 0), WAD) + ceil_div(max(trader_pnl - long_pnl, 0), WAD)
+        room = self.max_pnl_room(self.pool_balance)
+        if profit * WAD > room:
+            value += profit - ceil_div(room, WAD)
+        return value, gross, largest, profit
+
+    def max_pnl_room(self, cash: int) -> int:
+        """max_pnl_factor x the pool's cash the vault holds (`cash` - unpaid_losses), WAD x WAD."""
+        return max(cash - self.unpaid_losses, 0) * self.max_pnl_factor
+
+    def profit_ratio(self) -> tuple[int, int]:
+        """The share of a trader's profit the pool pays (SPEC 14): 1 while the traders' profit is
+        at most max_pnl_factor of the pool's cash, pro rata beyond it."""
+        profit, room = self.valuation()[3], self.max_pnl_room(self.pool_balance)
+        return (1, 1) if profit * WAD <= room else (room, profit * WAD)
+
+    def capped_profit(self, profit: int) -> int:
+        num, den = self.profit_ratio()
+        return profit if num == den else profit * num // den
+
+    def pay_trader(self, amount: int, own_debt: int) -> int:
+        """What the pool pays of `amount` owed to an account with negative collateral `own_debt`:
+        a gain at most the pool's cash the vault holds (plus that debt, which it repays), so pool
+        cash never goes below zero (SPEC 11.12). Books it in the pool's cash."""
+        paid = amount
+        if amount > 0:
+            paid = min(amount, max(self.pool_balance - self.unpaid_losses + own_debt, 0))
+        self.pool_balance -= paid
+        return paid
 
     def check_caps(self, side: int, gross: int, value: int) -> None:
         """The pool's caps (SPEC 14): one side's notional against reserve_factor, the gross
@@ -460,8 +533,9 @@ class VaultModel:
             pos.funding_index = st.funding_index
             settled[m] = amount
         total = sum(settled.values())
-        self.collateral[(owner, sub)] = self.collateral.get((owner, sub), 0) + total
-        self.pool_balance -= total
+        if total:
+            collateral = self.collateral.get((owner, sub), 0)
+            self.collateral[(owner, sub)] = collateral + self.pay_trader(total, max(-collateral, 0))
         return settled
 
     def _debit_free_collateral(self, owner: str, sub: int, amount: int) -> None:
@@ -537,22 +611,25 @@ class VaultModel:
         fee = 0 if settled else trade_fee(delta, fill, params.taker_fee)
         funding = accrued_funding(pos.size, st.funding_index, pos.funding_index)
         pnl, entry = trade_pnl_and_entry(pos.size, pos.entry_price, delta, fill)
+        if pnl > 0:
+            pnl = self.capped_profit(pnl)
 
         st.oi_long += max(size, 0) - max(pos.size, 0)
         st.oi_short += max(-size, 0) - max(-pos.size, 0)
         st.entry_sum += size * entry - pos.size * pos.entry_price
+        st.long_entry_sum += max(size, 0) * entry - max(pos.size, 0) * pos.entry_price
         st.funding_sum += size * st.funding_index - pos.size * pos.funding_index
 
-        change = pnl + funding - fee
-        collateral = self.collateral.get((owner, sub), 0) + change
-        self.pool_balance -= change
+        before = self.collateral.get((owner, sub), 0)
+        change = self.pay_trader(pnl + funding - fee, max(-before, 0))
+        collateral = before + change
         if size == 0:
             self.positions.pop((owner, sub, market), None)
         else:
             self.positions[(owner, sub, market)] = Position(size, entry, st.funding_index)
         if collateral < 0 and not self.open_markets(owner, sub):
             # the owner closed their last position underwater: the shortfall is bad debt
-            self._cover_bad_debt(-collateral)
+            self._book_adl(market, pos.size, fill, self._cover_bad_debt(-collateral)[2])
             collateral = 0
         self.collateral[(owner, sub)] = collateral
 
@@ -561,7 +638,7 @@ class VaultModel:
             side_oi = st.oi_long if size > 0 else st.oi_short
             require(side_oi <= params.max_open_interest, "vault: open interest cap")
             require(pool_backs(skew + delta, price, self.pool_balance, params), "vault: pool cannot back open interest")
-            value, gross, _ = self.valuation()
+            value, gross, _, _ = self.valuation()
             self.check_caps(ceil_div(side_oi * price, WAD), gross, value)
             if pos.size == 0:
                 require(len(self.open_markets(owner, sub)) <= MAX_MARKETS_PER_ACCOUNT, "vault: too many positions")
@@ -618,17 +695,23 @@ class VaultModel:
         fraction = liquidation_fraction(h.equity, h.initial_margin - min_margins, min_margins, fee_full,
                                         h.maintenance_margin)
         closed_notional = pnl_total = fee = 0
+        closes: list[tuple[int, int, int, int, int]] = []  # market, size, price, loss, notional
+        num, den = self.profit_ratio()  # winners realize profit at the share health counted
         for m in markets:
             st, price, pos = self.markets[m], self.prices[m], self.positions[(owner, sub, m)]
             closed = closed_size(pos.size, fraction)
             n = notional(closed, price)
             pnl = unrealized_pnl(closed, pos.entry_price, price)
+            closes.append((m, closed, price, max(-pnl, 0), n))
+            if pnl > 0 and num != den:
+                pnl = pnl * num // den
             closed_notional, pnl_total = closed_notional + n, pnl_total + pnl
             fee += ceil_div(n * st.params.liquidation_fee_ratio, WAD)
             left = pos.size - closed
             st.oi_long -= max(pos.size, 0) - max(left, 0)
             st.oi_short -= max(-pos.size, 0) - max(-left, 0)
             st.entry_sum -= closed * pos.entry_price
+            st.long_entry_sum -= (max(pos.size, 0) - max(left, 0)) * pos.entry_price
             st.funding_sum -= closed * pos.funding_index
             if left == 0:
                 del self.positions[(owner, sub, m)]
@@ -636,12 +719,13 @@ class VaultModel:
                 pos.size = left
         # keeper pay only from the fee collected (SPEC 14): what the account can pay, its equity
         collected = min(fee, max(h.equity, 0))
+        pnl_total = self.pay_trader(pnl_total, max(-h.collateral, 0))
         collateral = h.collateral + pnl_total - collected
-        self.pool_balance -= pnl_total
-        bad_debt = from_insurance = from_pool = 0
+        bad_debt = from_insurance = from_pool = to_adl = 0
         if fraction == WAD and collateral < 0:
             bad_debt = -collateral
-            from_insurance, from_pool = self._cover_bad_debt(bad_debt)
+            from_insurance, from_pool, to_adl = self._cover_bad_debt(bad_debt)
+            self._share_adl(closes, to_adl)
             collateral = 0
         self.collateral[(owner, sub)] = collateral
         topped_up, reward_tokens = self._keeper_pay(collected)
@@ -651,7 +735,7 @@ class VaultModel:
             full=fraction == WAD, fraction=fraction, equity=h.equity, maintenance_margin=h.maintenance_margin,
             notional_closed=closed_notional, realized_pnl=pnl_total, fee=fee, keeper_reward=paid,
             insurance_fee=collected + topped_up - paid, bad_debt=bad_debt, from_insurance=from_insurance,
-            from_pool=from_pool, fee_collected=collected, reward_from_insurance=topped_up,
+            from_pool=from_pool, fee_collected=collected, reward_from_insurance=topped_up, to_adl=to_adl,
         )
 
     def _keeper_pay(self, collected: int) -> tuple[int, int]:
@@ -663,21 +747,115 @@ class VaultModel:
         self.insurance_fund += collected - paid
         return paid - min(paid, collected), due // self.token_scale
 
-    def _cover_bad_debt(self, bad_debt: int) -> tuple[int, int]:
-        """The waterfall: the insurance fund pays what it can, the LP pool the rest."""
+    def _cover_bad_debt(self, bad_debt: int) -> tuple[int, int, int]:
+        """The waterfall (SPEC 14): the insurance fund pays what it can; the pool advances the
+        rest and keeps as its loss what its loss window's budget allows; the part beyond is for
+        ADL to give back. Returns (from insurance, the pool's loss, to ADL)."""
         from_insurance = min(self.insurance_fund, bad_debt)
         self.insurance_fund -= from_insurance
-        self.pool_balance -= bad_debt - from_insurance
-        return from_insurance, bad_debt - from_insurance
+        rest, to_adl = bad_debt - from_insurance, 0
+        if rest:
+            budget = self._loss_budget(bad_debt)
+            absorbed = min(rest, budget)
+            to_adl = rest - absorbed
+            self.loss_budget = budget - absorbed
+        self.pool_balance -= rest
+        return from_insurance, rest - to_adl, to_adl
+
+    def _loss_budget(self, bad_debt: int) -> int:
+        """What the pool may still absorb in its loss window, opening a new one (budget:
+        pool_loss_cap of the cash it holds: its books count the bankrupt's loss in full, of which
+        `bad_debt` was never paid) when 24 h have passed."""
+        if self.loss_window_start and self.now < self.loss_window_start + LOSS_WINDOW:
+            return self.loss_budget
+        self.loss_window_start = self.now
+        self.loss_budget = max(self.pool_balance - self.unpaid_losses - bad_debt, 0) * self.pool_loss_cap // WAD
+        return self.loss_budget
+
+    def _book_adl(self, market: int, bankrupt_size: int, price: int, recover: int) -> None:
+        """modules/adl.vy `_book`: the other side closes |size| at the price where it gives up
+        `recover` against `price` (rounded towards `price`, kept above 0)."""
+        size = abs(bankrupt_size)
+        if size == 0 or recover == 0:
+            return
+        per_unit = recover * WAD // size
+        side, at = (ADL_SHORTS, price + per_unit) if bankrupt_size > 0 else (ADL_LONGS, max(price, per_unit + 1) - per_unit)
+        pending = self.adl.setdefault((market, side), AdlPending())
+        pending.size += size
+        pending.notional += size * at
+
+    def _share_adl(self, closes: list[tuple[int, int, int, int, int]], to_adl: int) -> None:
+        """liquidation._book_adl: `to_adl` shared by the loss of each close (by notional when
+        none lost), floored."""
+        if not to_adl:
+            return
+        total_loss = sum(c[3] for c in closes)
+        total_notional = sum(c[4] for c in closes)
+        for market, size, price, loss, n in closes:
+            share = to_adl * loss // total_loss if total_loss else to_adl * n // total_notional
+            self._book_adl(market, size, price, share)
+
+    def adl_pending(self, market: int, side: int) -> tuple[int, int]:
+        p = self.adl.get((market, side), AdlPending())
+        return p.size, p.price(side)
+
+    def deleverage(self, owner: str, sub: int, market: int, size: int) -> DeleverageResult:
+        """VaultExtension.deleverage; on a revert nothing changes."""
+        return self._atomic(self._deleverage, owner, sub, market, size)
+
+    def _deleverage(self, owner: str, sub: int, market: int, size: int) -> DeleverageResult:
+        self.settle_funding(owner, sub)
+        pos = self.position(owner, sub, market)
+        require(pos.size != 0, "vault: no position")
+        side = ADL_LONGS if pos.size > 0 else ADL_SHORTS
+        pending = self.adl.get((market, side), AdlPending())
+        require(pending.size != 0, "vault: nothing to deleverage")
+        bankruptcy, mark = pending.price(side), self.prices[market]
+        closed = min(size, abs(pos.size), pending.size)
+        require(closed != 0, "vault: zero size")
+        if side == ADL_LONGS:
+            require(pos.entry_price <= bankruptcy, "vault: not in profit at the bankruptcy price")
+            require(bankruptcy < mark, "vault: nothing to recover")
+            recovered, signed = closed * (mark - bankruptcy) // WAD, closed
+        else:
+            require(pos.entry_price >= bankruptcy, "vault: not in profit at the bankruptcy price")
+            require(bankruptcy > mark, "vault: nothing to recover")
+            recovered, signed = closed * (bankruptcy - mark) // WAD, -closed
+        pnl = signed * (bankruptcy - pos.entry_price) // WAD
+        if pnl > 0:
+            pnl = self.capped_profit(pnl)
+        st, left = self.markets[market], pos.size - signed
+        st.oi_long -= max(pos.size, 0) - max(left, 0)
+        st.oi_short -= max(-pos.size, 0) - max(-left, 0)
+        st.entry_sum -= signed * pos.entry_price
+        st.long_entry_sum -= (max(pos.size, 0) - max(left, 0)) * pos.entry_price
+        st.funding_sum -= signed * pos.funding_index
+        if left == 0:
+            del self.positions[(owner, sub, market)]
+        else:
+            pos.size = left
+        before = self.collateral.get((owner, sub), 0)
+        pnl = self.pay_trader(pnl, max(-before, 0))
+        self.collateral[(owner, sub)] = before + pnl
+        if closed == pending.size:
+            del self.adl[(market, side)]
+        else:
+            pending.notional -= pending.notional * closed // pending.size
+            pending.size -= closed
+        require(self.health(owner, sub).equity >= 0, "vault: ADL would leave negative equity")
+        return DeleverageResult(signed, left, bankruptcy, mark, pnl, recovered)
 
     # ---- liquidity
     def add_liquidity(self, owner: str, amount: int) -> int:
         require(amount != 0, "vault: zero amount")
         value = self.pool_value()
         require(value >= 0, "vault: pool insolvent")
-        shares = lp_shares_for_deposit(amount * self.token_scale, self.total_lp_shares, value)
-        require(shares != 0, "vault: zero shares")
         self.pool_balance += amount * self.token_scale
+        # shares for the value the deposit adds (less than the amount while profit is capped)
+        shares = lp_shares_for_deposit(self.pool_value() - value, self.total_lp_shares, value)
+        if shares == 0:
+            self.pool_balance -= amount * self.token_scale
+            raise ModelRevert("vault: zero shares")
         self.lp_shares[owner] = self.lp_shares.get(owner, 0) + shares
         self.total_lp_shares += shares
         return shares
@@ -685,7 +863,7 @@ class VaultModel:
     def remove_liquidity(self, owner: str, shares: int) -> int:
         require(shares != 0, "vault: zero shares")
         require(shares <= self.lp_shares.get(owner, 0), "vault: insufficient shares")
-        value, gross, largest = self.valuation()
+        value, gross, largest, profit = self.valuation()
         require(value > 0, "vault: pool insolvent")
         amount = lp_value_of_shares(shares, self.total_lp_shares, value) // self.token_scale
         require(amount != 0, "vault: zero amount")
@@ -693,6 +871,7 @@ class VaultModel:
         require(cash >= self.unpaid_losses, "vault: pool cash locked")
         for m, st in enumerate(self.markets):
             require(pool_backs(st.skew, self.prices[m], cash, st.params), "vault: liquidity locked by open interest")
+        require(profit * WAD <= self.max_pnl_room(cash), "vault: traders' profit locks liquidity")
         self.check_caps(largest, gross, value - amount * self.token_scale)
         self.pool_balance = cash
         self.lp_shares[owner] -= shares
@@ -723,6 +902,9 @@ def _copy_state(model: VaultModel) -> dict[str, object]:
         "pool_balance": model.pool_balance,
         "insurance_fund": model.insurance_fund,
         "keeper_paid": dict(model.keeper_paid),
+        "adl": {k: replace(v) for k, v in model.adl.items()},
+        "loss_window_start": model.loss_window_start,
+        "loss_budget": model.loss_budget,
     }
 
 

@@ -126,10 +126,11 @@ ORDER_STATUSES = ("-", "pending", "settled", "cancelled")
 
 def open_accounts(events: Iterable[Any]) -> dict[tuple[str, int], dict[int, int]]:
     """(owner, sub) -> {market: size} of every account with a position, from its events (the
-    size after each PositionModified and PositionLiquidated; `perpdex.report.events.ChainEvent`s)."""
+    size after each PositionModified, PositionLiquidated and Deleveraged;
+    `perpdex.report.events.ChainEvent`s)."""
     sizes: dict[tuple[str, int], dict[int, int]] = {}
     for e in events:
-        if e.name in ("PositionModified", "PositionLiquidated"):
+        if e.name in ("PositionModified", "PositionLiquidated", "Deleveraged"):
             sizes.setdefault((str(e.args["owner"]), int(e.args["sub"])), {})[int(e.args["market"])] = int(e.args["size"])
     return {k: {m: z for m, z in v.items() if z} for k, v in sizes.items() if any(v.values())}
 

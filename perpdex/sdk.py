@@ -11,7 +11,7 @@ from typing import Any
 from perpdex import model
 from perpdex.deploy import Deployment
 from perpdex.logs import EventDecoder
-from perpdex.model import WAD, Health, MarketParams, Position, VaultModel
+from perpdex.model import WAD, AdlPending, Health, MarketParams, Position, VaultModel
 
 MAX_UINT256 = 2**256 - 1
 DEFAULT_SLIPPAGE = WAD // 100  # 1%
@@ -260,7 +260,7 @@ def model_from_chain(x: Exchange, now: int) -> VaultModel:
         m.add_market(MarketParams.from_chain(v.market_params(market)), x.price(market))
         mine = m.markets[market]
         for name in ("oi_long", "oi_short", "entry_sum", "funding_sum", "funding_rate", "funding_index",
-                     "last_funding_time"):
+                     "last_funding_time", "long_entry_sum"):
             setattr(mine, name, int(getattr(state, name)))
         mine.paused = bool(v.market_paused(market))
         if final := int(v.settled_price(market)):
@@ -270,6 +270,12 @@ def model_from_chain(x: Exchange, now: int) -> VaultModel:
     m.total_lp_shares = int(v.total_lp_shares())
     m.insurance_fund = int(v.insurance_fund())
     m.paused = bool(v.paused())
-    m.reserve_factor, m.max_exposure_factor = (int(f) for f in v.pool_caps())
+    m.reserve_factor, m.max_exposure_factor, m.max_pnl_factor, m.pool_loss_cap = (int(f) for f in v.pool_caps())
+    m.loss_window_start, m.loss_budget = (int(f) for f in v.loss_window())
+    for market in range(len(m.markets)):
+        for side in (0, 1):
+            size, price = (int(f) for f in v.adl_pending(market, side))
+            if size:
+                m.adl[(market, side)] = AdlPending(size, size * price)
     m.max_keeper_reward, m.min_keeper_reward = int(v.max_keeper_reward()), int(v.min_keeper_reward())
     return m

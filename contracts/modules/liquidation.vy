@@ -17,15 +17,18 @@ from . import markets
 from . import pool
 from . import positions
 from . import token_io
+from . import adl
 
 uses: markets
 uses: pool
 uses: positions
 uses: token_io
+uses: adl
 
 WAD: constant(uint256) = 10**18
 IWAD: constant(int256) = 10**18
 MAX_MARKETS: constant(uint256) = 64
+MAX_MARKETS_PER_ACCOUNT: constant(uint256) = 8
 MASK60: constant(uint256) = 2**60 - 1
 MASK96: constant(uint256) = 2**96 - 1
 # Everything is closed when equity is below FULL_LIQUIDATION_RATIO of MM, or when what
@@ -43,6 +46,14 @@ MIN_KEEPER_REWARD_BOUND: constant(uint256) = 100 * 10**18
 # low 96 bits, the LiquidationKeeper (the only caller of `liquidate`) in the high 160: a
 # liquidation reads both from one slot.
 _liquidation: uint256
+
+
+struct Close:
+    market: uint256
+    size: int256        # the size closed (signed like the position)
+    price: uint256
+    loss: uint256       # the realized loss of the close (0 for a gain), WAD
+    notional: uint256
 # The keeper's floor (USD, WAD): when the collected fee pays less, the insurance fund pays
 # the difference (as far as it holds it). Its own slot (the first one is full); read only
 # when the fee part of the reward is below the cap.
@@ -69,20 +80,35 @@ def _liquidate(_owner: address, _sub: uint256, _keeper: address) -> (bool, uint2
     # pass 1: the fixed minimums and the fee of closing everything decide the share
     min_margins: uint256 = 0
     fee_full: uint256 = 0
+    gains: bool = False
     rest: uint256 = mask
     for m: uint256 in range(MAX_MARKETS):
         if rest == 0:
             break
         if rest & 1 == 1:
             min_margins += markets._params[m].margin >> 160
-            fee_full += self._close_fee(m, self._close_share(_owner, _sub, m, WAD, False)[0])
+            n: uint256 = 0
+            p: int256 = 0
+            left: int256 = 0
+            c: Close = empty(Close)
+            n, p, left, c = self._close_share(_owner, _sub, m, WAD, False)
+            fee_full += self._close_fee(m, n)
+            gains = gains or p > 0
         rest = rest >> 1
     fraction: uint256 = self._liquidation_fraction(h, min_margins, fee_full)
 
     # pass 2: close the same share of every position
+    # winning positions realize their profit at the share the pool pays, as health counted it
+    # (the share before anything closes; only looked up when a position gains)
+    num: uint256 = 1
+    den: uint256 = 1
+    if gains:
+        num, den = pool._profit_ratio()
     notional: uint256 = 0
     pnl: int256 = 0
     fee: uint256 = 0
+    # what each market's close was, for ADL should the account end bankrupt
+    closes: DynArray[Close, MAX_MARKETS_PER_ACCOUNT] = []
     rest = mask
     for m: uint256 in range(MAX_MARKETS):
         if rest == 0:
@@ -91,7 +117,11 @@ def _liquidate(_owner: address, _sub: uint256, _keeper: address) -> (bool, uint2
             n: uint256 = 0
             p: int256 = 0
             left: int256 = 0
-            n, p, left = self._close_share(_owner, _sub, m, fraction, True)
+            c: Close = empty(Close)
+            n, p, left, c = self._close_share(_owner, _sub, m, fraction, True)
+            closes.append(c)
+            if p > 0 and num != den:
+                p = convert(convert(p, uint256) * num // den, int256)
             notional += n
             pnl += p
             fee += self._close_fee(m, n)
@@ -107,14 +137,15 @@ def _liquidate(_owner: address, _sub: uint256, _keeper: address) -> (bool, uint2
     collected: uint256 = fee
     if h.equity < convert(fee, int256):
         collected = convert(max(h.equity, 0), uint256)
+    pnl = pool._pay_trader(_owner, _sub, pnl, convert(max(-h.collateral, 0), uint256))
     collateral: int256 = h.collateral + pnl - convert(collected, int256)
-    pool.pool_balance -= pnl
     bad_debt: uint256 = 0
     if mask == 0 and collateral < 0:
         # only the account's real shortfall; covered before the keeper's floor below, so
         # the floor can never make the pool pay more of it
         bad_debt = convert(-collateral, uint256)
-        pool._cover_bad_debt(_owner, _sub, bad_debt)
+        # beyond the pool's loss cap, the other sides of the markets it lost in give it back
+        self._book_adl(closes, pool._cover_bad_debt(_owner, _sub, bad_debt))
         collateral = 0
     positions._store_account(_owner, _sub, collateral, mask)
     from_insurance: uint256 = 0
@@ -140,6 +171,30 @@ def _liquidate(_owner: address, _sub: uint256, _keeper: address) -> (bool, uint2
         reward_from_insurance=from_insurance,
     )
     return True, reward
+
+
+@internal
+def _book_adl(_closes: DynArray[Close, MAX_MARKETS_PER_ACCOUNT], _to_adl: uint256):
+    """
+    @dev Shares what is beyond the pool's loss cap among the markets the bankrupt account
+         closed, by the loss each close realized (by notional when none lost: the shortfall
+         came from funding or earlier losses), and books each share against the other side
+         of that market (modules/adl.vy). Shares are floored: the pool keeps the dust.
+    """
+    if _to_adl == 0:
+        return
+    total_loss: uint256 = 0
+    total_notional: uint256 = 0
+    for c: Close in _closes:
+        total_loss += c.loss
+        total_notional += c.notional
+    for c: Close in _closes:
+        share: uint256 = 0
+        if total_loss != 0:
+            share = _to_adl * c.loss // total_loss
+        else:
+            share = _to_adl * c.notional // total_notional
+        adl._book(c.market, c.size, c.price, share)
 
 
 @internal
@@ -187,7 +242,7 @@ def _liquidation_fraction(_h: IMarginVault.AccountHealth, _min_margins: uint256,
 
 
 @internal
-def _close_share(_owner: address, _sub: uint256, _market: uint256, _fraction: uint256, _write: bool) -> (uint256, int256, int256):
+def _close_share(_owner: address, _sub: uint256, _market: uint256, _fraction: uint256, _write: bool) -> (uint256, int256, int256, Close):
     """
     @dev Closes `_fraction` of one position (|size| * fraction rounded up; all of it at WAD)
          at the oracle price, without price impact; funding is already settled. Returns the
@@ -208,7 +263,11 @@ def _close_share(_owner: address, _sub: uint256, _market: uint256, _fraction: ui
         log IMarginVault.PositionLiquidated(
             owner=_owner, sub=_sub, market=_market, closed_size=closed, size=left, price=price, realized_pnl=pnl
         )
-    return wad_math._ceil_div(wad_math._abs(closed) * price, WAD), pnl, left
+    notional: uint256 = wad_math._ceil_div(wad_math._abs(closed) * price, WAD)
+    loss: uint256 = 0
+    if pnl < 0:
+        loss = convert(-pnl, uint256)
+    return notional, pnl, left, Close(market=_market, size=closed, price=price, loss=loss, notional=notional)
 
 
 @view

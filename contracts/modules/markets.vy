@@ -48,6 +48,9 @@ struct StoredMarket:
     funding: uint256        # (rate + 2**87) | (index + 2**127) << 88 | last_funding_time << 216
     entry_sum: int256
     funding_sum: int256
+    # sum of size * entry over the longs alone: with entry_sum it splits the traders' PnL
+    # by side (pool._valuation), which the profit cap needs (SPEC 14, max_pnl_factor)
+    long_entry_sum: uint256
 
 
 market_count: public(uint256)
@@ -161,6 +164,7 @@ def _load_market(_market: uint256) -> IMarginVault.MarketState:
         funding_rate=rate,
         funding_index=index,
         last_funding_time=time,
+        long_entry_sum=stored.long_entry_sum,
     )
 
 

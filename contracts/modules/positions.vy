@@ -16,11 +16,13 @@ from . import markets
 from . import funding_index
 from . import pool
 from . import token_io
+from . import adl
 
 uses: markets
 uses: funding_index
 uses: pool
 uses: token_io
+uses: adl
 
 # ------------------------------------------------------------------ constants
 
@@ -107,6 +109,8 @@ def _modify(_owner: address, _sub: uint256, _market: uint256, _size_delta: int25
     pnl: int256 = 0
     entry: uint256 = 0
     pnl, entry = self._trade_pnl_and_entry(pos.size, pos.entry_price, _size_delta, fill)
+    if pnl > 0:
+        pnl = self._capped_profit(pnl)
 
     oi: uint256 = self._move_position(_owner, _sub, _market, pos, size, entry, index)
 
@@ -115,14 +119,15 @@ def _modify(_owner: address, _sub: uint256, _market: uint256, _size_delta: int25
     collateral: int256 = 0
     mask: uint256 = 0
     collateral, mask = self._load_account(_owner, _sub)
+    delta = pool._pay_trader(_owner, _sub, delta, convert(max(-collateral, 0), uint256))
     collateral += delta
     if pos.size == 0 or size == 0:
         mask ^= 1 << _market
-    pool.pool_balance -= delta
     if mask == 0 and collateral < 0:
         # An underwater owner closed their last position: what they cannot pay is bad debt,
-        # covered now, never left as negative collateral on an empty account (SPEC 11.6).
-        pool._cover_bad_debt(_owner, _sub, convert(-collateral, uint256))
+        # covered now, never left as negative collateral on an empty account (SPEC 11.6);
+        # beyond the pool's loss cap, the other side of this market gives it back (ADL)
+        adl._book(_market, pos.size, fill, pool._cover_bad_debt(_owner, _sub, convert(-collateral, uint256)))
         collateral = 0
     self._store_account(_owner, _sub, collateral, mask)
 
@@ -275,6 +280,14 @@ def _move_position(
         oi += convert(-_size, uint256) << 128
     markets._markets[_market].oi = oi
     markets._markets[_market].entry_sum += _size * convert(_entry, int256) - _pos.size * convert(_pos.entry_price, int256)
+    if _size > 0 or _pos.size > 0:
+        # the longs' part (a short's trade leaves it alone); sizes are within 2**120 and
+        # prices within 2**128, so both products fit
+        markets._markets[_market].long_entry_sum = (
+            markets._markets[_market].long_entry_sum
+            + convert(max(_size, 0), uint256) * _entry
+            - convert(max(_pos.size, 0), uint256) * _pos.entry_price
+        )
     markets._markets[_market].funding_sum += _size * _index - _pos.size * _pos.funding_index
     self._store_position(_owner, _sub, _market, _size, _entry, _index)
     return oi
@@ -349,8 +362,7 @@ def _settle_funding(_owner: address, _sub: uint256) -> int256:
             settled += self._settle_position(_owner, _sub, m, markets._strict_price(m))[1]
         rest = rest >> 1
     if settled != 0:
-        collateral += settled
-        pool.pool_balance -= settled
+        collateral += pool._pay_trader(_owner, _sub, settled, convert(max(-collateral, 0), uint256))
         self._store_account(_owner, _sub, collateral, mask)
     return collateral
 
@@ -388,6 +400,7 @@ def _health(_owner: address, _sub: uint256, _strict: bool) -> IMarginVault.Accou
     h: IMarginVault.AccountHealth = empty(IMarginVault.AccountHealth)
     mask: uint256 = 0
     h.collateral, mask = self._load_account(_owner, _sub)
+    profit: int256 = 0
     for m: uint256 in range(MAX_MARKETS):
         if mask == 0:
             break
@@ -397,7 +410,11 @@ def _health(_owner: address, _sub: uint256, _strict: bool) -> IMarginVault.Accou
             rate: int256 = 0
             index: int256 = 0
             rate, index = funding_index._funding_now(m, price)
-            h.unrealized_pnl += wad_math._floor_div(pos.size * (convert(price, int256) - convert(pos.entry_price, int256)), IWAD)
+            pnl: int256 = wad_math._floor_div(pos.size * (convert(price, int256) - convert(pos.entry_price, int256)), IWAD)
+            if pnl > 0:
+                profit += pnl
+            else:
+                h.unrealized_pnl += pnl
             h.funding += wad_math._floor_div(-pos.size * (index - pos.funding_index), IWAD)
             notional: uint256 = wad_math._ceil_div(wad_math._abs(pos.size) * price, WAD)
             margin: uint256 = markets._params[m].margin
@@ -406,8 +423,25 @@ def _health(_owner: address, _sub: uint256, _strict: bool) -> IMarginVault.Accou
             h.maintenance_margin += wad_math._ceil_div(notional * ((margin >> 80) & MASK80), WAD) + min_margin
             h.positions += 1
         mask = mask >> 1
+    if profit > 0:
+        # profit counts at the share the pool would pay (SPEC 14, pool._profit_ratio)
+        h.unrealized_pnl += self._capped_profit(profit)
     h.equity = h.collateral + h.unrealized_pnl + h.funding
     return h
+
+
+@view
+@internal
+def _capped_profit(_profit: int256) -> int256:
+    """
+    @dev `_profit` (> 0) at the share the pool pays (floored, in the pool's favour).
+    """
+    num: uint256 = 0
+    den: uint256 = 0
+    num, den = pool._profit_ratio()
+    if num == den:
+        return _profit
+    return convert(convert(_profit, uint256) * num // den, int256)
 
 
 # ================================================================== storage

@@ -7,3 +7,6 @@
 
 # The OrderRouter: the only caller of `settle_trade` and `settle_liquidity` (zero: none).
 router: public(address)
+# The only caller of `deleverage` (SPEC 14; zero: nobody): the ADL keeper, which picks the
+# most profitable positions from its index.
+deleverager: public(address)

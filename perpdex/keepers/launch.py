@@ -113,6 +113,7 @@ liquidator_options = _option_stack(
     ONCE,
     LOG_FORMAT,
 )
+adl_options = _option_stack(_interval(2.0), ONCE, LOG_FORMAT)
 settler_options = _option_stack(_db("settler.db", "The settler's SQLite index"), _interval(1.0), ONCE, LOG_FORMAT)
 def _replay_needs_file(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Check --path replay has its --file when the command is called, before it connects."""
@@ -165,6 +166,18 @@ def funding(x: Exchange, sender: Any, log_format: str, max_idle: int, interval: 
     until_stopped(lambda: bot.run(interval, iterations=_passes(once)), report, lambda: Line(
         f"funding keeper: {len(bot.poked)} pokes, {sum(p.gas for p in bot.poked):,} gas", "stopped",
         pokes=len(bot.poked), gas=sum(p.gas for p in bot.poked)))
+
+
+def adl(x: Exchange, sender: Any, accounts: Callable[[], list[tuple[Any, int]]], log_format: str, interval: float,
+        once: bool) -> None:
+    """Close what market sides owe by ADL, the most profitable positions first, a pass every
+    `interval` (one with `once`). `sender` must be the vault's deleverager."""
+    from perpdex.keepers.adl import AdlKeeper
+
+    report = keeper_report("adl", log_format)
+    bot = AdlKeeper(x, sender, accounts, report)
+    report(Line(f"ADL keeper: sender {sender.address}", "started", sender=sender.address))
+    until_stopped(lambda: bot.run(interval, iterations=_passes(once)), report, lambda: Line("ADL keeper", "stopped"))
 
 
 def liquidator(

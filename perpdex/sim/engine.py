@@ -25,6 +25,7 @@ from typing import Any, Callable
 from perpdex.chain import EMBEDDED, move_time, test_signers
 from perpdex.config import deep_merge
 from perpdex.deploy import deploy_system
+from perpdex.keepers.adl import deleverage_pending
 from perpdex.keepers.funding import FundingKeeper
 from perpdex.keepers.index import chunks
 from perpdex import model
@@ -333,6 +334,10 @@ class Simulation:
                 self.record(receipt)
                 assert self.books.liquidations is not None
                 self.books.liquidations += int(receipt.return_value)
+            # bad debt beyond the pool's loss cap: the ADL keeper (the deployer holds the role)
+            for outcome in deleverage_pending(self.x, self.roles.admin, [t.account for t in self.traders]):
+                if outcome.receipt is not None:
+                    self.record(outcome.receipt)
 
     def status(self, block: int) -> BlockStatus:
         names = self.x.market_names()

@@ -111,7 +111,7 @@ function render(s) {
   document.getElementById("adl-note").textContent = s.adl.note;
   document.getElementById("adl").replaceChildren(...s.adl.events.map((e) => {
     const li = document.createElement("li");
-    li.textContent = JSON.stringify(e);
+    li.textContent = e.text;
     return li;
   }));
 

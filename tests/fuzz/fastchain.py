@@ -120,6 +120,8 @@ class FastChain:
                 "insurance_fund": self.call(v, "insurance_fund"),
                 "total_lp_shares": self.call(v, "total_lp_shares"),
                 "paused": self.call(v, "paused"),
+                "unpaid_losses": self.call(v, "unpaid_losses"),
+                "loss_window": self.call(v, "loss_window"),
             },
             "lp_shares": [self.call(v, "lp_shares", lp) for lp in lps],
             "accounts": {(w, s): self._account(owner, s) for w, owner in enumerate(traders) for s in subs},
@@ -133,6 +135,7 @@ class FastChain:
             "state": self.call(v, "market_state", mk),
             "funding": self.call(v, "funding", mk),
             "paused": self.call(v, "market_paused", mk),
+            "adl": [self.call(v, "adl_pending", mk, side) for side in (0, 1)],
         }
 
     def _account(self, owner: Any, sub: int) -> State:
@@ -158,6 +161,8 @@ def model_state(m: VaultModel, traders: Sequence[str], subs: Sequence[int], mark
             "insurance_fund": m.insurance_fund,
             "total_lp_shares": m.total_lp_shares,
             "paused": m.paused,
+            "unpaid_losses": m.unpaid_losses,
+            "loss_window": (m.loss_window_start, m.loss_budget),
         },
         "lp_shares": [m.lp_shares.get(lp, 0) for lp in lps],
         "accounts": {(w, s): _model_account(m, name, s) for w, name in enumerate(traders) for s in subs},
@@ -170,9 +175,10 @@ def _model_market(m: VaultModel, mk: int) -> State:
     return {
         "price": m.prices[mk],
         "state": (st.oi_long, st.oi_short, st.entry_sum, st.funding_sum, st.funding_rate, st.funding_index,
-                  st.last_funding_time),
+                  st.last_funding_time, st.long_entry_sum),
         "funding": m.funding_now(mk),
         "paused": st.paused,
+        "adl": [m.adl_pending(mk, side) for side in (0, 1)],
     }
 
 

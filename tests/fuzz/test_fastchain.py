@@ -55,11 +55,13 @@ def ape_state(x: Exchange, traders: list[Any], lps: list[Any], keeper: Any) -> S
     return {
         "time": int(ape.chain.blocks.head.timestamp),
         "markets": {mk: {"price": x.price(mk), "state": tuple(int(f) for f in v.market_state(mk)),
-                         "funding": tuple(int(f) for f in v.funding(mk)), "paused": bool(v.market_paused(mk))}
+                         "funding": tuple(int(f) for f in v.funding(mk)), "paused": bool(v.market_paused(mk)),
+                         "adl": [tuple(int(f) for f in v.adl_pending(mk, side)) for side in (0, 1)]}
                     for mk in MARKETS},
         "pool": {"balance": int(v.pool_balance()), "value": int(v.pool_value()),
                  "insurance_fund": int(v.insurance_fund()), "total_lp_shares": int(v.total_lp_shares()),
-                 "paused": bool(v.paused())},
+                 "paused": bool(v.paused()), "unpaid_losses": int(v.unpaid_losses()),
+                 "loss_window": tuple(int(f) for f in v.loss_window())},
         "lp_shares": [int(v.lp_shares(lp)) for lp in lps],
         "accounts": {(w, s): account(owner, s) for w, owner in enumerate(traders) for s in SUBS},
         "keeper_paid": [0],

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from perpdex.cli import main
-from perpdex.dashboard import ADL_NOTE, HISTORY_POINTS, Board, pending_ids, snapshot
+from perpdex.dashboard import NOTHING_OWED, HISTORY_POINTS, Board, pending_ids, snapshot
 from perpdex.dashboard_server import Latest, make_app, publish_next, stream
 from perpdex.model import WAD
 from perpdex.report.events import ChainEvent, EventLog
@@ -52,7 +52,7 @@ def test_snapshot__accounts_ranked_then_a_liquidation_listed(x, open_position, t
     assert by_name["ETH-USD"]["oi_long"] == 12.0 and by_name["ETH-USD"]["skew"] == 12.0
     assert by_name["ETH-USD"]["funding"]["predicted_rate_per_day"]["24h"] > 0  # longs crowd: they will pay
     assert doc["pool"]["pool_value_usd"] == int(x.vault.pool_value()) / WAD
-    assert doc["liquidations"] == [] and doc["adl"] == {"events": [], "note": ADL_NOTE}
+    assert doc["liquidations"] == [] and doc["adl"] == {"events": [], "note": NOTHING_OWED}
 
     crash = x.set_price(eth, 2_860 * WAD)
     liquidated = x.d.keeper.liquidate(trader, 0, sender=liquidator)

@@ -4,6 +4,7 @@ straddle that drained the pool before the caps."""
 
 import ape
 from perpdex.deploy import deploy_system
+from perpdex.keepers.adl import deleverage_pending
 from perpdex.model import WAD, ceil_div
 from perpdex.sdk import Exchange
 
@@ -25,27 +26,31 @@ def _fresh(admin, lp, pool_usd=1_000_000, **overrides):
 def _side_cap_size(x, market):
     """The largest long (in WAD base units) the reserve cap admits from a flat market: the
     model's arithmetic, with the fill's premium and fee moving the pool value a little."""
-    reserve, _ = x.vault.pool_caps()
+    reserve = x.vault.pool_caps()[0]
     return reserve * x.vault.pool_value() // x.price(market)
 
 
 def test_pool_caps__defaults_and_bounds(system, vault, admin, attacker):
-    assert vault.pool_caps() == (WAD, 3 * WAD // 2)
+    assert vault.pool_caps() == (WAD, 3 * WAD // 2, 9 * WAD // 10, WAD // 100)
     for who in (attacker, admin):  # the deployer too: the Governance owns the vault
         with ape.reverts("ownable: caller is not the owner"):
-            vault.set_pool_caps(WAD, WAD, sender=who)
-    for reserve, exposure, reason in [
-        (0, WAD, "vault: bad reserve_factor"),
-        (2 * WAD + 1, 4 * WAD, "vault: bad reserve_factor"),
-        (WAD, WAD - 1, "vault: bad max_exposure_factor"),  # below the per-side factor
-        (WAD, 4 * WAD + 1, "vault: bad max_exposure_factor"),
+            vault.set_pool_caps(WAD, WAD, WAD, 0, sender=who)
+    for reserve, exposure, pnl, loss, reason in [
+        (0, WAD, WAD, 0, "vault: bad reserve_factor"),
+        (2 * WAD + 1, 4 * WAD, WAD, 0, "vault: bad reserve_factor"),
+        (WAD, WAD - 1, WAD, 0, "vault: bad max_exposure_factor"),  # below the per-side factor
+        (WAD, 4 * WAD + 1, WAD, 0, "vault: bad max_exposure_factor"),
+        (WAD, WAD, 0, 0, "vault: bad max_pnl_factor"),  # traders would never be paid
+        (WAD, WAD, WAD + 1, 0, "vault: bad max_pnl_factor"),  # more than the pool's cash
+        (WAD, WAD, WAD, WAD + 1, "vault: bad pool_loss_cap"),  # more than the pool's cash a day
     ]:
         with ape.reverts(reason):
-            system.govern(vault, "set_pool_caps", reserve, exposure)
-    receipt = system.govern(vault, "set_pool_caps", WAD // 2, 2 * WAD).executed
+            system.govern(vault, "set_pool_caps", reserve, exposure, pnl, loss)
+    receipt = system.govern(vault, "set_pool_caps", WAD // 2, 2 * WAD, WAD // 2, 0).executed
     event = receipt.events.filter(vault.PoolCapsSet)[0]
-    assert (event.reserve_factor, event.max_exposure_factor) == (WAD // 2, 2 * WAD)
-    assert vault.pool_caps() == (WAD // 2, 2 * WAD)
+    assert (event.reserve_factor, event.max_exposure_factor, event.max_pnl_factor, event.pool_loss_cap) == (
+        WAD // 2, 2 * WAD, WAD // 2, 0)
+    assert vault.pool_caps() == (WAD // 2, 2 * WAD, WAD // 2, 0)
 
 
 def test_reserve_cap__one_side_at_the_cap_fills__one_unit_more_reverts(admin, lp, trader, trader2):
@@ -81,7 +86,7 @@ def test_reducing_over_the_cap__always_allowed(admin, lp, trader):
     eth = x.d.markets["ETH-USD"]
     x.deposit(trader, 5_000_000 * TOKEN)
     x.trade(trader, eth, 300 * WAD)  # 900k of a 1M pool's reserve
-    x.d.govern(x.vault, "set_pool_caps", WAD // 10, WAD // 10)  # now far over the caps
+    x.d.govern(x.vault, "set_pool_caps", WAD // 10, WAD // 10, WAD, WAD // 100)  # now far over the caps
     with ape.reverts("vault: reserve cap"):
         x.trade(trader, eth, WAD)
     x.trade(trader, eth, -100 * WAD)  # reducing is never refused by the caps
@@ -107,7 +112,7 @@ def test_lp_withdrawal__cannot_leave_open_interest_over_the_caps(admin, lp, trad
     # a small withdrawal that keeps 1.44M <= 1.5 x value passes
     paid = vault.remove_liquidity(shares // 100, sender=lp).return_value
     assert paid > 0
-    _, gross, _ = _valuation_from_chain(x)
+    _, gross, _, _ = _valuation_from_chain(x)
     assert gross * WAD <= vault.pool_caps()[1] * vault.pool_value()
 
 
@@ -146,10 +151,23 @@ def test_straddle_attack__blocked_by_the_caps__honest_trader_and_lps_made_whole(
     lp_value_before = vault.pool_value()
 
     x.set_price(eth, ETH_PRICE * 110 // 100)  # the gap: +10%
-    # the bankrupt short is liquidated; the long takes its profit and leaves
-    x.d.keeper.liquidate(attacker, 2, sender=admin)
-    x.close(attacker, eth, sub=1)
-    assert vault.pool_balance() >= 0  # SPEC 11.12: pool cash never below zero
+    # the bankrupt short is liquidated: beyond the insurance fund, the pool takes at most its
+    # loss cap (1% of its cash a day); the rest is owed by the longs, and the ADL keeper closes
+    # the most profitable one at the bankruptcy price: the attacker's own winning leg
+    receipt = x.d.keeper.liquidate(attacker, 2, sender=admin)
+    covered = receipt.events.filter(vault.BadDebtCovered)[0]
+    assert covered.to_adl > 0 and tuple(vault.loss_window())[1] == 0  # the day's budget is spent
+    assert covered.from_pool < vault.pool_balance() // 50  # about 1% of the pool's cash
+    outcomes = deleverage_pending(x, admin, [(trader, 0), (attacker, 1), (attacker, 2)])
+    assert [(o.candidate.owner, o.candidate.sub) for o in outcomes] == [(attacker.address, 1)]
+    assert abs(outcomes[0].recovered - covered.to_adl) <= WAD // 10**9  # the pool got it back
+    assert int(vault.position(attacker, 1, eth).size) == 0  # all of it: the short was as big
+    assert vault.pool_balance() >= vault.unpaid_losses()  # SPEC 11.12: pool cash never below zero
+    for sub in (1, 2):
+        if (left := int(vault.collateral(attacker, sub)) // 10**12) > 0:
+            vault.withdraw(sub, left, sender=attacker)
+    # the attacker gains at most what the pool's loss cap let through
+    assert usd.balanceOf(attacker) <= 120_000 * TOKEN + covered.from_pool // 10**12
 
     # the honest trader and the LPs can withdraw everything they are owed
     x.d.vault.withdraw(0, 500_000 * TOKEN, sender=trader)
@@ -157,6 +175,5 @@ def test_straddle_attack__blocked_by_the_caps__honest_trader_and_lps_made_whole(
     owed = vault.pool_value() // 10**12
     paid = vault.remove_liquidity(vault.lp_shares(lp), sender=lp).return_value
     assert paid >= owed - 1
-    # what the attack cost the LPs is bounded by the caps: at most the 5% of one side's
-    # notional that the gap took beyond the short's margin
-    assert lp_value_before - paid * 10**12 <= opened * ETH_PRICE // WAD // 20 + 1_000 * WAD
+    # what the attack cost the LPs is what the pool's loss cap let through (plus fees' dust)
+    assert lp_value_before - paid * 10**12 <= covered.from_pool + 10 * WAD
