@@ -127,11 +127,10 @@ from strategies import (  # tests/fuzz is on sys.path (rootdir-less test dirs, p
 
 # SPEC 11.11 in a rolled-back snapshot; PERPDEX_FUZZ_EXIT=0 turns it off (it is the slowest check)
 EXIT_CHECK = os.environ.get("PERPDEX_FUZZ_EXIT", "1") != "0"
-# PERPDEX_FUZZ_LP_EDGE=1 turns on `remove_liquidity_to_the_caps` (the big LP leaves the pool at
-# the least value its caps allow). Off by default until SPEC 14's cap on traders' profit lands:
-# with it on, a crash after such a withdrawal makes traders' profit exceed the pool's cash
-# (SPEC 11.11 fails within ~2,700 steps on the seeded profile: a known, open finding).
-LP_EDGE = os.environ.get("PERPDEX_FUZZ_LP_EDGE", "0") == "1"
+# `remove_liquidity_to_the_caps` (the big LP leaves the pool at the least value its caps allow,
+# then prices crash) is on unless PERPDEX_FUZZ_LP_EDGE=0. Before SPEC 14's cap on traders'
+# profit it broke SPEC 11.11 within ~2,700 steps (winners owed more than the pool's cash).
+LP_EDGE = os.environ.get("PERPDEX_FUZZ_LP_EDGE", "1") == "1"
 
 TOKEN = 10**6
 PRICE_BAND = (WAD // 2, 2 * WAD)  # prices stay within [0.5x, 2x] of where they started (WAD ratio)
