@@ -707,16 +707,7 @@ class VaultModel:
                 pnl = pnl * num // den
             closed_notional, pnl_total = closed_notional + n, pnl_total + pnl
             fee += ceil_div(n * st.params.liquidation_fee_ratio, WAD)
-            left = pos.size - closed
-            st.oi_long -= max(pos.size, 0) - max(left, 0)
-            st.oi_short -= max(-pos.size, 0) - max(-left, 0)
-            st.entry_sum -= closed * pos.entry_price
-            st.long_entry_sum -= (max(pos.size, 0) - max(left, 0)) * pos.entry_price
-            st.funding_sum -= closed * pos.funding_index
-            if left == 0:
-                del self.positions[(owner, sub, m)]
-            else:
-                pos.size = left
+            self._reduce(owner, sub, m, closed)
         # keeper pay only from the fee collected (SPEC 14): what the account can pay, its equity
         collected = min(fee, max(h.equity, 0))
         pnl_total = self.pay_trader(pnl_total, max(-h.collateral, 0))
@@ -737,6 +728,23 @@ class VaultModel:
             insurance_fee=collected + topped_up - paid, bad_debt=bad_debt, from_insurance=from_insurance,
             from_pool=from_pool, fee_collected=collected, reward_from_insurance=topped_up, to_adl=to_adl,
         )
+
+    def _reduce(self, owner: str, sub: int, market: int, closed: int) -> int:
+        """Close `closed` (signed like the position) of a position at its entry and funding
+        snapshot (a liquidation's or an ADL's close): open interest and the aggregates follow
+        (positions._move_position). Returns the size left."""
+        st, pos = self.markets[market], self.positions[(owner, sub, market)]
+        left = pos.size - closed
+        st.oi_long -= max(pos.size, 0) - max(left, 0)
+        st.oi_short -= max(-pos.size, 0) - max(-left, 0)
+        st.entry_sum -= closed * pos.entry_price
+        st.long_entry_sum -= (max(pos.size, 0) - max(left, 0)) * pos.entry_price
+        st.funding_sum -= closed * pos.funding_index
+        if left == 0:
+            del self.positions[(owner, sub, market)]
+        else:
+            pos.size = left
+        return left
 
     def _keeper_pay(self, collected: int) -> tuple[int, int]:
         """The keeper's reward (after the bad debt is covered): the collected fee up to the cap,
@@ -824,16 +832,7 @@ class VaultModel:
         pnl = signed * (bankruptcy - pos.entry_price) // WAD
         if pnl > 0:
             pnl = self.capped_profit(pnl)
-        st, left = self.markets[market], pos.size - signed
-        st.oi_long -= max(pos.size, 0) - max(left, 0)
-        st.oi_short -= max(-pos.size, 0) - max(-left, 0)
-        st.entry_sum -= signed * pos.entry_price
-        st.long_entry_sum -= (max(pos.size, 0) - max(left, 0)) * pos.entry_price
-        st.funding_sum -= signed * pos.funding_index
-        if left == 0:
-            del self.positions[(owner, sub, market)]
-        else:
-            pos.size = left
+        left = self._reduce(owner, sub, market, signed)
         before = self.collateral.get((owner, sub), 0)
         pnl = self.pay_trader(pnl, max(-before, 0))
         self.collateral[(owner, sub)] = before + pnl
