@@ -177,3 +177,21 @@ def test_adl_keeper__ranks_by_return_on_equity__closes_in_that_order(bankrupt_sh
     outcomes = deleverage_pending(x, admin, everyone)
     assert [o.candidate for o in outcomes] == ranked and all(o.receipt is not None for o in outcomes)
     assert sum(o.closed for o in outcomes) == 20 * WAD and pending(x) == []
+
+
+def test_adl_keeper__a_pass_reports_each_close_and_a_refusal_and_goes_on(bankrupt_short, admin, trader, trader2, accounts):
+    """`perpdex keeper adl`'s pass (AdlKeeper.step): a position the vault refuses is reported
+    with its reason and skipped, the next ones close what is owed, each with a line."""
+    from perpdex.keepers.adl import AdlKeeper
+
+    x, eth, _, _, _ = bankrupt_short
+    lines: list[str] = []
+    keeper = AdlKeeper(x, trader2, lambda: [(trader, 0)], lines.append)  # not the deleverager
+    [refused] = keeper.step()
+    assert refused.receipt is None and "vault: not the deleverager" in refused.reason
+    assert lines[-1].action == "skipped" and "not the deleverager" in lines[-1]
+    keeper = AdlKeeper(x, admin, lambda: [(trader, 0), (trader2, 0), (accounts[9], 0)], lines.append)
+    done = keeper.step()
+    assert [o.closed for o in done] == [10 * WAD, 5 * WAD, 5 * WAD]
+    assert [line.action for line in lines[-3:]] == ["deleveraged"] * 3
+    assert keeper.step() == []  # nothing owed any more: a pass does nothing
