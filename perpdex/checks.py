@@ -1,5 +1,6 @@
 """End-of-run invariant checks on a live deployment (SPEC 11.1, 11.2, 11.11), shared by the
-fuzz suite, the simulation's report and the stress tests.
+fuzz suite, the simulation's report and the stress tests; and `pool_loss_check` (issue 17:
+the bad debt LPs absorb stays within 1% of the pool), from figures the report has summed.
 
 Each check reads the chain only. `everyone_exits` changes it, inside a snapshot that it
 always rolls back: it liquidates what is liquidatable, closes every position (paused markets
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from perpdex.chain import current_chain, move_time, set_clock
+from perpdex.model import WAD
 from perpdex.money import tokens_usd, units_text, usd_text, wad_usd, wad_usd_text
 from perpdex.sdk import MAX_UINT256, Exchange
 
@@ -69,6 +71,20 @@ def open_interest_check(x: Exchange, accounts: Iterable[Account]) -> Check:
                          f"!= positions {units_text(longs)} long / {units_text(shorts)} short")
     detail = "; ".join(wrong) or f"{len(x.market_names())} markets, {len(listed)} accounts: OI == sum of positions"
     return Check("open interest == positions", not wrong, detail)
+
+
+POOL_LOSS_LIMIT = WAD // 100  # issue 17: LPs absorb at most 1% of the pool's starting value
+
+
+def pool_loss_check(absorbed: int, pool_start: int, beyond: str = "", limit: int = POOL_LOSS_LIMIT) -> Check:
+    """The bad debt the pool kept as its loss (`absorbed`: BadDebtCovered.from_pool summed,
+    WAD USD) is at most `limit` (a WAD share) of the pool's value at the start (`pool_start`,
+    WAD USD). `beyond`: what the detail adds (what went to ADL)."""
+    bound = max(pool_start, 0) * limit // WAD
+    share = f"{absorbed * 100 / pool_start:.4f}%" if pool_start > 0 else "all"
+    detail = (f"the pool absorbed {wad_usd(absorbed)} of bad debt: {share} of its value at the start, "
+              f"{wad_usd(pool_start)} (limit {limit * 100 / WAD:g}%: {wad_usd(bound)})" + (f"; {beyond}" if beyond else ""))
+    return Check(f"bad debt to LPs <= {limit * 100 / WAD:g}% of the pool", absorbed <= bound, detail)
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
-from perpdex.checks import Check, everyone_exits, ledger_check, open_interest_check
+from perpdex.checks import Check, everyone_exits, ledger_check, open_interest_check, pool_loss_check
+from perpdex.keepers.adl import SIDE_NAMES, pending
 from perpdex.model import WAD, from_wad
-from perpdex.money import tokens_usd, usd_text, wad_usd_text
+from perpdex.money import tokens_usd, units_text, usd_text, wad_usd, wad_usd_text
 from perpdex.report.events import ChainEvent, EventLog
 from perpdex.report.figures import Tally, add_unsettled_funding, funding_baseline, funding_rounding_bound, tally
 from perpdex.report.samples import Sample, Sampler
@@ -139,13 +140,16 @@ def build_report(
     accounts = list(accounts) if accounts is not None else [(signer_of(o), sub) for o, sub in accounts_in(events)]
     lps = list(lps) if lps is not None else [signer_of(p) for p in lps_in(events)]
     decimals = int(x.d.usd.decimals())
+    adl_left = adl_pending_text(x)
     summary = _summary(events, sampler.rows, t, len(accounts), decimals)
+    summary |= _loss_figures(t, sampler.rows[0].pool_value, int(x.vault.pool_caps()[3]), adl_left)
     markets = {name: _market_figures(m, t, events, sampler.rows) for m, name in names.items()}
     for name, figures in markets.items():
         summary.update({f"{name}.{k}": v for k, v in figures.items()})
     checks = [ledger_check(x, accounts), open_interest_check(x, accounts), *_funding_check(t)]
     if exit_check:
         checks.append(everyone_exits(x, accounts, lps, keeper or x.d.deployer).check())
+    checks.append(pool_loss_check(t.bad_debt_from_pool, sampler.rows[0].pool_value, _beyond_the_cap(t, adl_left)))
     checks += compare(expected or Expected(), t, decimals)
     equities = [usd(int(x.vault.equity(owner, sub))) for owner, sub in accounts]
     network = str(getattr(networks.active_provider, "network_choice", "") or "unknown")
@@ -260,6 +264,14 @@ def _summary(events: list[ChainEvent], rows: list[Sample], t: Tally, accounts: i
         "bad_debt_usd": usd(t.bad_debt),
         "bad_debt_from_insurance_usd": usd(t.bad_debt_from_insurance),
         "bad_debt_from_pool_usd": usd(t.bad_debt_from_pool),
+        "bad_debt_to_adl_usd": usd(t.bad_debt_to_adl),
+        "adl_booked_usd": usd(t.adl_booked),
+        "adl_deleverages": t.adl_closes,
+        "adl_notional_usd": usd(t.adl_notional),
+        "adl_recovered_usd": usd(t.adl_recovered),
+        "profit_cut_by_share_usd": usd(t.profit_capped),
+        "payments_capped_usd": usd(t.payments_capped),
+        "pnl_capped_usd": usd(t.pnl_capped),
         "insurance_start_usd": usd(start.insurance_fund),
         "insurance_end_usd": usd(end.insurance_fund),
         "pool_value_start_usd": usd(start.pool_value),
@@ -268,6 +280,29 @@ def _summary(events: list[ChainEvent], rows: list[Sample], t: Tally, accounts: i
         "pool_max_drawdown_pct": round(max_drawdown(r.pool_value for r in rows) * 100, 4),
         "vault_balance_end_usd": tokens_usd(end.vault_tokens, decimals),
     }
+
+
+def _loss_figures(t: Tally, pool_start: int, loss_cap: int, adl_left: str) -> dict[str, Number]:
+    """How much of its loss cap the pool used: the bad debt it absorbed (from_pool) as a share
+    of `loss_cap` (pool_loss_cap, WAD) times its value at the start (`pool_start`, WAD USD:
+    the cap's base is the pool's cash when a loss window opens, about that); and the ADL
+    still owed at the end."""
+    budget = max(pool_start, 0) * loss_cap // WAD
+    return {"pool_loss_cap_used_pct": round(t.bad_debt_from_pool * 100 / budget, 4) if budget else 0.0,
+            "adl_pending_at_end": adl_left}
+
+
+def adl_pending_text(x: Exchange) -> str:
+    """What ADL still owes now, per market side (size, bankruptcy price); "none"."""
+    names = x.market_names()
+    return "; ".join(f"{names[p.market]} {SIDE_NAMES[p.side]} {units_text(p.size)} at {wad_usd(p.price)}"
+                     for p in pending(x)) or "none"
+
+
+def _beyond_the_cap(t: Tally, adl_left: str) -> str:
+    """The pool-loss check's note on what went beyond the loss cap."""
+    return (f"beyond the loss cap {wad_usd(t.bad_debt_to_adl)} to ADL, {wad_usd(t.adl_recovered)} recovered by "
+            f"{t.adl_closes} deleverages; ADL pending at the end: {adl_left}")
 
 
 def _request_figures(t: Tally) -> dict[str, Number]:

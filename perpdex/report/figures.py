@@ -42,7 +42,14 @@ class Tally:
     insurance_fees: int = 0
     bad_debt: int = 0
     bad_debt_from_insurance: int = 0
-    bad_debt_from_pool: int = 0
+    bad_debt_from_pool: int = 0  # the pool's loss, within its loss cap
+    bad_debt_to_adl: int = 0  # beyond the cap: advanced by the pool, owed by the other side (ADL)
+    adl_booked: int = 0  # DeleverageBooked.recover summed
+    adl_closes: int = 0
+    adl_notional: int = 0  # WAD USD: sum |closed_size| * bankruptcy price over Deleveraged
+    adl_recovered: int = 0
+    profit_capped: int = 0  # profit realized at the pool's pro-rata share: what the share cut
+    payments_capped: int = 0  # TraderPaymentCapped: owed - paid (beyond the pool's cash)
     settlements: int = 0
     requests_committed: int = 0  # two-step requests (OrderRouter)
     requests_settled: int = 0
@@ -50,11 +57,20 @@ class Tally:
     commit_times: dict[int, int] = field(default_factory=dict)  # order id -> committed_at
     fill_seconds: list[int] = field(default_factory=list)  # commit to settlement, per settled request
     book: dict[Key, int] = field(default_factory=dict)  # position size after the last event
+    entries: dict[Key, int] = field(default_factory=dict)  # entry price after the last event
+    liquidated_pnl: dict[tuple[str, int], int] = field(default_factory=dict)  # PositionLiquidated pnl, this liquidation
+    last_payment_cap: tuple[str, str, int, int, int] | None = None  # (tx, owner, sub, owed, paid) of the last one
     gaps: list[str] = field(default_factory=list)  # why the funding history is incomplete
 
     @property
     def trades(self) -> int:
         return sum(m.trades for m in self.markets.values())
+
+    @property
+    def pnl_capped(self) -> int:
+        """Profit traders did not get because of the pool's caps: the pro-rata share's cut
+        plus payments beyond the pool's cash."""
+        return self.profit_capped + self.payments_capped
 
     @property
     def requests_cancelled(self) -> int:
@@ -85,8 +101,8 @@ def tally(events: Iterable[ChainEvent], markets: Iterable[int], baseline: dict[i
         handler = _HANDLERS.get(e.name)
         if handler is not None:
             handler(t, e.args)
-        elif e.name in _REQUEST_HANDLERS:
-            _REQUEST_HANDLERS[e.name](t, e)
+        elif e.name in _EVENT_HANDLERS:
+            _EVENT_HANDLERS[e.name](t, e)
     return t
 
 
@@ -107,7 +123,51 @@ def _order_cancelled(t: Tally, e: ChainEvent) -> None:
     t.cancel_reasons[reason] = t.cancel_reasons.get(reason, 0) + 1
 
 
-_REQUEST_HANDLERS = {"OrderCommitted": _committed, "OrderSettled": _order_settled, "OrderCancelled": _order_cancelled}
+def _payment_capped(t: Tally, e: ChainEvent) -> None:
+    a = e.args
+    owed, paid = int(a["owed"]), int(a["paid"])
+    t.payments_capped += owed - paid
+    t.last_payment_cap = (e.tx, str(a["owner"]), int(a["sub"]), owed, paid)
+
+
+def _before_payment_cap(t: Tally, e: ChainEvent) -> int:
+    """A Liquidation's or Deleveraged's realized_pnl is what was paid: after the pro-rata
+    share, then after a TraderPaymentCapped (logged just before, in the same transaction,
+    for the same account) when the pool's cash fell short. This is the PnL before the
+    latter (the payment cap is counted by its own event)."""
+    paid, cap = int(e.args["realized_pnl"]), t.last_payment_cap
+    if cap is not None and cap[:3] == (e.tx, str(e.args["owner"]), int(e.args["sub"])) and cap[4] == paid:
+        return cap[3]
+    return paid
+
+
+def _liquidation(t: Tally, e: ChainEvent) -> None:
+    a = e.args
+    t.liquidations += 1
+    t.liquidations_partial += int(a["fraction"]) < WAD
+    t.liquidation_fees += int(a["fee"])
+    t.keeper_rewards_tokens += int(a["keeper_reward"])
+    t.insurance_fees += int(a["insurance_fee"])
+    t.bad_debt += int(a["bad_debt"])
+    at_share = _before_payment_cap(t, e)
+    t.profit_capped += t.liquidated_pnl.pop((str(a["owner"]), int(a["sub"])), at_share) - at_share
+
+
+def _deleveraged(t: Tally, e: ChainEvent) -> None:
+    """An ADL close at the bankruptcy price (PnL at the pro-rata share, as any close)."""
+    a, key = e.args, _key(e.args)
+    closed, price = int(a["closed_size"]), int(a["price"])
+    t.adl_closes += 1
+    t.adl_notional += abs(closed) * price // WAD
+    t.adl_recovered += int(a["recovered"])
+    _cut_by_share(t, key, closed, price, _before_payment_cap(t, e))
+    t.book[key] = int(a["size"])
+
+
+_EVENT_HANDLERS = {
+    "OrderCommitted": _committed, "OrderSettled": _order_settled, "OrderCancelled": _order_cancelled,
+    "TraderPaymentCapped": _payment_capped, "Deleveraged": _deleveraged, "Liquidation": _liquidation,
+}
 
 
 def _key(a: dict[str, Any]) -> Key:
@@ -124,7 +184,24 @@ def _modified(t: Tally, a: dict[str, Any]) -> None:
     m.trades += 1
     m.volume += abs(int(a["size_delta"])) * int(a["fill_price"]) // WAD
     m.fees += int(a["fee"])
+    delta = int(a["size_delta"])
+    if before and (before > 0) != (delta > 0):  # a reduce, close or flip realizes PnL
+        closed = before if abs(delta) >= abs(before) else -delta
+        _cut_by_share(t, key, closed, int(a["fill_price"]), int(a["realized_pnl"]))
     t.book[key] = int(a["size"])
+    t.entries[key] = int(a["entry_price"])
+
+
+def _cut_by_share(t: Tally, key: Key, closed: int, price: int, realized: int) -> None:
+    """Books what the pool's pro-rata share cut from closing `closed` (signed, of the
+    position's side) at `price`: the PnL in full (floored, as the vault computes it) minus
+    `realized` (at the share). Needs the position's entry from an earlier event."""
+    entry = t.entries.get(key)
+    if entry is None:
+        return
+    full = closed * (price - entry) // WAD
+    if full > 0:
+        t.profit_capped += full - realized
 
 
 def _settled(t: Tally, a: dict[str, Any]) -> None:
@@ -133,9 +210,13 @@ def _settled(t: Tally, a: dict[str, Any]) -> None:
 
 
 def _position_liquidated(t: Tally, a: dict[str, Any]) -> None:
+    """Its realized_pnl is before the pro-rata share; the Liquidation event that follows
+    has the account's sum after it."""
     key = _key(a)
     t.markets[key[2]].liquidated_notional += abs(int(a["closed_size"])) * int(a["price"]) // WAD
     t.book[key] = int(a["size"])
+    account = (key[0], key[1])
+    t.liquidated_pnl[account] = t.liquidated_pnl.get(account, 0) + int(a["realized_pnl"])
 
 
 def _accrued(t: Tally, a: dict[str, Any]) -> None:
@@ -150,18 +231,10 @@ def _accrued(t: Tally, a: dict[str, Any]) -> None:
     m.accruals += 1
 
 
-def _liquidation(t: Tally, a: dict[str, Any]) -> None:
-    t.liquidations += 1
-    t.liquidations_partial += int(a["fraction"]) < WAD
-    t.liquidation_fees += int(a["fee"])
-    t.keeper_rewards_tokens += int(a["keeper_reward"])
-    t.insurance_fees += int(a["insurance_fee"])
-    t.bad_debt += int(a["bad_debt"])
-
-
 def _bad_debt(t: Tally, a: dict[str, Any]) -> None:
     t.bad_debt_from_insurance += int(a["from_insurance"])
     t.bad_debt_from_pool += int(a["from_pool"])
+    t.bad_debt_to_adl += int(a["to_adl"])
 
 
 def _adder(name: str, arg: str = "amount") -> Any:
@@ -183,8 +256,8 @@ _HANDLERS = {
     "FundingSettled": _settled,
     "PositionLiquidated": _position_liquidated,
     "FundingAccrued": _accrued,
-    "Liquidation": _liquidation,
     "BadDebtCovered": _bad_debt,
+    "DeleverageBooked": _adder("adl_booked", "recover"),
     "Deposit": _adder("deposits_tokens"),
     "Withdraw": _adder("withdrawals_tokens"),
     "LiquidityAdded": _adder("lp_added_tokens"),

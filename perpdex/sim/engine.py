@@ -163,7 +163,7 @@ class Book:
                 self.collateral[key] = int(a["collateral"])
             if e.name == "PositionModified":
                 self.positions.setdefault(key, {})[int(a["market"])] = (int(a["size"]), int(a["entry_price"]))
-            elif e.name == "PositionLiquidated":
+            elif e.name in ("PositionLiquidated", "Deleveraged"):  # the entry stays
                 _, entry = self.positions.get(key, {}).get(int(a["market"]), (0, 0))
                 self.positions.setdefault(key, {})[int(a["market"])] = (int(a["size"]), entry)
         self.seen = len(events)

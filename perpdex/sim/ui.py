@@ -49,8 +49,10 @@ def _usd_change(value: float) -> str:
 
 
 COMPARISON_COLUMNS = (
-    "Scenario", "ETH move", "BTC move", "Trades", "Liquidated, partial / full", "Bad debt", "Insurance fund change",
-    "Pool value change", "Keeper rewards", "Funding paid by longs", "Checks", "Blocks/s",
+    "Scenario", "ETH move", "BTC move", "Trades", "Liquidated, partial / full", "Bad debt", "From insurance",
+    "From pool (within its loss cap)", "To ADL (beyond the cap)", "ADL'd notional", "Recovered by ADL",
+    "Pool loss cap used (of cap x start value)", "Capped PnL (pro-rata cut + capped payments)",
+    "Insurance fund change", "Pool value change", "Keeper rewards", "Funding paid by longs", "Checks", "Blocks/s",
 )
 
 
@@ -70,6 +72,13 @@ def comparison_row(result: SimResult) -> list[str]:
         f"{int(s['trades']):,}",
         f"{int(s['liquidations_partial'])}/{int(s['liquidations_full'])}",
         _usd(f("bad_debt_usd")),
+        _usd(f("bad_debt_from_insurance_usd")),
+        _usd(f("bad_debt_from_pool_usd")),
+        _usd(f("bad_debt_to_adl_usd")),
+        _usd(f("adl_notional_usd")),
+        _usd(f("adl_recovered_usd")),
+        f"{f('pool_loss_cap_used_pct'):.1f}%",
+        _usd(f("pnl_capped_usd")),
         _usd_change(f("insurance_end_usd") - f("insurance_start_usd")),
         _usd_change(f("pool_value_end_usd") - f("pool_value_start_usd")),
         _usd(f("keeper_rewards_usd")),

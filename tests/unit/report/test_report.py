@@ -55,6 +55,14 @@ def test_figures__partial_and_full_liquidation__counted_apart(history, lp, liqui
     assert report.summary["bad_debt_usd"] == usd(int(liquidations[1].bad_debt)) > 0
     covered = decoded(history, history.x.vault.BadDebtCovered)[0]
     assert report.summary["bad_debt_from_insurance_usd"] == usd(int(covered.from_insurance))
+    assert report.summary["bad_debt_from_pool_usd"] == usd(int(covered.from_pool))
+    assert int(covered.from_insurance) + int(covered.from_pool) + int(covered.to_adl) == int(covered.bad_debt)
+    assert report.summary["bad_debt_to_adl_usd"] == usd(int(covered.to_adl))
+    start = history.sampler.rows[0].pool_value
+    cap = int(history.x.vault.pool_caps()[3])
+    assert report.summary["pool_loss_cap_used_pct"] == round(int(covered.from_pool) * 100 / (start * cap // WAD), 4)
+    # no deleverager runs here: ADL is pending at the end exactly when some went beyond the cap
+    assert (report.summary["adl_pending_at_end"] == "none") == (int(covered.to_adl) == 0)
     assert report.summary["liquidation_fees_usd"] == usd(sum(int(ev.fee) for ev in liquidations))
 
 
@@ -89,8 +97,8 @@ def test_checks__all_pass__including_everyone_exits__accounts_taken_from_events(
     report = build_report(history.x, history.log, history.sampler, lps=[lp], keeper=liquidator)
     assert report.summary["accounts"] == len(history.accounts) == 4
     names = [c.name for c in report.checks]
-    assert names[:4] == ["vault balance == ledger", "open interest == positions", "funding is zero-sum",
-                         "everyone can exit"]
+    assert names[:5] == ["vault balance == ledger", "open interest == positions", "funding is zero-sum",
+                         "everyone can exit", "bad debt to LPs <= 1% of the pool"]
     assert report.ok, report.failed
 
 

@@ -8,11 +8,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from perpdex.sim.ui import COMPARISON_COLUMNS, comparison_table, write_comparison
+from types import SimpleNamespace
+
+from perpdex.sim.ui import COMPARISON_COLUMNS, comparison_row, comparison_table, write_comparison
 
 ROWS = [
-    [name, "-40.0%", "+12.5%", "12,345", "11/18", "$1,234,568", "-$1,097,812", "+$12,345,679",
-     "$98,765", "$1,235", "ok" if name != "gap" else "2 failed", "3.4"]
+    [name, "-40.0%", "+12.5%", "12,345", "11/18", "$1,234,568", "$234,568", "$50,000", "$950,000", "$9,876,543",
+     "$949,999", "100.0%", "$1,234", "-$1,097,812", "+$12,345,679", "$98,765", "$1,235",
+     "ok" if name != "gap" else "2 failed", "3.4"]
     for name in ("gbm", "crash", "gap", "squeeze", "bleed")
 ]
 
@@ -37,3 +40,27 @@ def test_comparison_table__80_columns__every_number_whole() -> None:
     assert max(len(line) for line in text.splitlines()) <= 80
     for cell in ("-$1,097,812", "+$12,345,679", "$1,234,568", "2 failed"):
         assert any(cell in line for line in text.splitlines()), cell
+
+
+def test_comparison_row__loss_waterfall_adl_and_capped_pnl_columns() -> None:
+    summary = {
+        "ETH-USD.price_start_usd": 3000.0, "ETH-USD.price_end_usd": 2400.0, "BTC-USD.price_start_usd": 60000.0,
+        "BTC-USD.price_end_usd": 60000.0, "trades": 1234, "liquidations_partial": 3, "liquidations_full": 18,
+        "bad_debt_usd": 213_092.4, "bad_debt_from_insurance_usd": 1_000.2, "bad_debt_from_pool_usd": 50_012.6,
+        "bad_debt_to_adl_usd": 162_079.6, "adl_notional_usd": 1_500_000.0, "adl_recovered_usd": 160_000.0,
+        "pool_loss_cap_used_pct": 100.0252, "pnl_capped_usd": 42.5, "insurance_end_usd": 0.0,
+        "insurance_start_usd": 1_000.2, "pool_value_end_usd": 4_950_000.0, "pool_value_start_usd": 5_000_000.0,
+        "keeper_rewards_usd": 0.0, "funding_paid_by_longs_usd": -3.0,
+    }
+    report = SimpleNamespace(summary=summary, failed=[object()])
+    result = SimpleNamespace(config=SimpleNamespace(name="gap"), report=report, blocks_per_second=8.54)
+    row = dict(zip(COMPARISON_COLUMNS, comparison_row(result)))  # type: ignore[arg-type]
+    assert len(row) == len(COMPARISON_COLUMNS) == len(ROWS[0])
+    assert (row["Bad debt"], row["From insurance"], row["From pool (within its loss cap)"]) == (
+        "$213,092", "$1,000", "$50,013")
+    assert (row["To ADL (beyond the cap)"], row["ADL'd notional"], row["Recovered by ADL"]) == (
+        "$162,080", "$1,500,000", "$160,000")
+    assert row["Pool loss cap used (of cap x start value)"] == "100.0%"
+    assert row["Capped PnL (pro-rata cut + capped payments)"] == "$42"
+    assert (row["ETH move"], row["Pool value change"], row["Checks"], row["Blocks/s"]) == (
+        "-20.0%", "-$50,000", "1 failed", "8.5")
