@@ -82,8 +82,9 @@ def _as_bytes32(value: str) -> bytes:
     return bytes.fromhex(value.removeprefix("0x"))
 
 
-def schedule(governance: Any, target: Any, payload: bytes, sender: Any) -> Operation:
-    """Schedule `payload` on `target` with the minimum delay, under the first unused salt."""
+def schedule(governance: Any, target: Any, payload: bytes, sender: Any, delay: int | None = None) -> Operation:
+    """Schedule `payload` on `target` with `delay` seconds (default: the minimum delay), under
+    the first unused salt."""
     address = str(target.address if hasattr(target, "address") else target)
     salt_n = 0
     while True:
@@ -92,7 +93,8 @@ def schedule(governance: Any, target: Any, payload: bytes, sender: Any) -> Opera
         if int(governance.get_timestamp(_as_bytes32(op_id))) == 0:
             break
         salt_n += 1
-    delay = int(governance.get_minimum_delay())
+    if delay is None:
+        delay = int(governance.get_minimum_delay())
     receipt = governance.schedule(address, 0, payload, ZERO32, salt, delay, sender=sender)
     eta = int(governance.get_timestamp(_as_bytes32(op_id)))
     return Operation(op_id, to_checksum_address(address), payload, salt, ZERO32, eta, scheduled=receipt)

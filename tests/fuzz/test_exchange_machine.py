@@ -98,6 +98,7 @@ from perpdex.model import (
     floor_div,
 )
 from perpdex.deploy import deploy_from
+from perpdex.governance import encode_call, execute, schedule
 from perpdex.revm_chain import RevmChain, RevmProject
 from perpdex.sdk import MAX_UINT256, Exchange, liquidation_price_of, model_from_chain, price_steps
 
@@ -262,6 +263,7 @@ class ExchangeMachine(RuleBasedStateMachine):
         self.keeper_start = {str(k): self._tokens(k) for k in self.keepers}
         self.settler_paid = self._tokens(self.settler)
         self.donated = 0  # tokens sent straight to the vault (SPEC 11.1, 11.10)
+        self.pending_caps: tuple[Any, tuple[int, int, int, int]] | None = None  # scheduled, not executed
         self.steps_since_exit = 0
         self.last_funding = {mk: (st_.funding_rate, st_.funding_index, st_.last_funding_time)
                              for mk, st_ in enumerate(self.m.markets)}
@@ -928,6 +930,45 @@ class ExchangeMachine(RuleBasedStateMachine):
         m = self.m
         m.reserve_factor, m.max_exposure_factor, m.max_pnl_factor, m.pool_loss_cap = reserve, exposure, pnl, loss
         assert tuple(int(f) for f in self.vault.pool_caps()) == (reserve, exposure, pnl, loss)
+
+    @rule(reserve=st.sampled_from((WAD // 10, WAD)), pnl=st.sampled_from((WAD // 100, 9 * WAD // 10)),
+          loss=st.sampled_from((0, WAD // 100)), delay=st.sampled_from((600, 3_600, DAY)))
+    @counted
+    def schedule_pool_caps(self, reserve, pnl, loss, delay):
+        """The owner schedules a caps change through the Governance with a real delay (SPEC 14:
+        changes that can hurt positions or the pool wait, users see them coming): nothing
+        changes until it is executed, and executing it early is refused."""
+        if self.pending_caps is not None:
+            _count("skipped", "schedule_pool_caps: one already pending")
+            return
+        caps = (reserve, min(2 * reserve, 4 * WAD), pnl, loss)
+        gov = self.x.d.governance
+        op = schedule(gov, self.vault, encode_call(self.vault, "set_pool_caps", caps), self.admin, delay=delay)
+        self.pending_caps = (op, caps)
+        before = tuple(int(f) for f in self.vault.pool_caps())
+        with reverts("timelock_controller: operation is not ready"):
+            execute(gov, op, self.admin)
+        assert tuple(int(f) for f in self.vault.pool_caps()) == before
+
+    @rule()
+    @counted
+    def execute_pool_caps(self):
+        """The scheduled caps change, once its delay has passed (the `wait` rule moves time):
+        executed, and only then the model's caps change."""
+        if self.pending_caps is None:
+            _count("skipped", "execute_pool_caps: nothing scheduled")
+            return
+        op, caps = self.pending_caps
+        if self.now < op.eta:
+            _count("skipped", "execute_pool_caps: not ready yet")
+            with reverts("timelock_controller: operation is not ready"):
+                execute(self.x.d.governance, op, self.admin)
+            return
+        execute(self.x.d.governance, op, self.admin)
+        self.pending_caps = None
+        m = self.m
+        m.reserve_factor, m.max_exposure_factor, m.max_pnl_factor, m.pool_loss_cap = caps
+        assert tuple(int(f) for f in self.vault.pool_caps()) == caps
 
     # ------------------------------------------------------------------ SPEC 11.11
 
