@@ -204,13 +204,6 @@ MUTATIONS: tuple[Mutation, ...] = (
         "",
     ),
     Mutation(
-        "payment_not_clamped_to_cash",
-        "a payment to an account is not clamped to the cash the pool holds (SPEC 11.12)",
-        POOL,
-        "paid = min(_amount, max(held, 0))",
-        "paid = _amount",
-    ),
-    Mutation(
         "loss_cap_ignored",
         "the pool absorbs all bad debt past the insurance fund, whatever is left of its loss window's budget (nothing to ADL)",
         POOL,
