@@ -56,6 +56,7 @@ IGNORED = shutil.ignore_patterns(".build", ".hypothesis", "__pycache__", ".pytes
 DEPLOYABLES = ("MarginVault", "VaultExtension", "LiquidationKeeper", "PriceOracle", "OrderRouter", "VaultLens", "Governance")
 SIZE_LIMIT = 24_576  # EIP-170: the largest runtime bytecode a chain accepts
 VAULT = "contracts/MarginVault.vy"
+EXTENSION = "contracts/VaultExtension.vy"
 POSITIONS = "contracts/modules/positions.vy"
 POOL = "contracts/modules/pool.vy"
 LIQUIDATION = "contracts/modules/liquidation.vy"
@@ -180,6 +181,34 @@ MUTATIONS: tuple[Mutation, ...] = (
         LIQUIDATION,
         "collected = convert(max(h.equity, 0), uint256)",
         "collected = fee",
+    ),
+    Mutation(
+        "lp_withdrawal_caps_before_paying",
+        "an LP withdrawal checks the caps against the pool's value before its payout, not after",
+        POOL,
+        "self._check_caps(largest, gross, value - paid_wad)",
+        "self._check_caps(largest, gross, value)",
+    ),
+    Mutation(
+        "adl_at_mark_price",
+        "deleverage realizes the position's PnL at the mark price instead of the bankruptcy price",
+        EXTENSION,
+        "pnl: int256 = signed * (convert(bankruptcy, int256) - convert(pos.entry_price, int256))",
+        "pnl: int256 = signed * (convert(mark, int256) - convert(pos.entry_price, int256))",
+    ),
+    Mutation(
+        "profit_not_capped",
+        "a trade that realizes profit is paid all of it, not the pool's pro-rata share (max_pnl_factor)",
+        POSITIONS,
+        "    if pnl > 0:\n        pnl = self._capped_profit(pnl)\n",
+        "",
+    ),
+    Mutation(
+        "loss_cap_ignored",
+        "the pool absorbs all bad debt past the insurance fund, whatever is left of its loss window's budget (nothing to ADL)",
+        POOL,
+        "to_adl = rest - absorbed",
+        "to_adl = 0",
     ),
     # ---- two-step settlement (SPEC 11.13-11.15): the router machine
     Mutation(

@@ -31,6 +31,13 @@ and pays nothing in a batch), or `liquidate_many` over a batch mixing liquidatab
 accounts. Owners of liquidatable accounts trade too: closing an underwater account leaves
 no negative collateral (the shortfall goes through the bad-debt waterfall).
 
+Solvency (SPEC 14) in one step, for what random rules reach too rarely in 50-step examples
+(the seeded bugs `adl_at_mark_price`, `loss_cap_ignored`, `profit_not_capped` went uncaught
+without them): `bankruptcy_into_adl` sets the pool's loss budget to 0, walks a market past the
+liquidation price of a position with another on the other side, liquidates it and deleverages
+the owing side; `realize_capped_profit` lowers max_pnl_factor, moves a position's market in its
+favour and closes or halves it while its profit is paid pro rata.
+
 SPEC 11.11 (`everyone_can_exit`, and at every teardown) runs perpdex.checks.everyone_exits
 unless PERPDEX_FUZZ_EXIT=0 (EXIT_CHECK). A separate Hypothesis test covers the first LP deposit
 after the pool emptied (SPEC 11.10).
@@ -612,19 +619,24 @@ class ExchangeMachine(RuleBasedStateMachine):
         self._remove_liquidity("remove_liquidity", lp, self._halvings(amount))
 
     @precondition(lambda self: LP_EDGE)
-    @rule(over=st.booleans(), usd=st.integers(1, 5_000))
+    @rule(over=st.booleans(), usd=st.integers(1, 5_000), tight=st.booleans())
     @counted
-    def remove_liquidity_to_the_caps(self, over, usd):
+    def remove_liquidity_to_the_caps(self, over, usd, tight):
         """The big LP withdraws to just inside (`usd` short of) or just past the value the pool's
         caps need for its open interest (SPEC 14): past it, the model refuses with a cap's
-        reason and the chain must cancel the request with the same one."""
+        reason and the chain must cancel the request with the same one. With `tight`, the
+        caps are first set to bind halfway into the room the net rule leaves, so that the
+        withdrawal meets a cap and not the net rule (which is checked first, and with the
+        default caps and one-sided books binds first nearly always)."""
         lp, m = self.lps[0], self.m
         value, gross, largest, _ = m.valuation()
-        need = max(ceil_div(largest * WAD, m.reserve_factor), ceil_div(gross * WAD, m.max_exposure_factor))
         # the net rule (pool cash behind each market's skew) may bind first: the payout lowers
         # cash and value alike, so the room is the smaller of the two
         cash_need = max(ceil_div(abs(st_.skew) * m.prices[mk] // WAD * WAD, st_.params.max_pool_exposure)
                         for mk, st_ in enumerate(m.markets))
+        if tight:
+            self._tighten_caps(value, gross, largest, m.pool_balance - cash_need)
+        need = max(ceil_div(largest * WAD, m.reserve_factor), ceil_div(gross * WAD, m.max_exposure_factor))
         held, total = m.lp_shares.get(str(lp), 0), m.total_lp_shares
         room = min(value - need, m.pool_balance - cash_need) - (usd if not over else -usd) * WAD
         if largest == 0 or value <= 0 or room <= 0 or held == 0:
@@ -636,6 +648,19 @@ class ExchangeMachine(RuleBasedStateMachine):
             return
         _count("kinds", f"remove_liquidity_to_the_caps:{'over' if over else 'inside'}")
         self._remove_liquidity("remove_liquidity_to_the_caps", lp, [amount])
+
+    def _tighten_caps(self, value: int, gross: int, largest: int, net_room: int) -> None:
+        """Set reserve_factor (and max_exposure_factor, if it would bind sooner) so that the
+        caps leave an LP half of `net_room`, the pool value the net rule lets go; unchanged
+        when there is no open interest or room, or the factor would be out of bounds."""
+        left = value - min(value, net_room) // 2
+        if largest == 0 or net_room <= 0 or left <= 0:
+            return
+        reserve = ceil_div(largest * WAD, left)
+        exposure = max(self.m.max_exposure_factor, reserve, ceil_div(gross * WAD, left))
+        if reserve <= 2 * WAD and exposure <= 4 * WAD:
+            _count("kinds", "remove_liquidity_to_the_caps:tightened")
+            self._set_pool_caps(reserve, exposure, self.m.max_pnl_factor, self.m.pool_loss_cap)
 
     def _remove_liquidity(self, rule_name: str, lp: Any, amounts: list[int]) -> None:
         before, price_before = self._tokens(lp), []
@@ -825,6 +850,9 @@ class ExchangeMachine(RuleBasedStateMachine):
         that side may be picked (ranking is the keeper's business): the model decides whether
         the vault must refuse (entry past the bankruptcy price, nothing to recover, equity
         below 0) and the chain agrees to the reason; nobody else's collateral moves."""
+        self._deleverage(pick, share)
+
+    def _deleverage(self, pick: int, share: int) -> None:
         owed = sorted(key for key, p in self.m.adl.items() if p.size)
         if not owed:
             _count("skipped", "deleverage: nothing owed")
@@ -852,6 +880,57 @@ class ExchangeMachine(RuleBasedStateMachine):
             result.closed_size, result.size, result.price, result.mark_price, result.realized_pnl, result.recovered)
         assert result.realized_pnl >= 0 and self.m.health(name, sub).equity >= 0
         assert {k: c for k, c in self.m.collateral.items() if k != (name, sub)} == others
+
+    @rule(pick=st.integers(0, 2**16), past_bps=st.integers(300, 1_500), share=st.sampled_from((1_000, 500, 100)))
+    @counted
+    def bankruptcy_into_adl(self, pick, past_bps, share):
+        """The end of the loss waterfall in one step (SPEC 14), which the rules above reach
+        only by chance (a bankruptcy beyond the insurance fund and the pool's budget, with a
+        winner on the other side: in the seeded profile's 50-step examples, almost never):
+        the pool's loss budget is set to 0, the oracle walks one market `past_bps` beyond the
+        liquidation price of a position whose market has a position on the other side too,
+        the keeper liquidates it (what the insurance fund does not cover is booked as ADL,
+        `_check_bad_debt`), and the ADL keeper deleverages a position on the owing side
+        (the `deleverage` rule's checks: the Deleveraged event's figures equal the model's)."""
+        m = self.m
+        both = {mk for mk in MARKETS if m.markets[mk].oi_long and m.markets[mk].oi_short}
+        candidates = [i for i, (_, _, mk) in enumerate(self._positions()) if mk in both]
+        if not candidates:
+            _count("skipped", "bankruptcy_into_adl: no market with both sides held")
+            return
+        index = candidates[pick % len(candidates)]
+        who, sub, _ = self._positions()[index]
+        self._set_pool_caps(m.reserve_factor, m.max_exposure_factor, m.max_pnl_factor, 0)
+        if not self._walk_past_liquidation_price(index, past_bps) or (who, sub) not in self._liquidatable():
+            return
+        self._liquidate_one(who, sub, self.keeper_caller)
+        _count("kinds", "bankruptcy_into_adl:" + ("booked" if any(p.size for p in m.adl.values()) else "not booked"))
+        self._deleverage(pick, share)
+
+    @precondition(lambda self: bool(self._positions()))
+    @rule(pick=st.integers(0, 2**16), gain_bps=st.integers(100, 2_000), share=st.sampled_from((1_000, 500)),
+          pnl=st.sampled_from((WAD // 100, WAD // 10)))
+    @counted
+    def realize_capped_profit(self, pick, gain_bps, share, pnl):
+        """A winner realizes profit while the traders' profit is past max_pnl_factor of the
+        pool's cash (SPEC 14), which random caps and prices reach too rarely for a close to
+        land while it binds: max_pnl_factor is lowered to `pnl`, the oracle walks the picked
+        position's market `gain_bps` in its favour (within the band), and the position is
+        closed or halved: the trade's event must carry the model's pro-rata realized PnL."""
+        who, sub, mk = (ps := self._positions())[pick % len(ps)]
+        m = self.m
+        self._set_pool_caps(m.reserve_factor, m.max_exposure_factor, pnl, m.pool_loss_cap)
+        up = m.position(self.names[who], sub, mk).size > 0
+        low, high = self._band(mk)
+        price = m.prices[mk]
+        target = min(high, price + price * gain_bps // 10_000) if up else max(low, price - price * gain_bps // 10_000)
+        for step in price_steps(price, target, int(self.x.d.oracle.max_price_jump())):
+            self._advance(1)
+            self._set_price(mk, step)
+        self._refresh()
+        num, den = m.profit_ratio()
+        _count("kinds", "realize_capped_profit:" + ("pro rata" if num < den else "in full"))
+        self._trade(who, sub, mk, "close" if share == 1_000 else "reduce", share)
 
     def _walk_past_liquidation_price(self, pick: int, past_bps: int) -> bool:
         """Move one market, in updates within the oracle's jump limit a second apart, to
@@ -925,7 +1004,9 @@ class ExchangeMachine(RuleBasedStateMachine):
         over a new cap stay (only growing open interest is checked); a low max_pnl_factor makes
         winners' profit count and pay pro rata, and locks LP withdrawals; a low pool_loss_cap
         sends bad debt to ADL."""
-        exposure = min(reserve + extra, 4 * WAD)
+        self._set_pool_caps(reserve, min(reserve + extra, 4 * WAD), pnl, loss)
+
+    def _set_pool_caps(self, reserve: int, exposure: int, pnl: int, loss: int) -> None:
         self.x.d.govern(self.vault, "set_pool_caps", reserve, exposure, pnl, loss, sender=self.admin)
         m = self.m
         m.reserve_factor, m.max_exposure_factor, m.max_pnl_factor, m.pool_loss_cap = reserve, exposure, pnl, loss
