@@ -5,13 +5,14 @@ instead of writing contract calls again. Amounts: `tokens` are token units, ever
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
 from perpdex import model
 from perpdex.deploy import Deployment
 from perpdex.logs import EventDecoder
-from perpdex.model import WAD, AdlPending, Health, MarketParams, Position, VaultModel
+from perpdex.model import WAD, AdlPending, Health, MarketParams, Position, VaultModel, to_wad
 
 MAX_UINT256 = 2**256 - 1
 DEFAULT_SLIPPAGE = WAD // 100  # 1%
@@ -58,10 +59,24 @@ class Exchange:
         every trade and LP move is a two-step request through the router."""
         return bool(self.vault.atomic_trading())
 
-    def deposit(self, account: Any, tokens: int, sub: int = 0, mint: bool = True) -> Any:
+    def deposit(self, account: Any, tokens: int | None = None, sub: int = 0, mint: bool = True, *,
+                usd: float | int | None = None) -> Any:
+        """Deposit `tokens` (token units) or `usd` dollars (`usd=10_000`) into sub-account `sub`,
+        minting them first (`mint`: the devnet's MockUSD)."""
+        if (tokens is None) == (usd is None):
+            raise ValueError("deposit: give tokens or usd=, not both")
+        amount = self.tokens(usd) if usd is not None else int(tokens)  # type: ignore[arg-type]
         if mint:
-            self.fund(account, tokens)
-        return self.vault.deposit(sub, tokens, sender=account)
+            self.fund(account, amount)
+        return self.vault.deposit(sub, amount, sender=account)
+
+    def market_id(self, market: int | str) -> int:
+        """A market's id from its id or its name ("ETH-USD")."""
+        if isinstance(market, str):
+            if market not in self.d.markets:
+                raise ValueError(f"unknown market {market!r}: one of {', '.join(self.d.markets)}")
+            return int(self.d.markets[market])
+        return int(market)
 
     def add_liquidity(self, account: Any, tokens: int, mint: bool = True, settle: bool = True) -> Any:
         """Add `tokens` to the LP pool: directly with atomic trading, else a request that
@@ -82,25 +97,33 @@ class Exchange:
         return int(self.d.lens.fill_price(market, size_delta))
 
     def trade(
-        self, account: Any, market: int, size_delta: int, sub: int = 0, slippage: int = DEFAULT_SLIPPAGE,
-        settle: bool = True,
+        self, account: Any, market: int | str, size_delta: int | float | Decimal, sub: int = 0,
+        slippage: int = DEFAULT_SLIPPAGE, settle: bool = True,
     ) -> Any:
-        """Buy (> 0) or sell `size_delta` base units (WAD) within `slippage` of the quote now:
-        directly with atomic trading; else commit a request to the router and, with `settle`,
-        fill it at the next round (`settle_next`). Returns the fill's receipt (the commit's
-        when not settled)."""
+        """Buy (> 0) or sell `size_delta` within `slippage` of the quote now: directly with atomic
+        trading; else commit a request to the router and, with `settle`, fill it at the next
+        round (`settle_next`). Returns the fill's receipt (the commit's when not settled).
+        `market` is an id or a name ("ETH-USD"); `size_delta` a float or Decimal in base units
+        (1.5 = 1.5 ETH) or an int in WAD (15 * 10**17)."""
+        market = self.market_id(market)
+        if not isinstance(size_delta, int):
+            size_delta = to_wad(size_delta)
         bound = slippage_bound(self.quote(market, size_delta), size_delta, slippage)
         if self.atomic:
             return self.vault.modify_position(sub, market, size_delta, bound, sender=account)
+        self._reward_ready(account)
         return self._request(self.d.router.commit_order(sub, market, size_delta, bound, sender=account), settle)
 
     def close(
-        self, account: Any, market: int, sub: int = 0, slippage: int = DEFAULT_SLIPPAGE, settle: bool = True
+        self, account: Any, market: int | str, sub: int = 0, slippage: int = DEFAULT_SLIPPAGE, settle: bool = True
     ) -> Any:
+        """Close the whole position in `market` (an id or a name)."""
+        market = self.market_id(market)
         size = self.position(account, sub, market).size
         bound = slippage_bound(self.quote(market, -size), -size, slippage)
         if self.atomic:
             return self.vault.close_position(sub, market, bound, sender=account)
+        self._reward_ready(account)
         return self._request(self.d.router.commit_close(sub, market, bound, sender=account), settle)
 
     # ---- two-step requests (SPEC 13)
@@ -163,6 +186,12 @@ class Exchange:
             raise ValueError(f"no OrderCommitted event in transaction {commit_receipt.txn_hash}")
         return int(committed[0]["order_id"])
 
+    def _reward_ready(self, account: Any) -> None:
+        """A request escrows the settler's reward from the owner's wallet: on the devnet's token,
+        mint it when the wallet is short (a wallet that holds it is left alone)."""
+        if int(self.d.usd.balanceOf(account)) < self.reward_tokens:
+            self.fund(account, self.reward_tokens)
+
     def _request(self, commit_receipt: Any, settle: bool) -> Any:
         return self.settle_next(self.order_id(commit_receipt)) if settle else commit_receipt
 
@@ -176,8 +205,8 @@ class Exchange:
         return self.d.oracle.set_prices(wanted, [self.price(m) for m in wanted], sender=feeder or self.d.deployer)
 
     # ---- reading
-    def position(self, owner: Any, sub: int, market: int) -> Position:
-        p = self.vault.position(owner, sub, market)
+    def position(self, owner: Any, sub: int, market: int | str) -> Position:
+        p = self.vault.position(owner, sub, self.market_id(market))
         return Position(int(p.size), int(p.entry_price), int(p.funding_index))
 
     def health(self, owner: Any, sub: int = 0) -> Health:
@@ -190,8 +219,8 @@ class Exchange:
     def params(self, market: int) -> MarketParams:
         return MarketParams.from_chain(self.vault.market_params(market))
 
-    def price(self, market: int) -> int:
-        return int(self.d.oracle.latest(market)[0])
+    def price(self, market: int | str) -> int:
+        return int(self.d.oracle.latest(self.market_id(market))[0])
 
     def market_names(self) -> dict[int, str]:
         return {i: name for name, i in self.d.markets.items()}

@@ -61,14 +61,17 @@ def seeded_devnet(devnet: Devnet, tmp_path: Path) -> tuple[Exchange, Path]:
     return x, path
 
 
-def rows(web: Any, table: str) -> list[Any]:
-    from selenium.webdriver.common.by import By
+def table_rows(web: Any, table: str) -> list[tuple[str, str, str, str]]:
+    """(owner, text, class, data-block) of every row of `table`, read in one script: the page
+    re-renders its rows every block, so an element handle can go stale between two reads."""
+    return [tuple(r) for r in web.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map("
+        "r => [r.dataset.owner, r.innerText, r.className, r.dataset.block || ''])",
+        f"#{table} tbody tr[data-owner]")]
 
-    return web.find_elements(By.CSS_SELECTOR, f"#{table} tbody tr[data-owner]")
 
-
-def row_of(web: Any, table: str, owner: str) -> Any | None:
-    return next((r for r in rows(web, table) if r.get_attribute("data-owner") == owner.lower()), None)
+def row_read(web: Any, table: str, owner: str) -> tuple[str, str, str, str] | None:
+    return next((r for r in table_rows(web, table) if r[0] == owner.lower()), None)
 
 
 def shown_block(web: Any) -> int:
@@ -91,32 +94,34 @@ def test_dashboard__page_shows_the_seeded_devnet__and_a_liquidation_within_2_blo
 
             markets = {r.get_attribute("data-market") for r in browser.find_elements("css selector", "#markets tbody tr")}
             assert markets == {"ETH-USD", "BTC-USD"}
-            shown = [r.get_attribute("data-owner") for r in rows(browser, "accounts")]
+            accounts_shown = table_rows(browser, "accounts")
+            shown = [r[0] for r in accounts_shown]
             assert sorted(shown) == sorted(t.lower() for t in traders)
             # the 4x ETH long is the closest to liquidation: listed first, with its liquidation price
             bold = traders[2]
-            assert shown[0] == bold.lower() and "ETH-USD +" in rows(browser, "accounts")[0].text and "liq. 2," in rows(browser, "accounts")[0].text
+            assert shown[0] == bold.lower() and "ETH-USD +" in accounts_shown[0][1] and "liq. 2," in accounts_shown[0][1]
             assert "no liquidation yet" in browser.find_element("id", "liquidations").text
-            assert "does not exist in the contracts yet" in browser.find_element("id", "adl-note").text
+            assert browser.find_element("id", "adl-note").text == "no market side owes ADL now"  # nothing went to ADL
 
             # ETH falls 25%: the 4x long (liquidation price about 2,310) is under water, the 2x one is not
             feed_prices(x, {0: 2_250 * WAD})
             assert x.d.keeper.health(bold, 0).liquidatable
-            wait_until(lambda: (r := row_of(browser, "accounts", bold)) is not None and "liquidatable" in r.get_attribute("class"),
+            wait_until(lambda: (r := row_read(browser, "accounts", bold)) is not None and "liquidatable" in r[2],
                        10, "the page to flag the account liquidatable", board)
 
             receipt = x.d.keeper.liquidate(bold, 0, sender=accounts.test_accounts[10])
             at = int(receipt.block_number)
             # blocks go on coming (one a second, as under a feeder); the row must be there by block at + 2
-            while row_of(browser, "liquidations", bold) is None:
+            while row_read(browser, "liquidations", bold) is None:
                 assert int(chain.blocks.head.number) < at + 2, f"no liquidation on the page by block {at + 2} (it is in block {at})"
                 time.sleep(1.0)
-                if row_of(browser, "liquidations", bold) is None:
+                if row_read(browser, "liquidations", bold) is None:
                     chain.mine(1)
             assert at <= shown_block(browser) <= at + 2
-            row = row_of(browser, "liquidations", bold)
-            assert row.get_attribute("data-block") == str(at)
-            assert row_of(browser, "accounts", bold) is None or "liquidatable" not in row_of(browser, "accounts", bold).get_attribute("class")
+            row = row_read(browser, "liquidations", bold)
+            assert row is not None and row[3] == str(at)
+            after = row_read(browser, "accounts", bold)
+            assert after is None or "liquidatable" not in after[2]
             keepers = browser.find_element("id", "keepers").text
             assert f"liquidator 1 {at}" in keepers, keepers
         finally:

@@ -105,3 +105,22 @@ def test_readme_command_runs_as_written(command, expected):
     assert text in output, output
     if code == 2:  # a user error: one line, never a traceback
         assert "Traceback" not in output and len([line for line in done.stderr.splitlines() if line.strip()]) <= 3, output
+
+
+_PYTHON = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def test_readme_python_example_runs_as_written(chain, capsys):
+    """The README's Python block, executed as written on the embedded chain: markets by name,
+    a float size in base units, a deposit in USD; it really traded (fees paid, closed again)."""
+    [block] = _PYTHON.findall(README.read_text())
+    snapshot = chain.snapshot()
+    try:
+        namespace: dict = {}
+        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - the README's own code
+        x, alice = namespace["x"], namespace["alice"]
+        assert x.position(alice, 0, "ETH-USD").size == 0  # bought 1 ETH, then closed
+        assert 9_990 * 10**18 < x.vault.collateral(alice, 0) < 10_000 * 10**18  # fees paid on both fills
+        assert "Position(size=1000000000000000000" in capsys.readouterr().out
+    finally:
+        chain.restore(snapshot)
