@@ -509,11 +509,12 @@ def min_keeper_reward() -> uint256:
 @external
 def __default__():
     """
-    @notice Every other entry point (the owner's: add_market, set_market_params,
-            set_liquidator, set_pool_caps, set_router, pause, unpause, pause_market,
-            unpause_market, settle_market; and anyone's close_settled) runs in
-            VaultExtension's code on this vault's storage (delegatecall), with the caller's
-            address; an unknown selector reverts there.
+    @notice Every other entry point (the owner's: set_market_params, set_liquidator,
+            set_pool_caps, set_router, set_deleverager, pause, unpause, pause_market,
+            unpause_market, settle_market) runs in VaultExtension's code on this vault's
+            storage (delegatecall), with the caller's address; an unknown selector reverts
+            there. Entry points that return a value have forwarders of their own (add_market,
+            liquidate, deleverage, remove_liquidity, settle_liquidity).
     """
     self._delegate()
 

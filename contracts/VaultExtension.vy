@@ -3,8 +3,9 @@
 """
 @title VaultExtension
 @notice The second half of MarginVault: the owner's entry points (markets, parameters,
-        caps, roles, pause, ending a market) and liquidations, and `close_settled`. MarginVault runs this code on its own storage
-        by delegatecall (its `__default__` and `liquidate`), so every function here reads
+        caps, roles, pause, ending a market), liquidations, `deleverage` and LP withdrawals.
+        MarginVault runs this code on its own storage by delegatecall (its `__default__` and
+        the forwarders of the entry points that return a value), so every function here reads
         and writes the vault's state, sees the vault's caller as `msg.sender`, and emits
         its events from the vault's address.
 @dev Both contracts initialize the same modules in the same order, so their storage

@@ -486,7 +486,7 @@ class VaultModel:
 
     def capped_profit(self, profit: int) -> int:
         num, den = self.profit_ratio()
-        return profit if num == den else profit * num // den
+        return at_share(profit, num, den)
 
     def pay_trader(self, amount: int, own_debt: int) -> int:
         """What the pool pays of `amount` owed to an account with negative collateral `own_debt`:
@@ -703,8 +703,7 @@ class VaultModel:
             n = notional(closed, price)
             pnl = unrealized_pnl(closed, pos.entry_price, price)
             closes.append((m, closed, price, max(-pnl, 0), n))
-            if pnl > 0 and num != den:
-                pnl = pnl * num // den
+            pnl = at_share(pnl, num, den)
             closed_notional, pnl_total = closed_notional + n, pnl_total + pnl
             fee += ceil_div(n * st.params.liquidation_fee_ratio, WAD)
             self._reduce(owner, sub, m, closed)
@@ -876,6 +875,12 @@ class VaultModel:
         self.lp_shares[owner] -= shares
         self.total_lp_shares -= shares
         return amount
+
+
+def at_share(pnl: int, num: int, den: int) -> int:
+    """pool._at_share: a profit at the share num / den of VaultModel.profit_ratio, floored; a
+    loss in full."""
+    return pnl if pnl <= 0 or num == den else pnl * num // den
 
 
 def pool_backs(skew: int, price: int, pool_cash: int, params: MarketParams) -> bool:

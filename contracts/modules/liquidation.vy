@@ -42,18 +42,19 @@ DUST_MARGIN: constant(uint256) = 10**18
 MAX_KEEPER_REWARD_BOUND: constant(uint256) = 1_000_000 * 10**18
 MIN_KEEPER_REWARD_BOUND: constant(uint256) = 100 * 10**18
 
-# The cap on the part of a liquidation fee paid to the caller (USD, WAD, <= 10**24) in the
-# low 96 bits, the LiquidationKeeper (the only caller of `liquidate`) in the high 160: a
-# liquidation reads both from one slot.
-_liquidation: uint256
 
-
+# One market's close in a liquidation, kept for ADL should the account end bankrupt.
 struct Close:
     market: uint256
     size: int256        # the size closed (signed like the position)
     price: uint256
     loss: uint256       # the realized loss of the close (0 for a gain), WAD
     notional: uint256
+
+# The cap on the part of a liquidation fee paid to the caller (USD, WAD, <= 10**24) in the
+# low 96 bits, the LiquidationKeeper (the only caller of `liquidate`) in the high 160: a
+# liquidation reads both from one slot.
+_liquidation: uint256
 # The keeper's floor (USD, WAD): when the collected fee pays less, the insurance fund pays
 # the difference (as far as it holds it). Its own slot (the first one is full); read only
 # when the fee part of the reward is below the cap.

@@ -41,7 +41,6 @@ MAX_PNL_FACTOR: constant(uint256) = 10**18
 # The pool absorbs bad debt up to this share of its cash per window; 0 = never (all to ADL).
 MAX_POOL_LOSS_CAP: constant(uint256) = 10**18
 LOSS_WINDOW: constant(uint256) = 86400
-MASK192: constant(uint256) = 2**192 - 1
 MASK64: constant(uint256) = 2**64 - 1
 
 pool_balance: public(int256)       # LP cash: deposits + fees + trader losses - trader gains

@@ -195,3 +195,20 @@ def test_adl_keeper__a_pass_reports_each_close_and_a_refusal_and_goes_on(bankrup
     assert [o.closed for o in done] == [10 * WAD, 5 * WAD, 5 * WAD]
     assert [line.action for line in lines[-3:]] == ["deleveraged"] * 3
     assert keeper.step() == []  # nothing owed any more: a pass does nothing
+
+
+def test_set_deleverager__owner_only_through_the_governance__the_old_one_loses_the_role(
+    bankrupt_short, admin, trader, attacker, liquidator,
+):
+    """Who may deleverage is a role only the owner (the timelocked Governance) sets: an
+    attacker cannot give it to itself, and once moved, the old holder is refused."""
+    x, eth, _, _, _ = bankrupt_short
+    vault = x.vault
+    for who in (attacker, admin):  # the deployer too: the Governance owns the vault
+        with ape.reverts("ownable: caller is not the owner"):
+            vault.set_deleverager(attacker, sender=who)
+    receipt = x.d.govern(vault, "set_deleverager", liquidator.address).executed
+    assert receipt.events.filter(vault.DeleveragerSet)[0].deleverager == liquidator.address
+    with ape.reverts("vault: not the deleverager"):
+        vault.deleverage(trader, 0, eth, WAD, sender=admin)
+    assert vault.deleverage(trader, 0, eth, WAD, sender=liquidator).events.filter(vault.Deleveraged)[0].closed_size == WAD
