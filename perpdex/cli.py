@@ -1084,7 +1084,7 @@ def fuzz(machine: str, profile: str, workers: int | None, seed: int | None, db: 
     raise SystemExit(run_campaign(campaign))
 
 
-BENCH_PARTS = ("gas", "funding", "fuzz", "demo", "anvil", "liquidator")
+BENCH_PARTS = ("gas", "funding", "fuzz", "demo", "anvil", "liquidator", "adl")
 
 
 @main.group(invoke_without_command=True)
@@ -1099,7 +1099,8 @@ def bench(ctx: click.Context, skip: tuple[str, ...], counts: str, fuzz_profile: 
           demo_blocks: int, liquidator_accounts: int) -> None:
     """Benchmarks that print figures. Without a sub-command, all of them in one run (about 10
     minutes): the gas table, funding flatness, fuzz steps/s, demo blocks/s on the embedded
-    chain and on Anvil, and the liquidator bot's accounts cleared per second on Anvil."""
+    chain and on Anvil, the liquidator bot's accounts cleared per second on Anvil, and a gap
+    into ADL on Anvil (the liquidator bot, then the ADL keeper)."""
     if ctx.invoked_subcommand is not None:
         return
     started, figures = time.monotonic(), []
@@ -1115,8 +1116,10 @@ def bench(ctx: click.Context, skip: tuple[str, ...], counts: str, fuzz_profile: 
             figures += _bench_fuzz(fuzz_profile)
         elif part in ("demo", "anvil"):
             figures += _bench_demo(EMBEDDED if part == "demo" else DEVNET, demo_traders, demo_blocks)
-        else:
+        elif part == "liquidator":
             figures += _bench_liquidator(liquidator_accounts)
+        else:
+            figures += _bench_adl(GAP_PER_OWNER)
         console.print(f"[dim]{part}: {time.monotonic() - t0:.0f}s[/dim]")
     console.print(_figures_table(figures, time.monotonic() - started))
 
@@ -1292,6 +1295,54 @@ def _bench_liquidator(count: int) -> list[tuple[str, str]]:
     line = f"{r.per_second:.1f} accounts/s ({r.accounts} accounts in {r.seconds:.1f}s, {r.transactions} transactions)"
     console.print(f"liquidator on Anvil: {line}\n  last status: {r.status}")
     return [(f"liquidator bot accounts/s ({DEVNET})", line)]
+
+
+GAP_PER_OWNER = 10  # 4 owners x 10: 40 shorts bankrupt by the gap
+
+
+@bench.command("adl")
+@click.option("--per-owner", default=GAP_PER_OWNER, show_default=True, help="Bankrupt shorts per owner (x4)")
+def bench_adl(per_owner: int) -> None:
+    """A gap on Anvil past the pool's loss cap: the liquidator bot (a separate process) clears
+    the bankrupt accounts, skipping a stale-market attacker and a dust account; the bad debt's
+    waterfall; `perpdex adl --json`; one `perpdex keeper adl` pass closing what is owed."""
+    _bench_adl(per_owner)
+
+
+def _bench_adl(per_owner: int) -> list[tuple[str, str]]:
+    from rich.table import Table
+
+    from perpdex.bench_live import gap_into_adl
+
+    with console.status(f"Anvil: {4 * per_owner} shorts bankrupt by a gap, the liquidator bot, then the ADL keeper"):
+        f = gap_into_adl(per_owner)
+    w = f.waterfall
+    table = Table(title=f"A gap into ADL on Anvil ({DEVNET}; ETH 3,000 -> 3,600, pool loss cap 0.1%)")
+    table.add_column("figure")
+    table.add_column("value", justify="right", overflow="fold")
+    rows = [
+        ("underwater after the gap", f"{f.underwater} ({len(w.liquidated)} bankrupt shorts, an attacker, a dust account)"),
+        ("liquidated per transaction", ", ".join(str(n) for n in w.per_tx.values())),
+        ("blocks / seconds to clear", f"{f.blocks_to_clear} block(s) after the gap's; {f.seconds_to_clear:.2f}s "
+                                      f"({len(w.liquidated) / max(f.seconds_to_clear, 1e-9):.1f} accounts/s)"),
+        ("gas per batch / per liquidation", f"{', '.join(f'{g:,}' for g in f.gas_per_tx)} / "
+                                            f"{sum(f.gas_per_tx) // max(len(w.liquidated), 1):,}"),
+        ("skipped (stale market)", "; ".join(f.skipped) or "none"),
+        ("dust left alone", "; ".join(f.dust) or "none"),
+        ("bad debt", f"{w.bad_debt:,.2f} USD"),
+        ("  from insurance / pool / to ADL", f"{w.from_insurance:,.2f} / {w.from_pool:,.2f} / {w.to_adl:,.2f} USD"),
+        ("ADL booked / ranked", f"{w.adl_booked:g} ETH / {f.ranked} eligible position(s)"),
+        ("ADL keeper pass", f"{f.adl.positions} deleverage(s), {f.adl.size:g} ETH, {f.adl.notional:,.2f} USD notional at "
+                            f"the bankruptcy price, {f.adl.recovered:,.2f} USD recovered, {f.adl_gas:,} gas, "
+                            f"{f.adl_seconds:.2f}s; {f.pending_after / WAD:g} ETH still owed"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    line = (f"{len(w.liquidated)} bankrupt in {len(w.per_tx)} tx ({f.seconds_to_clear:.1f}s); bad debt {w.bad_debt:,.0f}: "
+            f"pool {w.from_pool:,.0f}, ADL {w.to_adl:,.0f}; ADL pass {f.adl.positions} closes, {f.adl.recovered:,.0f} "
+            f"recovered in {f.adl_seconds:.1f}s")
+    return [(f"gap into ADL ({DEVNET})", line)]
 
 
 def _flatness_table(rows: list[FlatnessRow], network: str) -> Any:

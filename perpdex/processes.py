@@ -4,6 +4,7 @@ kill), and keeper bots (and the dashboard) whose output is collected line by lin
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from perpdex.devnet import host_url, is_listening, kill_anvil, free_port, spawn_anvil
 
@@ -79,6 +80,19 @@ class KeeperProcess:
         self.proc.wait(10)
         self.reader.join(5)
 
+    def finish(self, timeout: float = 120) -> str:
+        """Wait for the command to exit on its own (a keeper run with --once); its output.
+        Raises if it is still running after `timeout` seconds or exits with an error."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError(f"still running after {timeout:g}s:\n{self.text()}") from None
+        self.reader.join(5)
+        if code != 0:
+            raise AssertionError(f"exited with {code}:\n{self.text()}")
+        return self.text()
+
     def stop(self) -> str:
         """SIGINT (the keepers finish their pass and exit), SIGKILL after 20 s; the output."""
         if self.proc.poll() is None:
@@ -104,6 +118,21 @@ def liquidator_process(rpc: str, deployment: Path, db: Path, account: int, inter
     return KeeperProcess(_cli("keeper", "liquidator", "--rpc", rpc, "--deployment", str(deployment), "--db", str(db),
                               "--account", str(account), "--interval", str(interval), "--max-batch", str(max_batch),
                               *options))
+
+
+def adl_process(rpc: str, deployment: Path, account: int = 0, once: bool = True) -> KeeperProcess:
+    """`perpdex keeper adl --log-format json` against the node at `rpc`, signing with test
+    account `account` (0, the deployer, holds the deleverager role); one pass with `once`."""
+    return KeeperProcess(_cli("keeper", "adl", "--rpc", rpc, "--deployment", str(deployment), "--account", str(account),
+                              "--log-format", "json", *(("--once",) if once else ())))
+
+
+def cli_json(*args: str, timeout: float = 120) -> Any:
+    """`perpdex ARGS` (a command given --json) run in its own process, as a user would: its output parsed."""
+    done = subprocess.run(_cli(*args), capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise AssertionError(f"perpdex {' '.join(args)} exited with {done.returncode}:\n{done.stdout}\n{done.stderr}")
+    return json.loads(done.stdout)
 
 
 def funding_process(port: int, deployment: Path, account: int, max_idle: int = 3600,

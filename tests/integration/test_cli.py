@@ -15,12 +15,12 @@ def test_demo__prints_system_book_report_and_writes_the_files(tmp_path):
 
 
 def test_bench__without_a_sub_command__runs_the_parts_and_prints_the_figures():
-    skip = [arg for part in ("gas", "funding", "fuzz", "anvil", "liquidator") for arg in ("--skip", part)]
+    skip = [arg for part in ("gas", "funding", "fuzz", "anvil", "liquidator", "adl") for arg in ("--skip", part)]
     result = CliRunner().invoke(main, ["bench", *skip, "--demo-traders", "5", "--demo-blocks", "10"])
     assert result.exit_code == 0, result.output
     out = result.output
     assert "perpdex bench" in out and "demo blocks/s (ethereum:local:boa)" in out and "blocks/s (5 traders, 10 blocks" in out
-    assert "fuzz steps/s" not in out  # skipped
+    assert "fuzz steps/s" not in out and "gap into ADL" not in out  # skipped
 
 
 def test_liquidation_example__health_breakdown_then_partial_liquidation_with_fee_split():
