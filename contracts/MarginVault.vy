@@ -245,14 +245,14 @@ def market_params(_market: uint256) -> IMarginVault.MarketParams:
 
 
 @external
-@nonreentrant
 def add_liquidity(_amount: uint256) -> uint256:
     """
-    @notice Deposit `_amount` tokens into the LP pool for shares priced at pool value.
+    @notice Deposit `_amount` tokens into the LP pool for shares priced at pool value (not
+            while ADL owed can still come back: `adl_pending`). Runs in VaultExtension.
     @return The shares minted.
     """
     self._check_atomic()
-    return pool._add_liquidity(msg.sender, _amount)
+    return abi_decode(self._delegate(), uint256)
 
 
 @external
@@ -293,12 +293,17 @@ def deleverage(_owner: address, _sub: uint256, _market: uint256, _size: uint256)
 
 @view
 @external
-def adl_pending(_market: uint256, _side: uint256) -> (uint256, uint256):
+def adl_pending(_market: uint256, _side: uint256) -> (uint256, uint256, uint256):
     """
     @notice What `_side` (0 longs, 1 shorts) of `_market` still owes by ADL: (the size to
-            close, base units WAD; the bankruptcy price to close it at, WAD; 0 when none).
+            close, base units WAD; the bankruptcy price to close it at, WAD; when it
+            expires, ADL_EXPIRY = 1 hour after its last booking): (0, 0, 0) when none or
+            expired. LP deposits wait while any is owed.
     """
-    return adl.pending[_market][_side].size, adl._price(_market, _side)
+    owed: uint256 = adl._owed(_market, _side)
+    if owed == 0:
+        return 0, 0, 0
+    return owed, adl._price(_market, _side), adl.pending[_market][_side].booked_at + adl.ADL_EXPIRY
 
 
 @view
@@ -514,7 +519,7 @@ def __default__():
             unpause_market, settle_market) runs in VaultExtension's code on this vault's
             storage (delegatecall), with the caller's address; an unknown selector reverts
             there. Entry points that return a value have forwarders of their own (add_market,
-            liquidate, deleverage, remove_liquidity, settle_liquidity).
+            liquidate, deleverage, add_liquidity, remove_liquidity, settle_liquidity).
     """
     self._delegate()
 

@@ -4,7 +4,10 @@
 @notice Two-step trading and LP moves (SPEC 13). A request is committed now and filled at
         its settlement round: the first oracle round of its market with
         `updated_at >= committed_at + settlement_delay` (`settle_after`); LP requests use
-        every market's first round at or after that time. Nobody, the owner included, can
+        every market's first round at or after that time, and fill only LP_GRACE seconds
+        after those rounds were published (their deadline is that much later too): the
+        liquidations those prices call for are booked first, so an LP who leaves bears its
+        part of the bad debt they book, like the LPs who stay. Nobody, the owner included, can
         choose the price: the settler only chooses when to send, and everything fills at
         that round whenever it is settled before the deadline (`settle_after +
         settlement_window`), even after later rounds have landed. A request that fails the
@@ -70,6 +73,10 @@ MAX_DELAY: constant(uint256) = 60
 MIN_WINDOW: constant(uint256) = 10
 MAX_WINDOW: constant(uint256) = 1_000
 MAX_REWARD: constant(uint256) = 1_000 * 10**18
+# Seconds an LP request waits after its settlement rounds before it can fill (and is added to
+# its deadline): liquidations of the accounts those prices made bankrupt land first, so an LP
+# who leaves shares the bad debt they book with the LPs who stay (issue 17's LP dodge).
+LP_GRACE: public(constant(uint256)) = 12
 
 KIND_TRADE: constant(uint256) = 0
 KIND_CLOSE: constant(uint256) = 1
@@ -440,7 +447,7 @@ def _commit(_sub: uint256, _market: uint256, _kind: uint256, _body: uint256, _lp
         amount=_lp_tokens if _kind == KIND_ADD else (_body if _kind == KIND_REMOVE else 0),
         committed_at=block.timestamp,
         settle_after=block.timestamp + delay,
-        deadline=block.timestamp + delay + window,
+        deadline=block.timestamp + delay + window + (LP_GRACE if _kind >= KIND_ADD else 0),
         escrow=escrow,
     )
     return order_id
@@ -555,13 +562,14 @@ def _pay(_to: address, _amount: uint256):
 def _round_exists(_head: Head, _settle_after: uint256) -> bool:
     """
     @dev Whether the settlement round exists: the order's market has a round at or after
-         the settlement time (LP requests: every market has one). A settled market needs
-         none: the vault values it at its final price, whatever the oracle does.
+         the settlement time. LP requests: every market has one, published LP_GRACE seconds
+         ago or more. A settled market needs none: the vault values it at its final price,
+         whatever the oracle does.
     """
     if _head.kind < KIND_ADD:
         return self._has_round(_head.market, _settle_after)
     for m: uint256 in range(staticcall VAULT.market_count(), bound=MAX_MARKETS):
-        if not self._has_round(m, _settle_after):
+        if not self._lp_round_ready(m, _settle_after):
             return False
     return True
 
@@ -572,6 +580,35 @@ def _has_round(_market: uint256, _settle_after: uint256) -> bool:
     if staticcall VAULT.settled_price(_market) != 0:
         return True
     return (staticcall ORACLE.latest(_market))[1] >= _settle_after
+
+
+@view
+@internal
+def _lp_round_ready(_market: uint256, _settle_after: uint256) -> bool:
+    """
+    @dev The market's first round at or after `_settle_after` exists and was published at
+         least LP_GRACE seconds ago (or the market is settled). A round that has left the
+         oracle's history counts as ready: the fill then fails with the oracle's reason and
+         the request is cancelled, instead of one request blocking a batch.
+    """
+    if staticcall VAULT.settled_price(_market) != 0:
+        return True
+    ok: bool = False
+    response: Bytes[96] = b""
+    ok, response = raw_call(
+        ORACLE.address,
+        abi_encode(_market, _settle_after, method_id=method_id("round_at(uint256,uint256)")),
+        max_outsize=96,
+        is_static_call=True,
+        revert_on_failure=False,
+    )
+    if not ok:
+        return True
+    round_id: uint256 = 0
+    price: uint256 = 0
+    updated_at: uint256 = 0
+    round_id, price, updated_at = abi_decode(response, (uint256, uint256, uint256))
+    return round_id != 0 and updated_at + LP_GRACE <= block.timestamp
 
 
 @view
@@ -625,7 +662,8 @@ def _unpack(_word: uint256) -> Head:
         status=(_word >> 208) & 3,
         sub=(_word >> 210) & MAX_SUB,
         delay=(_word >> 240) & 63,
-        window=_word >> 246,
+        # an LP request's deadline also counts its LP_GRACE
+        window=(_word >> 246) + (LP_GRACE if (_word >> 206) & 3 >= KIND_ADD else 0),
     )
 
 

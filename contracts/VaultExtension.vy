@@ -3,7 +3,7 @@
 """
 @title VaultExtension
 @notice The second half of MarginVault: the owner's entry points (markets, parameters,
-        caps, roles, pause, ending a market), liquidations, `deleverage` and LP withdrawals.
+        caps, roles, pause, ending a market), liquidations, `deleverage` and LP moves.
         MarginVault runs this code on its own storage by delegatecall (its `__default__` and
         the forwarders of the entry points that return a value), so every function here reads
         and writes the vault's state, sees the vault's caller as `msg.sender`, and emits
@@ -98,6 +98,17 @@ def liquidate(_owner: address, _sub: uint256, _keeper: address) -> (bool, uint25
 
 @external
 @nonreentrant
+def add_liquidity(_amount: uint256) -> uint256:
+    """
+    @notice See MarginVault.add_liquidity, which checks atomic trading and runs this.
+    """
+    self._check_delegated()
+    adl._check_no_recovery_pending()
+    return pool._add_liquidity(msg.sender, _amount)
+
+
+@external
+@nonreentrant
 def remove_liquidity(_shares: uint256) -> uint256:
     """
     @notice See MarginVault.remove_liquidity, which checks atomic trading and runs this.
@@ -115,6 +126,7 @@ def settle_liquidity(_provider: address, _amount: uint256, _add: bool, _at: uint
     """
     self._check_delegated()
     if _add:
+        adl._check_no_recovery_pending()
         return pool._add_liquidity(_provider, _amount)
     return pool._remove_liquidity(_provider, _amount)
 
@@ -285,7 +297,7 @@ def deleverage(_owner: address, _sub: uint256, _market: uint256, _size: uint256)
     side: uint256 = adl.LONGS
     if pos.size < 0:
         side = adl.SHORTS
-    pending: uint256 = adl.pending[_market][side].size
+    pending: uint256 = adl._owed(_market, side)
     if not (pending != 0):
         errors._fail("vault: nothing to deleverage")
     bankruptcy: uint256 = adl._price(_market, side)

@@ -139,6 +139,7 @@ def router_rows(batch: int = 50, progress: Progress = lambda _: None) -> list[Ga
     x.fund(lp, 100_000 * TOKEN)
     add = send_after(lambda: x.add_liquidity(lp, 10_000 * TOKEN, mint=False, settle=False))
     x.next_round()
+    x.wait_lp_grace()
     add_settle = x.settle(x.order_id(add), settler)
     rows += [GasRow("commit_add_liquidity", int(add.gas_used), None),
              GasRow("settle (add liquidity)", int(add_settle.gas_used), None)]

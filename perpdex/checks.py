@@ -152,7 +152,7 @@ def _exit_all(x: Exchange, accounts: list[Account], lps: list[Any], keeper: Any,
         shares = int(vault.lp_shares(lp))
         if shares:
             exits[x.order_id(router.commit_remove_liquidity(shares, sender=lp))] = f"LP {str(lp)[:10]}: remove {shares} shares"
-    for order_id, reason in _settle_round(x, list(exits), keeper, feeder).items():
+    for order_id, reason in _settle_round(x, list(exits), keeper, feeder, lp=True).items():
         if reason is not None:
             problems.append(f"{exits[order_id]} refused: {reason}")
     held_after = int(token.balanceOf(vault))
@@ -194,13 +194,16 @@ def _fund_requests(x: Exchange, owners: list[Any], requests: int) -> None:
         x.fund(owner, requests * x.reward_tokens)
 
 
-def _settle_round(x: Exchange, order_ids: list[int], keeper: Any, feeder: Any) -> dict[int, str | None]:
-    """Feed the next round and settle `order_ids` at it (one `settle_many` per 100): each
-    id's outcome, None when it filled, else the reason it was cancelled."""
+def _settle_round(x: Exchange, order_ids: list[int], keeper: Any, feeder: Any, lp: bool = False) -> dict[int, str | None]:
+    """Feed the next round and settle `order_ids` at it (one `settle_many` per 100; `lp`: LP
+    requests, after their LP_GRACE): each id's outcome, None when it filled, else the reason
+    it was cancelled."""
     outcomes: dict[int, str | None] = {}
     if not order_ids:
         return outcomes
     x.next_round(feeder)
+    if lp:
+        x.wait_lp_grace()
     for start in range(0, len(order_ids), 100):
         receipt = x.settle(order_ids[start:start + 100], keeper)
         outcomes |= {int(e["order_id"]): None for e in x.events(receipt, "OrderSettled")}

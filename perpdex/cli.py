@@ -885,6 +885,8 @@ def adl(as_json: bool, deployment: str | None, port: int) -> None:
     """What market sides owe by auto-deleveraging (SPEC 14), and the ADL keeper's ranking of
     the positions that would pay it: eligible ones (no loss at the bankruptcy price), the
     highest profit per unit of equity first."""
+    from datetime import datetime, timezone
+
     from rich.table import Table
 
     from perpdex import readouts
@@ -899,8 +901,10 @@ def adl(as_json: bool, deployment: str | None, port: int) -> None:
             console.print("No market side owes ADL.")
             return
         for r in rows:
+            expires = datetime.fromtimestamp(r["expires_at"], timezone.utc).strftime("%H:%M:%S UTC")
             table = Table(title=f"{r['market']}: the {r['owing_side']} owe {r['size']:g} at "
-                                f"{r['bankruptcy_price_usd']:,.2f} USD (mark {r['mark_price_usd']:,.2f})")
+                                f"{r['bankruptcy_price_usd']:,.2f} USD (mark {r['mark_price_usd']:,.2f}), "
+                                f"until {expires}; then the pool keeps the rest")
             for col in ("rank", "owner", "sub", "size", "entry USD", "profit USD", "equity USD", "profit / equity"):
                 table.add_column(col, justify="right", overflow="fold")
             for c in r["candidates"]:

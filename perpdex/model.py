@@ -310,9 +310,14 @@ class LiquidationResult:
 @dataclass
 class AdlPending:
     """What one side of a market owes by ADL (SPEC 14, modules/adl.vy): the size still to
-    close and sum(size * bankruptcy price)."""
+    close, sum(size * bankruptcy price) and when it was last booked (owed until ADL_EXPIRY
+    after that)."""
     size: int = 0
     notional: int = 0
+    booked_at: int = 0
+
+    def live(self, now: int) -> bool:
+        return self.size != 0 and now < self.booked_at + ADL_EXPIRY
 
     def price(self, side: int) -> int:
         """The size-weighted bankruptcy price: rounded down for the longs, up for the shorts."""
@@ -332,6 +337,7 @@ class DeleverageResult:
 
 
 ADL_LONGS, ADL_SHORTS = 0, 1  # the side that owes: the longs (a short went bankrupt), the shorts
+ADL_EXPIRY = 3_600  # adl.ADL_EXPIRY: seconds after its last booking that ADL stays owed
 LOSS_WINDOW = 86_400
 
 
@@ -396,6 +402,8 @@ class VaultModel:
     loss_window_start: int = 0
     loss_budget: int = 0  # what the pool may still absorb in the window
     adl: dict[tuple[int, int], AdlPending] = field(default_factory=dict)  # (market, owing side)
+    adl_owing: int = 0  # adl._owing: market sides with ADL booked (expired or not)
+    adl_until: int = 0  # and the last booking's expiry: LP deposits wait until then while adl_owing
     keeper_paid: dict[str, int] = field(default_factory=dict)  # token units
     settled: set[int] = field(default_factory=set)  # ended markets: prices[m] is their final price
 
@@ -788,8 +796,14 @@ class VaultModel:
         per_unit = recover * WAD // size
         side, at = (ADL_SHORTS, price + per_unit) if bankrupt_size > 0 else (ADL_LONGS, max(price, per_unit + 1) - per_unit)
         pending = self.adl.setdefault((market, side), AdlPending())
+        if pending.size == 0:
+            self.adl_owing += 1
+        elif not pending.live(self.now):  # expired: the pool keeps it as its loss
+            pending.size = pending.notional = 0
         pending.size += size
         pending.notional += size * at
+        pending.booked_at = self.now
+        self.adl_until = self.now + ADL_EXPIRY
 
     def _share_adl(self, closes: list[tuple[int, int, int, int, int]], to_adl: int) -> None:
         """liquidation._book_adl: `to_adl` shared by the loss of each close (by notional when
@@ -802,9 +816,14 @@ class VaultModel:
             share = to_adl * loss // total_loss if total_loss else to_adl * n // total_notional
             self._book_adl(market, size, price, share)
 
-    def adl_pending(self, market: int, side: int) -> tuple[int, int]:
+    def adl_pending(self, market: int, side: int) -> tuple[int, int, int]:
+        """MarginVault.adl_pending: (size, bankruptcy price, expiry); zeros once expired."""
         p = self.adl.get((market, side), AdlPending())
-        return p.size, p.price(side)
+        return (p.size, p.price(side), p.booked_at + ADL_EXPIRY) if p.live(self.now) else (0, 0, 0)
+
+    def check_no_recovery_pending(self) -> None:
+        """adl._check_no_recovery_pending: LP deposits wait while ADL can still be recovered."""
+        require(self.adl_owing == 0 or self.now >= self.adl_until, "vault: ADL recovery pending")
 
     def deleverage(self, owner: str, sub: int, market: int, size: int) -> DeleverageResult:
         """VaultExtension.deleverage; on a revert nothing changes."""
@@ -816,7 +835,7 @@ class VaultModel:
         require(pos.size != 0, "vault: no position")
         side = ADL_LONGS if pos.size > 0 else ADL_SHORTS
         pending = self.adl.get((market, side), AdlPending())
-        require(pending.size != 0, "vault: nothing to deleverage")
+        require(pending.live(self.now), "vault: nothing to deleverage")
         bankruptcy, mark = pending.price(side), self.prices[market]
         closed = min(size, abs(pos.size), pending.size)
         require(closed != 0, "vault: zero size")
@@ -837,6 +856,7 @@ class VaultModel:
         self.collateral[(owner, sub)] = before + pnl
         if closed == pending.size:
             del self.adl[(market, side)]
+            self.adl_owing -= 1
         else:
             pending.notional -= pending.notional * closed // pending.size
             pending.size -= closed
@@ -845,6 +865,7 @@ class VaultModel:
 
     # ---- liquidity
     def add_liquidity(self, owner: str, amount: int) -> int:
+        self.check_no_recovery_pending()
         require(amount != 0, "vault: zero amount")
         value = self.pool_value()
         require(value >= 0, "vault: pool insolvent")
@@ -907,6 +928,8 @@ def _copy_state(model: VaultModel) -> dict[str, object]:
         "insurance_fund": model.insurance_fund,
         "keeper_paid": dict(model.keeper_paid),
         "adl": {k: replace(v) for k, v in model.adl.items()},
+        "adl_owing": model.adl_owing,
+        "adl_until": model.adl_until,
         "loss_window_start": model.loss_window_start,
         "loss_budget": model.loss_budget,
     }
@@ -927,6 +950,7 @@ MAX_SUB = 2**30 - 1
 LP_ACCOUNT = 2**30
 MAX_ACCEPTABLE_PRICE = 2**96 - 1  # OrderRouter.MAX_PRICE: a request's acceptable price clamps here
 MAX_LP_AMOUNT = 2**224 - 1  # OrderRouter.MAX_AMOUNT: LP tokens or shares a request can name
+LP_GRACE = 12  # OrderRouter.LP_GRACE: seconds an LP request waits after its rounds (and its deadline's extra)
 
 
 @dataclass
@@ -1028,7 +1052,8 @@ class RouterModel:
         else:
             sub = market = 0
         request = Request(self.next_id, owner, sub, market, kind, size_delta, min(acceptable_price, MAX_ACCEPTABLE_PRICE),
-                          amount, v.now, v.now + self.delay, v.now + self.delay + self.window)
+                          amount, v.now, v.now + self.delay,
+                          v.now + self.delay + self.window + (LP_GRACE if kind >= KIND_ADD else 0))
         require(self.pending_count(owner, request.account) < MAX_PENDING, "router: too many pending requests")
         request.slot = self.free_slot(owner, request.account)
         self.bodies[request.body_key] = request.order_id
@@ -1067,8 +1092,21 @@ class RouterModel:
             return False
         if self.vault.now > r.deadline:
             return True
-        markets = range(len(self.vault.markets)) if r.kind >= KIND_ADD else (r.market,)
-        return all(self.rounds.get(m) and self.rounds[m][-1][0] >= r.settle_after for m in markets)
+        if r.kind >= KIND_ADD:
+            return all(self.lp_round_ready(m, r.settle_after) for m in range(len(self.vault.markets)))
+        return bool(self.rounds.get(r.market)) and self.rounds[r.market][-1][0] >= r.settle_after
+
+    def lp_round_ready(self, market: int, settle_after: int) -> bool:
+        """An LP request's round in `market`: the first at or after `settle_after`, published
+        LP_GRACE seconds ago or more (so liquidations at its prices land first). A settled
+        market needs none; a round that left the history counts as ready (the fill fails)."""
+        if market in self.vault.settled:
+            return True
+        try:
+            found = self.round_at(market, settle_after)
+        except ModelRevert:
+            return True
+        return found is not None and self.rounds[market][found[0]][0] + LP_GRACE <= self.vault.now
 
     def settle(self, order_id: int) -> Outcome | None:
         """Settle one request as the router does; None (nothing changed) while it is not due."""

@@ -12,7 +12,7 @@ from typing import Any
 from perpdex import model
 from perpdex.deploy import Deployment
 from perpdex.logs import EventDecoder
-from perpdex.model import WAD, AdlPending, Health, MarketParams, Position, VaultModel, to_wad
+from perpdex.model import ADL_EXPIRY, KIND_ADD, WAD, AdlPending, Health, MarketParams, Position, VaultModel, to_wad
 
 MAX_UINT256 = 2**256 - 1
 DEFAULT_SLIPPAGE = WAD // 100  # 1%
@@ -88,8 +88,11 @@ class Exchange:
         return self._request(self.d.router.commit_add_liquidity(tokens, sender=account), settle)
 
     def remove_liquidity(self, account: Any, shares: int, settle: bool = True) -> Any:
+        """Burn `shares` for tokens: directly with atomic trading, else a request (the settler's
+        reward escrowed from the wallet, minted on the devnet token when it is short)."""
         if self.atomic:
             return self.vault.remove_liquidity(shares, sender=account)
+        self._reward_ready(account)
         return self._request(self.d.router.commit_remove_liquidity(shares, sender=account), settle)
 
     # ---- trading
@@ -152,9 +155,24 @@ class Exchange:
         return self.d.router.settle_many(order_ids, sender=who)
 
     def settle_next(self, order_id: int, settler: Any | None = None) -> Any:
-        """Feed the next round (as the devnet's feeder keeper would) and settle `order_id` at it."""
+        """Feed the next round (as the devnet's feeder keeper would) and settle `order_id` at it;
+        an LP request after its LP_GRACE seconds too (liquidations at that round land first)."""
         self.next_round()
+        if int(self.order(order_id).kind) >= KIND_ADD:
+            self.wait_lp_grace()
         return self.settle(order_id, settler)
+
+    def wait_lp_grace(self) -> None:
+        """On a chain whose clock the caller drives: move time past LP_GRACE, after which LP
+        requests fill at the round just fed."""
+        from perpdex.chain import move_time
+
+        move_time(self.lp_grace)
+
+    @cached_property
+    def lp_grace(self) -> int:
+        """Seconds an LP request waits after its settlement rounds (OrderRouter.LP_GRACE)."""
+        return int(self.d.router.LP_GRACE())
 
     def events(self, receipt: Any, name: str) -> list[dict[str, Any]]:
         """The arguments of every `name` event the deployment's contracts emitted in `receipt`
@@ -303,8 +321,12 @@ def model_from_chain(x: Exchange, now: int) -> VaultModel:
     m.loss_window_start, m.loss_budget = (int(f) for f in v.loss_window())
     for market in range(len(m.markets)):
         for side in (0, 1):
-            size, price = (int(f) for f in v.adl_pending(market, side))
+            size, price, expires = (int(f) for f in v.adl_pending(market, side))
             if size:
-                m.adl[(market, side)] = AdlPending(size, size * price)
+                # the chain keeps the size-weighted price's notional only; the deposit lock
+                # is rebuilt from the sides still owed (exact while none of them expired)
+                m.adl[(market, side)] = AdlPending(size, size * price, expires - ADL_EXPIRY)
+                m.adl_owing += 1
+                m.adl_until = max(m.adl_until, expires)
     m.max_keeper_reward, m.min_keeper_reward = int(v.max_keeper_reward()), int(v.min_keeper_reward())
     return m

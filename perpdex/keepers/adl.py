@@ -52,6 +52,7 @@ class Pending:
     side: int  # the side that owes: ADL_LONGS or ADL_SHORTS
     size: int  # base units (WAD) still to close
     price: int  # the bankruptcy price (WAD)
+    expires_at: int = 0  # when what is left stops being owed (the pool keeps it as its loss)
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,9 @@ def pending(x: Any) -> list[Pending]:
     found = []
     for market in range(int(x.vault.market_count())):
         for side in (ADL_LONGS, ADL_SHORTS):
-            size, price = (int(v) for v in x.vault.adl_pending(market, side))
+            size, price, expires = (int(v) for v in x.vault.adl_pending(market, side))
             if size:
-                found.append(Pending(market, side, size, price))
+                found.append(Pending(market, side, size, price, expires))
     return found
 
 
@@ -134,6 +135,7 @@ def readout(x: Any, accounts: list[tuple[Any, int]]) -> list[dict[str, Any]]:
     return [{
         "market": names[owed.market], "owing_side": SIDE_NAMES[owed.side], "size": owed.size / WAD,
         "bankruptcy_price_usd": owed.price / WAD, "mark_price_usd": x.price(owed.market) / WAD,
+        "expires_at": owed.expires_at,
         "candidates": [{"rank": i + 1, "owner": c.owner, "sub": c.sub, "size": c.size / WAD,
                         "entry_price_usd": c.entry_price / WAD, "profit_usd": c.profit / WAD,
                         "equity_usd": c.equity / WAD,

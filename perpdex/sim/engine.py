@@ -235,6 +235,7 @@ class Simulation:
         commit = self.record(x.add_liquidity(self.roles.lp, pool, settle=False))
         self.record(x.next_round(feeder=self.roles.admin))
         self.books.price_updates += len(self.params)
+        x.wait_lp_grace()
         self.record(x.settle(x.order_id(commit), self.roles.admin))
         self.books.lp_added_tokens += pool
         top = c.max_leverage or min(p.max_leverage for p in self.params.values()) / WAD

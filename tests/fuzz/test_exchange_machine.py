@@ -90,6 +90,7 @@ from perpdex.model import (
     KIND_CLOSE,
     KIND_REMOVE,
     KIND_TRADE,
+    LP_GRACE,
     VIRTUAL_ASSETS,
     VIRTUAL_SHARES,
     WAD,
@@ -342,12 +343,13 @@ class ExchangeMachine(RuleBasedStateMachine):
         for mk in MARKETS:
             self.rm.record_round(mk, self.m.prices[mk], self.now)
 
-    def _in_future(self, on_model: Callable[[VaultModel, Any], Any], arg: Any) -> Any:
-        """`on_model` on a copy of the model as it will be at the request's settlement round:
-        a settlement delay later, every market fed again at today's price (which is what
-        `_request` then does); raises ModelRevert as the vault would refuse it there."""
+    def _in_future(self, on_model: Callable[[VaultModel, Any], Any], arg: Any, wait: int) -> Any:
+        """`on_model` on a copy of the model as it will be at the request's settlement: a
+        settlement delay later (and `wait` more: an LP request's LP_GRACE), every market fed
+        again at today's price (which is what `_request` then does); raises ModelRevert as
+        the vault would refuse it there."""
         future = copy.deepcopy(self.m)
-        future.now += self.rm.delay
+        future.now += self.rm.delay + wait
         return on_model(future, arg)
 
     def _request(self, rule_name: str, tries: list[Any], on_model: Callable[[VaultModel, Any], Any],
@@ -365,9 +367,11 @@ class ExchangeMachine(RuleBasedStateMachine):
         refused the commit itself (the chain must refuse it the same way, moving no token):
         (None, a cancelled Outcome with that reason, None)."""
         chosen, first_reason = None, None
+        # LP requests fill LP_GRACE after their round (liquidations at its prices land first)
+        wait = LP_GRACE if commit(tries[0])[2]["kind"] >= KIND_ADD else 0
         for arg in tries:
             try:
-                self._in_future(on_model, arg)
+                self._in_future(on_model, arg, wait)
             except ModelRevert as exc:
                 first_reason = first_reason or exc.reason
                 continue
@@ -386,6 +390,8 @@ class ExchangeMachine(RuleBasedStateMachine):
         assert self._tokens(owner) == tokens - self.rm.escrow_of(request)  # SPEC 11.15
         self._advance(self.rm.delay)
         self._refresh()
+        if wait:
+            self._advance(wait)
         if at_round is not None:
             at_round()
         receipt = self.router.settle(request.order_id, sender=self.settler)
@@ -853,7 +859,7 @@ class ExchangeMachine(RuleBasedStateMachine):
         self._deleverage(pick, share)
 
     def _deleverage(self, pick: int, share: int) -> None:
-        owed = sorted(key for key, p in self.m.adl.items() if p.size)
+        owed = sorted(key for key, p in self.m.adl.items() if p.live(self.m.now))
         if not owed:
             _count("skipped", "deleverage: nothing owed")
             return

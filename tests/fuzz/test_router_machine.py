@@ -33,7 +33,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from perpdex.chain import move_time, set_clock
 from perpdex.deploy import deploy_system
 from perpdex.model import (
-    KIND_ADD, KIND_CLOSE, KIND_REMOVE, KIND_TRADE, PENDING, WAD, ModelRevert, Outcome, RouterModel, TradeResult,
+    KIND_ADD, KIND_CLOSE, KIND_REMOVE, KIND_TRADE, LP_GRACE, PENDING, WAD, ModelRevert, Outcome, RouterModel, TradeResult,
 )
 from perpdex.sdk import MAX_UINT256, Exchange, model_from_chain
 
@@ -413,6 +413,7 @@ class RouterMachine(RuleBasedStateMachine):
             return
         self._advance(self.rm.delay)
         self._round({m: self._moved(m, bps) for m in MARKETS})
+        self._advance(LP_GRACE)  # LP requests fill LP_GRACE after their round
         self._settle([added])
         shares = self.vm.lp_shares.get(str(lp), 0)
         if shares:
@@ -420,6 +421,7 @@ class RouterMachine(RuleBasedStateMachine):
                                    sub=0, market=0, amount=shares)
             self._advance(self.rm.delay)
             self._round({m: self.vm.prices[m] for m in MARKETS})
+            self._advance(LP_GRACE)
             self._settle([removed])
         SUMMARY["lp_trips"] += 1
         assert self._tokens(lp) <= before, "an LP gained from a round it knew"

@@ -50,9 +50,9 @@ def test_anvil_gap__bad_debt_beyond_the_loss_cap__liquidated__ranked_and_delever
         assert w.bad_debt == pytest.approx(w.from_insurance + w.from_pool + w.to_adl, abs=1e-9)
         assert int(vault.loss_window()[1]) == 0 and w.to_adl > w.from_pool
         assert w.from_pool == pytest.approx(cash_before * GAP_LOSS_CAP / WAD, rel=1e-3)
-        owed, price = (int(v) for v in vault.adl_pending(0, ADL_LONGS))
+        owed, price, _ = (int(v) for v in vault.adl_pending(0, ADL_LONGS))
         assert owed / WAD == w.adl_booked and 0 < owed < len(book.shorts) * WAD  # shorts fully on the pool book none
-        assert tuple(vault.adl_pending(0, ADL_SHORTS)) == (0, 0)
+        assert tuple(vault.adl_pending(0, ADL_SHORTS)) == (0, 0, 0)
         assert 3_000 * WAD < price < GAP_PRICE  # the longs give up part of their profit, never a loss
         value_before = int(vault.pool_value())
 
@@ -82,7 +82,7 @@ def test_anvil_gap__bad_debt_beyond_the_loss_cap__liquidated__ranked_and_delever
     assert [c["closed"] for c in closes[:-1]] == [eth for _, eth, _ in GAP_LONGS[:len(closes) - 1]]  # all but the last in full
 
     with connect(DEVNET, host=devnet.url, manage_process=False):
-        assert tuple(vault.adl_pending(0, ADL_LONGS)) == (0, 0)
+        assert tuple(vault.adl_pending(0, ADL_LONGS)) == (0, 0, 0)
         done = deleveraged(x, since)
         assert done.size == pytest.approx(owed / WAD, abs=1e-12) and done.positions == len(closes)
         # the pool gets back what it advanced to ADL, and its value rises by that (a few

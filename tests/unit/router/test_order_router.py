@@ -271,6 +271,12 @@ def test_add_liquidity__shares_minted_at_the_settlement_rounds_pool_value(rx, ro
     order_id = rx.order_id(router.commit_add_liquidity(amount, sender=trader2))
     assert router.order(order_id).amount == amount
     feed(rx, 3100 * WAD)  # the settlement round
+    with ape.reverts("router: settlement round not yet"):  # LP requests wait LP_GRACE after their rounds
+        router.settle(order_id, sender=lp)
+    move_time(rx.lp_grace - 1)
+    assert not router.settleable(order_id)
+    move_time(1)
+    assert router.settleable(order_id)
     value_at_round, total = rx.vault.pool_value(), rx.vault.total_lp_shares()
     feed(rx, 2500 * WAD, step=0)  # a later round (same second: no funding in between); a lower ETH makes the pool worth more
     assert rx.vault.pool_value() > value_at_round
@@ -287,6 +293,7 @@ def test_add_liquidity__refused_at_settlement__tokens_come_back(rx, router, admi
     order_id = rx.order_id(router.commit_add_liquidity(amount, sender=trader2))
     rx.d.govern(rx.vault, "set_router", "0x0000000000000000000000000000000000000000")  # the kill switch
     rx.next_round()
+    rx.wait_lp_grace()
     receipt = router.settle(order_id, sender=admin)
     ev = event(rx, receipt, "OrderCancelled")
     assert (ev.reason, ev.refund) == ("vault: not the order router", amount)

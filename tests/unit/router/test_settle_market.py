@@ -124,7 +124,7 @@ def test_feeder_gone__every_trader_closes_and_withdraws__lps_withdraw(rx, book, 
     before = int(rx.d.usd.balanceOf(lp))
     order = rx.order_id(router.commit_remove_liquidity(shares, sender=lp))
     move_time(int(router.settlement_delay()))
-    router.settle(order, sender=lp)
+    router.settle(order, sender=lp)  # every market settled: no round and no LP_GRACE to wait for
     assert int(rx.vault.lp_shares(lp)) == 0 and int(rx.d.usd.balanceOf(lp)) > before
     left = int(rx.d.usd.balanceOf(rx.vault)) * rx.token_scale
     assert int(rx.vault.insurance_fund()) <= left <= int(rx.vault.insurance_fund()) + 2 * WAD  # dust: virtual shares

@@ -8,7 +8,8 @@ import ape
 import pytest
 
 from perpdex.deploy import deploy_system
-from perpdex.model import ADL_LONGS, ADL_SHORTS, WAD
+from perpdex.chain import move_time
+from perpdex.model import ADL_EXPIRY, ADL_LONGS, ADL_SHORTS, WAD
 from perpdex.sdk import Exchange
 
 TOKEN = 10**6
@@ -59,8 +60,9 @@ def test_adl__booked_at_the_bankruptcy_price(bankrupt_short, attacker):
     per_unit = covered.to_adl * WAD // (20 * WAD)
     assert (booked.market, booked.owing_side, booked.size) == (eth, ADL_LONGS, 20 * WAD)
     assert booked.price == 3_600 * WAD - per_unit  # where 20 ETH of longs give up exactly to_adl
-    assert tuple(vault.adl_pending(eth, ADL_LONGS)) == (20 * WAD, booked.price)
-    assert tuple(vault.adl_pending(eth, ADL_SHORTS)) == (0, 0)  # the shorts owe nothing
+    expires = receipt.timestamp + ADL_EXPIRY
+    assert tuple(vault.adl_pending(eth, ADL_LONGS)) == (20 * WAD, booked.price, expires)
+    assert tuple(vault.adl_pending(eth, ADL_SHORTS)) == (0, 0, 0)  # the shorts owe nothing
 
 
 def test_adl__refusals(bankrupt_short, admin, trader, attacker, accounts):
@@ -87,7 +89,7 @@ def test_adl__partial_then_full__pool_made_whole__bystander_untouched(bankrupt_s
     x, eth, bystander, receipt, value_before = bankrupt_short
     vault, usd = x.vault, x.d.usd
     to_adl = receipt.events.filter(vault.BadDebtCovered)[0].to_adl
-    size, price = (int(v) for v in vault.adl_pending(eth, ADL_LONGS))
+    size, price, _ = (int(v) for v in vault.adl_pending(eth, ADL_LONGS))
     mark = 3_600 * WAD
     recovered = 0
     for who, q in ((trader, 4 * WAD), (trader, 100 * WAD), (trader2, 100 * WAD)):
@@ -110,24 +112,59 @@ def test_adl__partial_then_full__pool_made_whole__bystander_untouched(bankrupt_s
     # 15 of the 20 ETH owed are closed (those two longs hold no more): 15/20 of it is back
     assert size == 5 * WAD and abs(recovered - to_adl * 15 // 20) <= 10**7
     third = accounts[9]
+    with ape.reverts("vault: ADL recovery pending"):  # what comes back is the LPs' already in
+        x.add_liquidity(accounts[7], 1_000 * TOKEN)
     vault.deleverage(third, 0, eth, 5 * WAD, sender=admin)
-    assert tuple(vault.adl_pending(eth, ADL_LONGS)) == (0, 0)
+    assert tuple(vault.adl_pending(eth, ADL_LONGS)) == (0, 0, 0)
     # the pool is whole: worth what it was before the bankruptcy, at the same price (what it
     # advanced came back; rounding dust and a few seconds of funding aside)
     assert abs(int(vault.pool_value()) - value_before) <= WAD // 100
     # the bystander had no position: all of its collateral leaves with it
     vault.withdraw(0, 50_000 * TOKEN, sender=bystander)
     assert usd.balanceOf(bystander) == 50_000 * TOKEN
+    x.add_liquidity(accounts[7], 1_000 * TOKEN)  # nothing owed any more: deposits are open
 
 
-def _bankrupt(x, who, market, liquidator, collateral=3_100, size=20):
-    """`who` opens a short of `size` ETH on `collateral` USD at 3,000; +20% bankrupts it."""
+def test_adl__expires_an_hour_after_its_last_booking__the_pool_keeps_the_rest(bankrupt_short, admin, trader, lp,
+                                                                             attacker, liquidator, accounts):
+    """Positions opened later had no part in the bankruptcy: an hour after its last booking
+    nothing is owed any more (the pool keeps what it advanced as its loss), deposits open
+    again, and the next booking starts afresh, with an event for what expired."""
+    x, eth, _, receipt, _ = bankrupt_short
+    vault = x.vault
+    size, price, expires = (int(v) for v in vault.adl_pending(eth, ADL_LONGS))
+    with ape.reverts("vault: ADL recovery pending"):
+        x.add_liquidity(accounts[7], 1_000 * TOKEN)
+    move_time(expires - receipt.timestamp - 1)
+    x.refresh_prices()
+    assert int(vault.adl_pending(eth, ADL_LONGS)[0]) == size  # still owed a second before
+    move_time(1)
+    assert tuple(vault.adl_pending(eth, ADL_LONGS)) == (0, 0, 0)
+    value = int(vault.pool_value())
+    with ape.reverts("vault: nothing to deleverage"):
+        vault.deleverage(trader, 0, eth, WAD, sender=admin)
+    assert int(vault.pool_value()) == value  # nothing written off at once: the pool had advanced it
+    x.add_liquidity(accounts[7], 1_000 * TOKEN)
+    again = _liquidated_short(x, attacker, eth, liquidator)
+    expired = again.events.filter(vault.DeleverageExpired)[0]
+    assert (expired.market, expired.owing_side, expired.size, expired.price) == (eth, ADL_LONGS, size, price)
+    booked = again.events.filter(vault.DeleverageBooked)[0]
+    assert tuple(vault.adl_pending(eth, ADL_LONGS))[:2] == (booked.size, booked.price)  # afresh: not added to the old
+
+
+def _liquidated_short(x, who, market, liquidator, collateral=3_100, size=20):
+    """`who` opens a short of `size` ETH on `collateral` USD at 3,000; +20% bankrupts it: the
+    liquidation's receipt."""
     x.deposit(who, collateral * TOKEN)
     x.set_price(market, 3_000 * WAD)
     x.trade(who, market, -size * WAD)
     x.set_price(market, 3_300 * WAD)
     x.set_price(market, 3_600 * WAD)
-    return x.d.keeper.liquidate(who, 0, sender=liquidator).events.filter(x.vault.BadDebtCovered)[0]
+    return x.d.keeper.liquidate(who, 0, sender=liquidator)
+
+
+def _bankrupt(x, who, market, liquidator, collateral=3_100, size=20):
+    return _liquidated_short(x, who, market, liquidator, collateral, size).events.filter(x.vault.BadDebtCovered)[0]
 
 
 def test_loss_cap__pool_absorbs_its_budget_per_24h__the_rest_to_adl(admin, lp, trader, attacker, trader2, liquidator, chain):
