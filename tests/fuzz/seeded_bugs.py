@@ -237,6 +237,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         'assert round_id != 0, "oracle: no round yet"\n    return self._fresh(self._heads[_market]), self._heads[_market] >> 192',
         machine="router",
     ),
+    Mutation(
+        "lp_request_skips_grace",
+        "an LP request fills as soon as its rounds exist, before LP_GRACE lets the liquidations at their prices land first",
+        ROUTER,
+        "return round_id != 0 and updated_at + LP_GRACE <= block.timestamp",
+        "return round_id != 0",
+        machine="router",
+    ),
 )
 
 

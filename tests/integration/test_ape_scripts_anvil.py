@@ -64,6 +64,7 @@ def test_ape_scripts__deploy_then_each_keeper_does_its_job(devnet: Devnet, tmp_p
         # an attached deployment knows no deployer: the LP's request is settled here by the admin
         lp_request = x.order_id(x.add_liquidity(lp, x.tokens(1_000_000), settle=False))
         x.next_round(feeder=admin)
+        x.wait_lp_grace()
         x.settle(lp_request, settler=admin)
         x.deposit(trader, x.tokens(2_000))
         x.fund(trader, x.reward_tokens)
