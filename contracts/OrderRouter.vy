@@ -78,6 +78,21 @@ MAX_REWARD: constant(uint256) = 1_000 * 10**18
 # who leaves shares the bad debt they book with the LPs who stay (issue 17's LP dodge).
 LP_GRACE: public(constant(uint256)) = 12
 
+# conditional orders (SPEC 15): kinds (events report 4 + kind), statuses, caps
+LIMIT: constant(uint256) = 0
+STOP: constant(uint256) = 1
+TAKE_PROFIT: constant(uint256) = 2
+STOP_LOSS: constant(uint256) = 3
+KIND_CONDITIONAL: constant(uint256) = 4
+C_OPEN: constant(uint256) = 1
+C_TRIGGERED: constant(uint256) = 2
+C_FILLED: constant(uint256) = 3
+C_CANCELLED: constant(uint256) = 4
+MAX_CONDITIONAL: public(constant(uint256)) = 8   # live conditional orders per account (owner, sub)
+MAX_PER_POSITION: public(constant(uint256)) = 4  # of them, TP/SL on one position (owner, sub, market)
+MASK40: constant(uint256) = 2**40 - 1
+MASK64: constant(uint256) = 2**64 - 1
+
 KIND_TRADE: constant(uint256) = 0
 KIND_CLOSE: constant(uint256) = 1
 KIND_ADD: constant(uint256) = 2
@@ -114,6 +129,21 @@ _config: uint256
 _heads: HashMap[uint256, uint256]
 _bodies: HashMap[address, HashMap[uint256, HashMap[uint256, uint256]]]
 _busy: HashMap[address, HashMap[uint256, uint256]]
+# Conditional orders (ids from the same count as requests; three slots each, written at place):
+# .head: owner (160) | sub (30) << 160 | market (6) << 190 | kind (2) << 196 | sells (1) << 198
+#       | reduce_only (1) << 199 | status (3) << 200 | delay (6) << 203 | window (10) << 209
+#       (the delay and window of its settlement, set when it triggers)
+# .prices: size (128; 0 = a TP/SL's whole position) | trigger_price (96) << 128
+# .more: acceptable_price (96) | expiry (40) << 96 | triggered_at (40) << 136 | oco (64) << 176
+# _cond_count[owner][sub]: live orders (8 bits) | live TP/SL of market m (3 bits) << (8 + 3 m)
+struct Stored:
+    head: uint256
+    prices: uint256
+    more: uint256
+
+
+_conds: HashMap[uint256, Stored]
+_cond_count: HashMap[address, HashMap[uint256, uint256]]
 
 
 struct Head:
@@ -126,6 +156,24 @@ struct Head:
     sub: uint256
     delay: uint256
     window: uint256
+
+
+struct Cond:
+    owner: address
+    sub: uint256
+    market: uint256
+    kind: uint256
+    side: int256
+    reduce_only: bool
+    status: uint256
+    delay: uint256
+    window: uint256
+    size: uint256
+    trigger_price: uint256
+    acceptable_price: uint256
+    expiry: uint256
+    triggered_at: uint256
+    oco: uint256
 
 
 @deploy
@@ -236,6 +284,9 @@ def settle(_order_id: uint256):
             or cancel it with the reason when it cannot fill there or its deadline passed.
             Reverts and changes nothing while the settlement round does not exist yet.
     """
+    if self._heads[_order_id] == 0 and self._conds[_order_id].head != 0:
+        assert self._settle_conditional(_order_id, self._load_cond(_order_id)), "router: settlement round not yet"
+        return
     head: Head = self._load_pending(_order_id)
     assert self._settle(_order_id, head), "router: settlement round not yet"
 
@@ -251,7 +302,13 @@ def settle_many(_order_ids: DynArray[uint256, MAX_BATCH]) -> uint256:
     done: uint256 = 0
     for order_id: uint256 in _order_ids:
         # an unknown id (0, or above order_count) has no head: status 0
-        head: Head = self._unpack(self._heads[order_id])
+        word: uint256 = self._heads[order_id]
+        if word == 0:
+            c: Cond = self._load_cond(order_id)
+            if c.status == C_TRIGGERED and self._settle_conditional(order_id, c):
+                done += 1
+            continue
+        head: Head = self._unpack(word)
         if head.status != PENDING:
             continue
         if self._settle(order_id, head):
@@ -267,6 +324,12 @@ def cancel(_order_id: uint256):
             escrowed comes back), anyone after its deadline (the caller is paid the reward,
             the owner gets back LP tokens). In between nobody can: see the contract notes.
     """
+    if self._heads[_order_id] == 0 and self._conds[_order_id].head != 0:
+        # a conditional order: its owner's, while it is open (once triggered it settles)
+        c: Cond = self._load_open(_order_id)
+        assert msg.sender == c.owner, "router: not the owner"
+        self._cancel_conditional(_order_id, c, "router: cancelled by owner", False)
+        return
     head: Head = self._load_pending(_order_id)
     settle_after: uint256 = head.committed_at + head.delay
     if block.timestamp > settle_after + head.window:
@@ -275,6 +338,147 @@ def cancel(_order_id: uint256):
     assert msg.sender == head.owner, "router: not the owner"
     assert block.timestamp < settle_after, "router: order is live"
     self._cancel(_order_id, head, "router: cancelled by owner", False)
+
+
+# ================================================================== conditional orders (SPEC 15)
+
+
+@external
+@nonreentrant
+def place_conditional(
+    _sub: uint256,
+    _market: uint256,
+    _kind: uint256,
+    _size: int256,
+    _trigger_price: uint256,
+    _acceptable_price: uint256,
+    _reduce_only: bool,
+    _expiry: uint256,
+    _oco_with: uint256,
+) -> uint256:
+    """
+    @notice Place a conditional order for sub-account `_sub` in `_market`: `_kind` 0 limit
+            (buys at or below `_trigger_price`, sells at or above), 1 stop (buys at or above,
+            sells at or below), 2 take-profit or 3 stop-loss on the position (always
+            reduce-only, on its other side: the TP fires when the price reaches the trigger
+            in the position's favour, the SL against it). `_size`: signed for a limit or stop
+            (> 0 buys); unsigned for a TP/SL, 0 for the whole position at settlement.
+            Anyone may `trigger` it once the latest round meets the trigger; it then fills
+            like a request at the first round at or after that + settlement_delay, at a
+            price not worse than `_acceptable_price` (0: any, for a sell). `_reduce_only`
+            (any kind) never grows or flips the position. `_expiry`: 0, or the last second
+            it may trigger. `_oco_with`: an open TP/SL on the same position to pair with (one
+            filling cancels the other). Escrows two settler rewards (the trigger's and the
+            settle's) from the caller's wallet.
+    @return The order id (from the same count as requests).
+    """
+    assert staticcall VAULT.router() == self, "router: not the vault's router"
+    assert _kind <= STOP_LOSS, "router: unknown order kind"
+    self._check_trade_account(_sub, _market)
+    assert _trigger_price != 0, "router: zero trigger price"
+    assert _trigger_price <= MAX_PRICE, "router: trigger price out of range"
+    assert _size >= -MAX_ABS_SIZE and _size <= MAX_ABS_SIZE, "router: size out of range"
+    assert _expiry == 0 or (_expiry > block.timestamp and _expiry <= MASK40), "router: expiry in the past"
+    position: int256 = self._position_size(msg.sender, _sub, _market)
+    side: int256 = self._conditional_side(_kind, _size, position, _trigger_price, _market)
+    if _reduce_only:
+        assert position != 0, "router: no position to reduce"
+        assert (position > 0) != (side > 0), "router: reduce-only on the position's own side"
+    assert side < 0 or _acceptable_price != 0, "router: zero acceptable price"
+    closes: bool = _kind >= TAKE_PROFIT
+    count: uint256 = self._cond_count[msg.sender][_sub]
+    assert count & 255 < MAX_CONDITIONAL, "router: too many conditional orders"
+    if closes:
+        assert (count >> (8 + 3 * _market)) & 7 < MAX_PER_POSITION, "router: too many orders on the position"
+        count += 1 << (8 + 3 * _market)
+    self._cond_count[msg.sender][_sub] = count + 1
+    escrow: uint256 = 2 * REWARD_TOKENS
+    self._pull(escrow)
+    config: uint256 = self._config
+    order_id: uint256 = (config & COUNT_MASK) + 1
+    self._config = config + 1
+    if _oco_with != 0:
+        other: Cond = self._load_cond(_oco_with)
+        assert (
+            closes and other.status == C_OPEN and other.oco == 0 and other.kind >= TAKE_PROFIT
+            and other.owner == msg.sender and other.sub == _sub and other.market == _market
+        ), "router: bad OCO leg"
+        self._conds[_oco_with].more = self._conds[_oco_with].more | (order_id << 176)
+    sells: uint256 = 0
+    if side < 0:
+        sells = 1
+    ro: uint256 = 0
+    if _reduce_only or closes:
+        ro = 1
+    self._conds[order_id] = Stored(
+        head=convert(msg.sender, uint256) | (_sub << 160) | (_market << 190) | (_kind << 196) | (sells << 198)
+        | (ro << 199) | (C_OPEN << 200),
+        prices=convert(abs(_size), uint256) | (_trigger_price << 128),
+        more=min(_acceptable_price, MAX_PRICE) | (_expiry << 96) | (_oco_with << 176),
+    )
+    log IOrderRouter.ConditionalPlaced(
+        order_id=order_id,
+        owner=msg.sender,
+        sub=_sub,
+        market=_market,
+        kind=KIND_CONDITIONAL + _kind,
+        side=side,
+        size=convert(abs(_size), uint256),
+        trigger_price=_trigger_price,
+        acceptable_price=min(_acceptable_price, MAX_PRICE),
+        reduce_only=ro == 1,
+        expiry=_expiry,
+        oco=_oco_with,
+        escrow=escrow,
+    )
+    return order_id
+
+
+@external
+@nonreentrant
+def trigger(_order_id: uint256):
+    """
+    @notice Trigger an open conditional order whose trigger price the latest round meets
+            (anyone; paid one settler reward): it then settles at the first round at or
+            after now + settlement_delay. Reverts while the price does not meet it. An
+            expired order, or a reduce-only one with nothing left to reduce (its position
+            closed or flipped), is cancelled instead (pruned: the caller is paid the same).
+    """
+    c: Cond = self._load_open(_order_id)
+    reason: String[64] = self._dead_reason(c)
+    if len(reason) != 0:
+        self._cancel_conditional(_order_id, c, reason, True)
+        return
+    price: uint256 = staticcall ORACLE.price(c.market)
+    assert self._triggers(c.kind, c.side, c.trigger_price, price), "router: trigger price not reached"
+    config: uint256 = self._config
+    # status OPEN -> TRIGGERED, with the settlement delay and window it keeps from now
+    self._conds[_order_id].head = (self._conds[_order_id].head + (1 << 200)) | ((config >> 240) << 203)
+    self._conds[_order_id].more = self._conds[_order_id].more | (block.timestamp << 136)
+    self._pay(msg.sender, REWARD_TOKENS)
+    log IOrderRouter.ConditionalTriggered(
+        order_id=_order_id,
+        owner=c.owner,
+        caller=msg.sender,
+        price=price,
+        triggered_at=block.timestamp,
+        settle_after=block.timestamp + ((config >> 240) & 63),
+        reward=REWARD_TOKENS,
+    )
+
+
+@external
+@nonreentrant
+def prune(_order_id: uint256):
+    """
+    @notice Cancel an open conditional order that can never fill (anyone; paid one settler
+            reward, the other goes back to the owner): expired, or reduce-only with nothing
+            left to reduce. Reverts for a live one ("router: order is live").
+    """
+    c: Cond = self._load_open(_order_id)
+    reason: String[64] = self._dead_reason(c)
+    assert len(reason) != 0, "router: order is live"
+    self._cancel_conditional(_order_id, c, reason, True)
 
 
 # ================================================================== views
@@ -327,6 +531,42 @@ def settleable(_order_id: uint256) -> bool:
     head: Head = self._unpack(self._heads[_order_id])
     settle_after: uint256 = head.committed_at + head.delay
     return head.status == PENDING and block.timestamp <= settle_after + head.window and self._round_exists(head, settle_after)
+
+
+@view
+@external
+def conditional_order(_order_id: uint256) -> IOrderRouter.ConditionalOrder:
+    """
+    @notice A conditional order as placed, with its trigger time and status (an unknown id:
+            an empty order, status 0).
+    """
+    c: Cond = self._load_cond(_order_id)
+    if c.status == 0:
+        return empty(IOrderRouter.ConditionalOrder)
+    return IOrderRouter.ConditionalOrder(
+        owner=c.owner,
+        sub=c.sub,
+        market=c.market,
+        kind=c.kind,
+        side=c.side,
+        size=c.size,
+        trigger_price=c.trigger_price,
+        acceptable_price=c.acceptable_price,
+        reduce_only=c.reduce_only,
+        expiry=c.expiry,
+        triggered_at=c.triggered_at,
+        oco=c.oco,
+        status=c.status,
+    )
+
+
+@view
+@external
+def conditional_orders(_owner: address, _sub: uint256) -> uint256:
+    """
+    @notice Live (open or triggered) conditional orders of the account.
+    """
+    return self._cond_count[_owner][_sub] & 255
 
 
 @view
@@ -409,12 +649,7 @@ def _commit(_sub: uint256, _market: uint256, _kind: uint256, _body: uint256, _lp
         k += 1
     self._busy[msg.sender][account] = busy | USED | (1 << k)
     escrow: uint256 = REWARD_TOKENS + _lp_tokens
-    if escrow != 0:
-        before: uint256 = staticcall TOKEN.balanceOf(self)
-        assert extcall TOKEN.transferFrom(msg.sender, self, escrow, default_return_value=True), "router: transfer failed"
-        # escrow is accounted exactly: a token that takes a fee on transfer is refused here
-        # (it would settle orders out of other orders' escrow)
-        assert staticcall TOKEN.balanceOf(self) - before == escrow, "router: token took a fee"
+    self._pull(escrow)
     config: uint256 = self._config
     order_id: uint256 = (config & COUNT_MASK) + 1
     self._config = config + 1  # the count never reaches 2**240
@@ -549,6 +784,228 @@ def _finish(_order_id: uint256, _head: Head, _status: uint256):
     self._heads[_order_id] = self._heads[_order_id] + ((_status - PENDING) << 208)
     # its body slot is free for the account's next request
     self._busy[_head.owner][self._account(_head.sub, _head.kind)] -= 1 << _head.slot
+
+
+@internal
+def _pull(_escrow: uint256):
+    """
+    @dev `_escrow` tokens from the caller's wallet, accounted exactly: a token that takes a
+         fee on transfer is refused here (it would settle orders out of other orders' escrow).
+    """
+    if _escrow != 0:
+        before: uint256 = staticcall TOKEN.balanceOf(self)
+        assert extcall TOKEN.transferFrom(msg.sender, self, _escrow, default_return_value=True), "router: transfer failed"
+        assert staticcall TOKEN.balanceOf(self) - before == _escrow, "router: token took a fee"
+
+
+@internal
+def _settle_conditional(_order_id: uint256, _c: Cond) -> bool:
+    """
+    @dev Settles (or cancels) a triggered conditional order at its settlement round, like
+         a request: False while that round does not exist. A reduce-only order's size is
+         resolved against the position now (at most it, on the other side); with nothing
+         left to reduce it is cancelled, never filled into a new position. A fill cancels
+         the other OCO leg (its escrow back to the owner).
+    """
+    assert _c.status == C_TRIGGERED, "router: order not triggered"
+    settle_after: uint256 = _c.triggered_at + _c.delay
+    if block.timestamp > settle_after + _c.window:
+        self._cancel_conditional(_order_id, _c, "router: expired", True)
+        return True
+    if not self._has_round(_c.market, settle_after):
+        return False
+    size_delta: int256 = _c.side * convert(_c.size, int256)
+    if _c.reduce_only:
+        size_delta = self._reduce_size(self._position_size(_c.owner, _c.sub, _c.market), _c.side, _c.size)
+        if size_delta == 0:
+            self._cancel_conditional(_order_id, _c, "router: position closed or flipped", True)
+            return True
+    ok: bool = False
+    response: Bytes[256] = b""
+    ok, response = raw_call(
+        VAULT.address,
+        abi_encode(
+            _c.owner, _c.sub, _c.market, size_delta, _c.acceptable_price, settle_after,
+            method_id=method_id("settle_trade(address,uint256,uint256,int256,uint256,uint256)"),
+        ),
+        max_outsize=256,
+        revert_on_failure=False,
+    )
+    if not ok:
+        reason: String[64] = self._reason(response)
+        assert len(reason) != 0, "router: fill failed without a reason"
+        self._cancel_conditional(_order_id, _c, reason, True)
+        return True
+    fill: uint256 = 0
+    fee: uint256 = 0
+    size_delta, fill, fee = abi_decode(response, (int256, uint256, uint256))
+    self._end_conditional(_order_id, _c, C_FILLED)
+    self._pay(msg.sender, REWARD_TOKENS)
+    log IOrderRouter.OrderSettled(
+        order_id=_order_id,
+        owner=_c.owner,
+        settler=msg.sender,
+        sub=_c.sub,
+        market=_c.market,
+        kind=KIND_CONDITIONAL + _c.kind,
+        size_delta=size_delta,
+        fill_price=fill,
+        fee=fee,
+        amount=0,
+        reward=REWARD_TOKENS,
+    )
+    if _c.oco != 0:
+        other: Cond = self._load_cond(_c.oco)
+        if other.status == C_OPEN or other.status == C_TRIGGERED:
+            self._cancel_conditional(_c.oco, other, "router: OCO leg filled", False)
+    return True
+
+
+@internal
+def _cancel_conditional(_order_id: uint256, _c: Cond, _reason: String[64], _pay_caller: bool):
+    """
+    @dev Ends a conditional order as cancelled: what it still escrows (two rewards while
+         open, one once triggered) goes back to the owner, but one reward to the caller
+         when `_pay_caller` (a keeper's work: a prune, an expiry, a refused fill).
+    """
+    self._end_conditional(_order_id, _c, C_CANCELLED)
+    left: uint256 = REWARD_TOKENS
+    if _c.status == C_OPEN:
+        left = 2 * REWARD_TOKENS
+    reward: uint256 = 0
+    if _pay_caller:
+        reward = REWARD_TOKENS
+    self._pay(_c.owner, left - reward)
+    self._pay(msg.sender, reward)
+    log IOrderRouter.OrderCancelled(
+        order_id=_order_id, owner=_c.owner, caller=msg.sender, reason=_reason, refund=left - reward, reward=reward
+    )
+
+
+@internal
+def _end_conditional(_order_id: uint256, _c: Cond, _status: uint256):
+    """
+    @dev The order's status becomes `_status` (filled or cancelled) and it no longer counts
+         against its account's caps.
+    """
+    word: uint256 = self._conds[_order_id].head
+    self._conds[_order_id].head = (word & ~(7 << 200)) | (_status << 200)
+    count: uint256 = self._cond_count[_c.owner][_c.sub] - 1
+    if _c.kind >= TAKE_PROFIT:
+        count -= 1 << (8 + 3 * _c.market)
+    self._cond_count[_c.owner][_c.sub] = count
+
+
+@view
+@internal
+def _load_cond(_order_id: uint256) -> Cond:
+    s: Stored = self._conds[_order_id]
+    side: int256 = 1
+    if (s.head >> 198) & 1 == 1:
+        side = -1
+    return Cond(
+        owner=convert(s.head & (2**160 - 1), address),
+        sub=(s.head >> 160) & MAX_SUB,
+        market=(s.head >> 190) & 63,
+        kind=(s.head >> 196) & 3,
+        side=side,
+        reduce_only=(s.head >> 199) & 1 == 1,
+        status=(s.head >> 200) & 7,
+        delay=(s.head >> 203) & 63,
+        window=(s.head >> 209) & 1023,
+        size=s.prices & MASK128,
+        trigger_price=s.prices >> 128,
+        acceptable_price=s.more & MASK96,
+        expiry=(s.more >> 96) & MASK40,
+        triggered_at=(s.more >> 136) & MASK40,
+        oco=s.more >> 176,
+    )
+
+
+@view
+@internal
+def _load_open(_order_id: uint256) -> Cond:
+    c: Cond = self._load_cond(_order_id)
+    assert c.status != 0, "router: unknown order"
+    assert c.status == C_OPEN, "router: order not open"
+    return c
+
+
+@view
+@internal
+def _dead_reason(_c: Cond) -> String[64]:
+    """
+    @dev Why an open order can only be pruned, or "": expired, or reduce-only with nothing
+         left to reduce.
+    """
+    if _c.expiry != 0 and block.timestamp > _c.expiry:
+        return "router: expired"
+    if _c.reduce_only:
+        if self._reduce_size(self._position_size(_c.owner, _c.sub, _c.market), _c.side, _c.size) == 0:
+            return "router: position closed or flipped"
+    return ""
+
+
+@view
+@internal
+def _conditional_side(_kind: uint256, _size: int256, _position: int256, _trigger_price: uint256, _market: uint256) -> int256:
+    """
+    @dev The order's side: a limit's or stop's from its size; a TP/SL's is the position's
+         other side, and its trigger must wait on the side of the latest price it fires
+         from (one at or past it would fire at once).
+    """
+    if _kind < TAKE_PROFIT:
+        assert _size != 0, "router: zero size"
+        if _size > 0:
+            return 1
+        return -1
+    assert _size >= 0, "router: a TP/SL size is unsigned"
+    assert _position != 0, "router: no position to reduce"
+    side: int256 = 1
+    if _position > 0:
+        side = -1
+    price: uint256 = (staticcall ORACLE.latest(_market))[0]
+    waiting: bool = _trigger_price > price
+    if self._fires_below(_kind, side):
+        waiting = _trigger_price < price
+    if _kind == TAKE_PROFIT:
+        assert waiting, "router: take-profit at or past the price"
+    else:
+        assert waiting, "router: stop-loss at or past the price"
+    return side
+
+
+@pure
+@internal
+def _fires_below(_kind: uint256, _side: int256) -> bool:
+    """
+    @dev Whether the order fires at or below its trigger (else at or above): a buying limit
+         or take-profit, a selling stop or stop-loss.
+    """
+    return (_kind == LIMIT or _kind == TAKE_PROFIT) == (_side > 0)
+
+
+@pure
+@internal
+def _triggers(_kind: uint256, _side: int256, _trigger_price: uint256, _price: uint256) -> bool:
+    if self._fires_below(_kind, _side):
+        return _price <= _trigger_price
+    return _price >= _trigger_price
+
+
+@pure
+@internal
+def _reduce_size(_position: int256, _side: int256, _size: uint256) -> int256:
+    """
+    @dev What a reduce-only order trades against `_position`: at most all of it, on the
+         other side (`_size` 0: all of it); 0 with nothing to reduce.
+    """
+    if _position == 0 or (_position > 0) == (_side > 0):
+        return 0
+    held: uint256 = convert(abs(_position), uint256)
+    if _size != 0:
+        held = min(_size, held)
+    return _side * convert(held, int256)
 
 
 @internal

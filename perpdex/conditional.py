@@ -19,14 +19,16 @@ partial decrease does not cancel it.
 Escrow: two settler rewards per order, one for the trigger and one for the settle; an owner's
 cancel refunds both; a prune (anyone, of an expired or dead order) pays the pruner one and
 refunds the other. The contract (OrderRouter.place_conditional, trigger, settle, cancel,
-prune) is to be built against this model; the names of the revert reasons are its reasons.
+prune, conditional_order) is tested against this model; its revert reasons are the model's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from perpdex.model import KIND_TRADE, ModelRevert, Outcome, Request, RouterModel, require
+from perpdex.model import (
+    KIND_TRADE, MAX_ABS_SIZE, MAX_ACCEPTABLE_PRICE, MAX_SUB, ModelRevert, Outcome, Request, RouterModel, require,
+)
 
 LIMIT, STOP, TAKE_PROFIT, STOP_LOSS = 0, 1, 2, 3
 KIND_NAMES = {LIMIT: "limit", STOP: "stop", TAKE_PROFIT: "take-profit", STOP_LOSS: "stop-loss"}
@@ -52,6 +54,8 @@ class ConditionalOrder:
     placed_at: int
     oco: int = 0  # the other leg of its OCO group
     triggered_at: int = 0
+    delay: int = 0  # the router's settlement delay and window when it triggered (it keeps them)
+    window: int = 0
     status: int = OPEN
     reason: str = ""  # why it was cancelled
 
@@ -116,9 +120,12 @@ class ConditionalBook:
         position (its side is the position's opposite)."""
         v = self.router.vault
         require(kind in KIND_NAMES, "router: unknown order kind")
+        require(sub <= MAX_SUB, "router: sub out of range")
         require(market < len(v.markets), "router: unknown market")
         require(trigger_price != 0, "router: zero trigger price")
-        require(expiry == 0 or expiry > self.now, "router: expiry in the past")
+        require(trigger_price <= MAX_ACCEPTABLE_PRICE, "router: trigger price out of range")
+        require(-MAX_ABS_SIZE <= size <= MAX_ABS_SIZE, "router: size out of range")
+        require(expiry == 0 or self.now < expiry < 2**40, "router: expiry in the past")
         position = v.position(owner, sub, market).size
         side = self._side(kind, size, position, trigger_price, v.prices[market])
         if reduce_only or kind in (TAKE_PROFIT, STOP_LOSS):
@@ -130,7 +137,8 @@ class ConditionalBook:
             on_position = [o for o in self.live_orders(owner, sub, market) if o.closes_position]
             require(len(on_position) < MAX_PER_POSITION, "router: too many orders on the position")
         order = ConditionalOrder(self.next_id, owner, sub, market, kind, side, abs(size), trigger_price,
-                                 acceptable_price, reduce_only or kind in (TAKE_PROFIT, STOP_LOSS), expiry, self.now)
+                                 min(acceptable_price, MAX_ACCEPTABLE_PRICE), reduce_only or kind in (TAKE_PROFIT, STOP_LOSS),
+                                 expiry, self.now)
         if oco_with:
             self._pair(order, oco_with)
         self.orders[order.order_id] = order
@@ -175,7 +183,7 @@ class ConditionalBook:
             return self._cancel(o, reason)
         price = self.router.vault.prices[o.market]
         require(triggers(o.kind, o.side, o.trigger_price, price), "router: trigger price not reached")
-        o.status, o.triggered_at = TRIGGERED, self.now
+        o.status, o.triggered_at, o.delay, o.window = TRIGGERED, self.now, self.router.delay, self.router.window
         return Outcome(False, "triggered")
 
     def settle(self, order_id: int) -> Outcome | None:
@@ -185,7 +193,7 @@ class ConditionalBook:
         o = self.orders[order_id]
         require(o.status == TRIGGERED, "router: order not triggered")
         r = self.router
-        settle_after, deadline = o.triggered_at + r.delay, o.triggered_at + r.delay + r.window
+        settle_after, deadline = o.triggered_at + o.delay, o.triggered_at + o.delay + o.window
         if self.now > deadline:
             return self._cancel(o, "router: expired")
         if not (r.rounds.get(o.market) and r.rounds[o.market][-1][0] >= settle_after):
