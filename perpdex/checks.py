@@ -1,6 +1,7 @@
 """End-of-run invariant checks on a live deployment (SPEC 11.1, 11.2, 11.11), shared by the
 fuzz suite, the simulation's report and the stress tests; and `pool_loss_check` (issue 17:
-the bad debt LPs absorb stays within 1% of the pool), from figures the report has summed.
+the bad debt LPs bear, absorbed by the pool or advanced to ADL and not recovered, stays
+within 1% of the pool), from figures the report has summed.
 
 Each check reads the chain only. `everyone_exits` changes it, inside a snapshot that it
 always rolls back: it liquidates what is liquidatable, closes every position (paused markets
@@ -76,15 +77,21 @@ def open_interest_check(x: Exchange, accounts: Iterable[Account]) -> Check:
 POOL_LOSS_LIMIT = WAD // 100  # issue 17: LPs absorb at most 1% of the pool's starting value
 
 
-def pool_loss_check(absorbed: int, pool_start: int, beyond: str = "", limit: int = POOL_LOSS_LIMIT) -> Check:
-    """The bad debt the pool kept as its loss (`absorbed`: BadDebtCovered.from_pool summed,
-    WAD USD) is at most `limit` (a WAD share) of the pool's value at the start (`pool_start`,
-    WAD USD). `beyond`: what the detail adds (what went to ADL)."""
+def pool_loss_check(from_pool: int, adl_unrecovered: int, pool_start: int, beyond: str = "",
+                    limit: int = POOL_LOSS_LIMIT) -> Check:
+    """The bad debt that reaches LPs is at most `limit` (a WAD share) of the pool's value at
+    the start (`pool_start`, WAD USD). It is what the pool kept as its loss (`from_pool`:
+    BadDebtCovered.from_pool summed) plus what it advanced to ADL and ADL did not give back
+    (`adl_unrecovered`: to_adl - Deleveraged.recovered; ADL still pending expires to the pool,
+    so it counts as lost). WAD USD. `beyond`: what the detail adds (the ADL figures)."""
+    lost = from_pool + adl_unrecovered
     bound = max(pool_start, 0) * limit // WAD
-    share = f"{absorbed * 100 / pool_start:.4f}%" if pool_start > 0 else "all"
-    detail = (f"the pool absorbed {wad_usd(absorbed)} of bad debt: {share} of its value at the start, "
-              f"{wad_usd(pool_start)} (limit {limit * 100 / WAD:g}%: {wad_usd(bound)})" + (f"; {beyond}" if beyond else ""))
-    return Check(f"bad debt to LPs <= {limit * 100 / WAD:g}% of the pool", absorbed <= bound, detail)
+    share = f"{lost * 100 / pool_start:.4f}%" if pool_start > 0 else "all"
+    detail = (f"LPs bear {wad_usd(lost)} of bad debt ({wad_usd(from_pool)} absorbed by the pool within its loss cap, "
+              f"{wad_usd(adl_unrecovered)} advanced to ADL and not recovered): {share} of the pool's value at the "
+              f"start, {wad_usd(pool_start)} (limit {limit * 100 / WAD:g}%: {wad_usd(bound)})"
+              + (f"; {beyond}" if beyond else ""))
+    return Check(f"bad debt to LPs <= {limit * 100 / WAD:g}% of the pool", lost <= bound, detail)
 
 
 @dataclass(frozen=True)

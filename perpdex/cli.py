@@ -271,7 +271,7 @@ def _skewed_example() -> tuple[Any, Any]:
 
     admin, lp, long_trader, short_trader = test_signers(4)
     x = Exchange(deploy_system(admin, atomic_trading=True))
-    x.add_liquidity(lp, x.tokens(1_000_000))
+    x.add_liquidity(lp, x.tokens(5_000_000))  # the net rule (10% of the cash) backs the 150 ETH long
     for who, size in ((long_trader, 150 * WAD), (short_trader, -30 * WAD)):
         x.deposit(who, x.tokens(100_000))
         x.trade(who, 0, size)

@@ -187,7 +187,9 @@ def seed(x: Any, traders: int, accounts: Any) -> list[str]:
     for i in range(min(traders, SEED_TRADERS_MAX)):
         who = accounts[2 + i]
         name, market = markets[i % len(markets)]
-        leverage, side = 2 + i % 4, 1 if i % 2 == 0 else -1
+        # ETH long and BTC short, then (from the fifth) the other way round: seven seeded
+        # books net 0 ETH, within the net rule (10% of the pool's cash: 100,000 USD of skew)
+        leverage, side = 2 + i % 4, (1 if i % 2 == 0 else -1) * (1 if i < 4 else -1)
         x.deposit(who, x.tokens(SEED_TRADER_USD))
         x.fund(who, x.tokens(10))  # settlement rewards
         size = side * SEED_TRADER_USD * leverage * WAD * WAD // x.price(market)

@@ -398,7 +398,7 @@ class VaultModel:
     reserve_factor: int = WAD  # per market and side: OI * price <= this x pool value (SPEC 14)
     max_exposure_factor: int = 3 * WAD // 2  # all markets and sides: sum(OI * price) <= this x pool value
     max_pnl_factor: int = 9 * WAD // 10  # traders' profit is paid in full up to this x the pool's cash
-    pool_loss_cap: int = 9 * WAD // 1000  # bad debt the pool absorbs per 24 h, x its cash; the rest by ADL
+    pool_loss_cap: int = 5 * WAD // 1000  # bad debt the pool absorbs per 24 h, x its cash; the rest by ADL
     loss_window_start: int = 0
     loss_budget: int = 0  # what the pool may still absorb in the window
     adl: dict[tuple[int, int], AdlPending] = field(default_factory=dict)  # (market, owing side)

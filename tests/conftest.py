@@ -18,6 +18,12 @@ from perpdex.sdk import Exchange, model_from_chain
 ETH_PRICE = 3000 * WAD
 BTC_PRICE = 60_000 * WAD
 POOL_TOKENS = 1_000_000 * 10**6
+# The session deployments' ETH-USD net rule (|skew| * price <= max_pool_exposure x pool cash)
+# at 50%, its default until issue 17 (now 10%): the unit tests of the margin math, funding,
+# liquidations and the router open 40-100 ETH one-sided on the 1,000,000 USD pool (12-30% of
+# its cash) to get round figures out of big moves. The rule at its default is tested on
+# deployments of its own (test_positions.py, test_pool_caps.py).
+SESSION_MARKETS = {"ETH-USD": {"max_pool_exposure": 0.5}}
 
 
 @pytest.fixture(scope="session")
@@ -52,9 +58,10 @@ def attacker(accounts: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def system(admin: Any, lp: Any) -> Deployment:
-    """The default deployment with 1,000,000 USD of LP liquidity, with atomic trading on: the
-    unit tests of the margin math trade directly (tests/unit/router covers the two-step path)."""
-    deployment = deploy_system(admin, atomic_trading=True, governance_delay=0)
+    """The default deployment (but SESSION_MARKETS) with 1,000,000 USD of LP liquidity, with
+    atomic trading on: the unit tests of the margin math trade directly (tests/unit/router
+    covers the two-step path)."""
+    deployment = deploy_system(admin, atomic_trading=True, governance_delay=0, markets=SESSION_MARKETS)
     Exchange(deployment).add_liquidity(lp, POOL_TOKENS)
     return deployment
 
@@ -66,8 +73,8 @@ def x(system: Deployment) -> Exchange:
 
 @pytest.fixture(scope="session")
 def routed(admin: Any, lp: Any, chain: Any, system: Deployment) -> Deployment:
-    """The default deployment (two-step trading: every trade and LP move is a request to the
-    OrderRouter) with 1,000,000 USD of LP liquidity: the router's unit tests and the
+    """The default deployment (but SESSION_MARKETS; two-step trading: every trade and LP move is
+    a request to the OrderRouter) with 1,000,000 USD of LP liquidity: the router's unit tests and the
     exchange state machine. It asks for `system` so that both session deployments are made
     together, before any test's snapshot: a session fixture first made in the middle of the
     run makes Ape rebase its snapshot stack, which the embedded chain's anchors do not survive."""
@@ -75,7 +82,7 @@ def routed(admin: Any, lp: Any, chain: Any, system: Deployment) -> Deployment:
     # ahead (restores do not rewind it), and blocks stamped then would make every later
     # module's prices stale.
     set_clock(int(chain.blocks.head.timestamp) + 1)
-    d = deploy_system(admin, governance_delay=0)
+    d = deploy_system(admin, governance_delay=0, markets=SESSION_MARKETS)
     Exchange(d).add_liquidity(lp, POOL_TOKENS)
     return d
 

@@ -149,7 +149,8 @@ def build_report(
     checks = [ledger_check(x, accounts), open_interest_check(x, accounts), *_funding_check(t)]
     if exit_check:
         checks.append(everyone_exits(x, accounts, lps, keeper or x.d.deployer).check())
-    checks.append(pool_loss_check(t.bad_debt_from_pool, sampler.rows[0].pool_value, _beyond_the_cap(t, adl_left)))
+    checks.append(pool_loss_check(t.bad_debt_from_pool, t.adl_unrecovered, sampler.rows[0].pool_value,
+                                  _beyond_the_cap(t, adl_left)))
     checks += compare(expected or Expected(), t, decimals)
     equities = [usd(int(x.vault.equity(owner, sub))) for owner, sub in accounts]
     network = str(getattr(networks.active_provider, "network_choice", "") or "unknown")
@@ -285,11 +286,15 @@ def _summary(events: list[ChainEvent], rows: list[Sample], t: Tally, accounts: i
 def _loss_figures(t: Tally, pool_start: int, loss_cap: int, adl_left: str) -> dict[str, Number]:
     """How much of its loss cap the pool used: the bad debt it absorbed (from_pool) as a share
     of `loss_cap` (pool_loss_cap, WAD) times its value at the start (`pool_start`, WAD USD:
-    the cap's base is the pool's cash when a loss window opens, about that); and the ADL
-    still owed at the end."""
+    the cap's base is the pool's cash when a loss window opens, about that); the ADL still
+    owed at the end; and the bad debt LPs bear (absorbed, plus advanced to ADL and not
+    recovered: pending ADL expires to the pool), in USD and as a share of the start value."""
     budget = max(pool_start, 0) * loss_cap // WAD
     return {"pool_loss_cap_used_pct": round(t.bad_debt_from_pool * 100 / budget, 4) if budget else 0.0,
-            "adl_pending_at_end": adl_left}
+            "adl_pending_at_end": adl_left,
+            "adl_unrecovered_usd": usd(t.adl_unrecovered),
+            "bad_debt_to_lps_usd": usd(t.bad_debt_to_lps),
+            "bad_debt_to_lps_pct": round(t.bad_debt_to_lps * 100 / pool_start, 4) if pool_start > 0 else 0.0}
 
 
 def adl_pending_text(x: Exchange) -> str:

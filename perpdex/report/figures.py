@@ -73,6 +73,19 @@ class Tally:
         return self.profit_capped + self.payments_capped
 
     @property
+    def adl_unrecovered(self) -> int:
+        """Bad debt the pool advanced to ADL and ADL has not given back (to_adl - recovered):
+        still owed, or never booked; pending ADL expires to the pool, so it is the LPs' loss
+        unless a deleverage recovers it later (0 when ADL recovered it all)."""
+        return max(0, self.bad_debt_to_adl - self.adl_recovered)
+
+    @property
+    def bad_debt_to_lps(self) -> int:
+        """The bad debt LPs bear (issue 17): what the pool absorbed within its loss cap plus
+        what it advanced to ADL and did not get back."""
+        return self.bad_debt_from_pool + self.adl_unrecovered
+
+    @property
     def requests_cancelled(self) -> int:
         return sum(self.cancel_reasons.values())
 

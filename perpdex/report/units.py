@@ -70,6 +70,9 @@ FIGURES: dict[str, tuple[str, Kind]] = {
     "vault_balance_end_usd": ("Vault's token balance at the end", "usd"),
     "pool_loss_cap_used_pct": ("Pool loss cap used (% of the cap x start value)", "pct"),
     "adl_pending_at_end": ("ADL pending at the end", "text"),
+    "adl_unrecovered_usd": ("Advanced to ADL, not recovered", "usd"),
+    "bad_debt_to_lps_usd": ("Bad debt to LPs (pool + ADL not recovered)", "usd"),
+    "bad_debt_to_lps_pct": ("Bad debt to LPs (% of the pool's start value)", "pct"),
     # per market
     "price_start_usd": ("Price at the start", "usd"),
     "price_end_usd": ("Price at the end", "usd"),

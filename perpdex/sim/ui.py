@@ -51,6 +51,7 @@ def _usd_change(value: float) -> str:
 COMPARISON_COLUMNS = (
     "Scenario", "ETH move", "BTC move", "Trades", "Liquidated, partial / full", "Bad debt", "From insurance",
     "From pool (within its loss cap)", "To ADL (beyond the cap)", "ADL'd notional", "Recovered by ADL",
+    "Bad debt to LPs (pool + ADL not recovered)", "Bad debt to LPs (of start value)",
     "Pool loss cap used (of cap x start value)", "Capped PnL (pro-rata cut + capped payments)",
     "Insurance fund change", "Pool value change", "Keeper rewards", "Funding paid by longs", "Checks", "Blocks/s",
 )
@@ -77,6 +78,8 @@ def comparison_row(result: SimResult) -> list[str]:
         _usd(f("bad_debt_to_adl_usd")),
         _usd(f("adl_notional_usd")),
         _usd(f("adl_recovered_usd")),
+        _usd(f("bad_debt_to_lps_usd")),
+        f"{f('bad_debt_to_lps_pct'):.2f}%",
         f"{f('pool_loss_cap_used_pct'):.1f}%",
         _usd(f("pnl_capped_usd")),
         _usd_change(f("insurance_end_usd") - f("insurance_start_usd")),

@@ -38,12 +38,13 @@ TOKEN = 10**6
 COLLATERAL_USD = 300_000
 # Trades are clamped (never expected to revert): a position stays within POSITION_CAP and a
 # market's |skew| within SKEW_CAP (5 BTC at +15% = 100 ETH at +15% = 345,000 USD) and within
-# POOL_SHARE of the pool's cash at the current price, below its max_pool_exposure of 0.5
-# (1,000,000 USD of cash at the start). Each trader's 300,000 USD covers the initial margin
-# of two full positions (about 17,000 USD) after the worst price moves and funding.
+# POOL_SHARE of what the market's net rule allows (max_pool_exposure, ETH 0.1 and BTC 0.5 by
+# default, of the pool's cash, 1,000,000 USD at the start) at the current price. Each
+# trader's 300,000 USD covers the initial margin of two full positions (about 17,000 USD)
+# after the worst price moves and funding.
 POSITION_CAP = {0: 50 * WAD, 1: 5 * WAD // 2}
 SKEW_CAP = {0: 100 * WAD, 1: 5 * WAD}
-POOL_SHARE = 40  # percent
+POOL_SHARE = 80  # percent of the net rule's bound: fees and funding move the cash between steps
 PRICE_BAND_BPS = 1_500  # prices stay within 15% of where they started
 TIME_BUDGET = 14 * DAY  # total waiting per sequence: bounds how far the funding rate drifts
 STEP_SECONDS = 13  # every action lands in a new block this much later
@@ -122,6 +123,7 @@ class ZeroSum:
         self.token_scale = x.token_scale
         self.base_prices = {m: x.price(m) for m in (0, 1)}
         self.prices = dict(self.base_prices)  # what the oracle holds (only this test feeds it)
+        self.max_pool_exposure = {m: x.params(m).max_pool_exposure for m in (0, 1)}  # WAD
         self.pos: dict[tuple[int, int], tuple[int, int]] = {}  # (who, market) -> (size, snapshot)
         self.settled = 0  # trader funding settled, wei
         self.exact = Fraction(0)  # the same settlements, exactly
@@ -183,7 +185,8 @@ class ZeroSum:
         raw += action.dust if raw > 0 else -action.dust
         current = self.pos.get((action.who, m), (0, 0))[0]
         others = self._skew(m) - current
-        backed = int(self.vault.pool_balance()) * POOL_SHARE * WAD // (100 * self.prices[m])
+        share = self.max_pool_exposure[m] * POOL_SHARE // 100
+        backed = int(self.vault.pool_balance()) * share // self.prices[m]
         skew_cap = min(SKEW_CAP[m], backed)
         low = max(-POSITION_CAP[m], -skew_cap - others)
         high = min(POSITION_CAP[m], skew_cap - others)

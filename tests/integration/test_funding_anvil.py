@@ -32,7 +32,7 @@ def test_anvil__skewed_market_for_days__long_pays_short_receives_pool_takes_the_
         try:
             admin, lp, long_trader, short_trader = (accounts.test_accounts[i] for i in range(4))
             x = Exchange(deploy_system(admin))
-            x.add_liquidity(lp, x.tokens(1_000_000))
+            x.add_liquidity(lp, x.tokens(5_000_000))  # the net rule (10% of the cash) backs the 150 ETH long
             sizes = {long_trader: 150 * WAD, short_trader: -50 * WAD}
             for who in sizes:
                 x.deposit(who, x.tokens(50_000))
@@ -91,7 +91,7 @@ def test_anvil__funding_keeper__two_at_once_then_restart(tmp_path, devnet):
         admin, lp, trader = (accounts.test_accounts[i] for i in range(3))
         d = deploy_system(admin)
         x = Exchange(d)
-        x.add_liquidity(lp, x.tokens(1_000_000))
+        x.add_liquidity(lp, x.tokens(5_000_000))  # the net rule (10% of the cash) backs 100 ETH
         x.deposit(trader, x.tokens(50_000))
         x.fund(trader, x.reward_tokens)
         x.trade(trader, 0, 100 * WAD)

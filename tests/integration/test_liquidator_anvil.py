@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from ape import accounts, chain
 
-from perpdex.bench_live import BOOK_COLLATERAL_USD, BOOK_CRASH_PRICE, BOT_ACCOUNT, underwater_book
+from perpdex.bench_live import BOOK_COLLATERAL_USD, BOOK_CRASH_PRICE, BOOK_MARKETS, BOT_ACCOUNT, underwater_book
 from perpdex.chain import DEVNET, connect, move_time
 from perpdex.deploy import deploy_system
 from perpdex.devnet import free_port, host_url, write_deployment
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.anvil
 
 def deploy(devnet: Devnet, tmp_path: Path) -> tuple[Exchange, Path]:
     admin, lp = accounts.test_accounts[0], accounts.test_accounts[1]
-    d = deploy_system(admin)
+    d = deploy_system(admin, markets=BOOK_MARKETS)  # the underwater book is one-sided
     x = Exchange(d)
     x.add_liquidity(lp, x.tokens(2_000_000))
     return x, write_deployment(d.to_json(chain.chain_id, chain.blocks.head.number), tmp_path / "devnet.json")

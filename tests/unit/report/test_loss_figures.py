@@ -1,7 +1,8 @@
 """The report's loss-waterfall figures (issue 17, SPEC 14) from events alone: bad debt split
 between the insurance fund, the pool (within its loss cap) and ADL; ADL'd notional and what
-it recovered; profit the pool's pro-rata share cut and payments capped at its cash; and the
-check that LPs absorb at most 1% of the pool. Synthetic events with round numbers, so every
+it recovered and what it did not; profit the pool's pro-rata share cut and payments capped at
+its cash; and the check that LPs bear at most 1% of the pool (absorbed within the loss cap,
+plus advanced to ADL and not recovered). Synthetic events with round numbers, so every
 expected figure is worked out by hand."""
 
 from __future__ import annotations
@@ -97,9 +98,33 @@ def test_payment_capped__another_transaction__deleverage_counts_its_own_pnl() ->
 
 def test_pool_loss_check__at_one_percent_passes__a_wei_more_fails() -> None:
     pool = 5_000_000 * WAD
-    at = pool_loss_check(50_000 * WAD, pool, "beyond the loss cap $0.00 to ADL")
+    at = pool_loss_check(50_000 * WAD, 0, pool, "beyond the loss cap $0.00 to ADL")
     assert at.ok and at.name == "bad debt to LPs <= 1% of the pool"
-    assert at.detail == ("the pool absorbed $50,000.00 of bad debt: 1.0000% of its value at the start, "
+    assert at.detail == ("LPs bear $50,000.00 of bad debt ($50,000.00 absorbed by the pool within its loss cap, "
+                         "$0.00 advanced to ADL and not recovered): 1.0000% of the pool's value at the start, "
                          "$5,000,000.00 (limit 1%: $50,000.00); beyond the loss cap $0.00 to ADL")
-    assert not pool_loss_check(50_000 * WAD + 1, pool).ok
-    assert pool_loss_check(0, 0).ok and not pool_loss_check(1, 0).ok
+    assert not pool_loss_check(50_000 * WAD + 1, 0, pool).ok
+    assert pool_loss_check(0, 0, 0).ok and not pool_loss_check(1, 0, 0).ok
+
+
+def test_pool_loss_check__adl_not_recovered__counts_as_the_lps_loss() -> None:
+    # the gap before issue 17's fix: 45,200 absorbed (within 1% alone) and 40,384 advanced to
+    # ADL that no eligible position could give back: 1.71% of the pool reaches its LPs
+    pool = 5_000_000 * WAD
+    check = pool_loss_check(45_200 * WAD, 40_384 * WAD, pool)
+    assert not check.ok
+    assert "LPs bear $85,584.00 of bad debt" in check.detail and "1.7117%" in check.detail
+    assert pool_loss_check(45_200 * WAD, 4_800 * WAD, pool).ok
+    assert not pool_loss_check(45_200 * WAD, 4_800 * WAD + 1, pool).ok
+
+
+def test_adl_unrecovered__booked_minus_recovered__lps_bear_it_with_the_pools_loss() -> None:
+    covered = event("BadDebtCovered", owner=ALICE, sub=0, bad_debt=1_000 * WAD, from_insurance=100 * WAD,
+                    from_pool=200 * WAD, to_adl=700 * WAD)
+    recovered = event("Deleveraged", owner=BOB, sub=0, market=0, closed_size=2 * WAD, size=WAD, price=1_150 * WAD,
+                      mark_price=1_300 * WAD, realized_pnl=300 * WAD, recovered=300 * WAD)
+    t = run(modified(BOB, 3, 3, 1_000, 1_000), covered, recovered)
+    assert (t.adl_unrecovered, t.bad_debt_to_lps) == (400 * WAD, 600 * WAD)  # 700 - 300; 200 + 400
+    t = run(covered)  # nothing recovered yet: all 700 is still the pool's
+    assert (t.adl_unrecovered, t.bad_debt_to_lps) == (700 * WAD, 900 * WAD)
+    assert run().bad_debt_to_lps == 0

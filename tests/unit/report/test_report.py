@@ -63,6 +63,10 @@ def test_figures__partial_and_full_liquidation__counted_apart(history, lp, liqui
     assert report.summary["pool_loss_cap_used_pct"] == round(int(covered.from_pool) * 100 / (start * cap // WAD), 4)
     # no deleverager runs here: ADL is pending at the end exactly when some went beyond the cap
     assert (report.summary["adl_pending_at_end"] == "none") == (int(covered.to_adl) == 0)
+    # ... and LPs bear what the pool absorbed plus all it advanced to ADL (none recovered)
+    assert report.summary["adl_unrecovered_usd"] == usd(int(covered.to_adl))
+    assert report.summary["bad_debt_to_lps_usd"] == usd(int(covered.from_pool) + int(covered.to_adl))
+    assert report.summary["bad_debt_to_lps_pct"] == round((int(covered.from_pool) + int(covered.to_adl)) * 100 / start, 4)
     assert report.summary["liquidation_fees_usd"] == usd(sum(int(ev.fee) for ev in liquidations))
 
 

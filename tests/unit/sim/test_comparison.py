@@ -14,7 +14,7 @@ from perpdex.sim.ui import COMPARISON_COLUMNS, comparison_row, comparison_table,
 
 ROWS = [
     [name, "-40.0%", "+12.5%", "12,345", "11/18", "$1,234,568", "$234,568", "$50,000", "$950,000", "$9,876,543",
-     "$949,999", "100.0%", "$1,234", "-$1,097,812", "+$12,345,679", "$98,765", "$1,235",
+     "$949,999", "$50,001", "1.00%", "100.0%", "$1,234", "-$1,097,812", "+$12,345,679", "$98,765", "$1,235",
      "ok" if name != "gap" else "2 failed", "3.4"]
     for name in ("gbm", "crash", "gap", "squeeze", "bleed")
 ]
@@ -48,7 +48,7 @@ def test_comparison_row__loss_waterfall_adl_and_capped_pnl_columns() -> None:
         "BTC-USD.price_end_usd": 60000.0, "trades": 1234, "liquidations_partial": 3, "liquidations_full": 18,
         "bad_debt_usd": 213_092.4, "bad_debt_from_insurance_usd": 1_000.2, "bad_debt_from_pool_usd": 50_012.6,
         "bad_debt_to_adl_usd": 162_079.6, "adl_notional_usd": 1_500_000.0, "adl_recovered_usd": 160_000.0,
-        "pool_loss_cap_used_pct": 100.0252, "pnl_capped_usd": 42.5, "insurance_end_usd": 0.0,
+        "bad_debt_to_lps_usd": 52_092.6, "bad_debt_to_lps_pct": 1.041852, "pool_loss_cap_used_pct": 100.0252, "pnl_capped_usd": 42.5, "insurance_end_usd": 0.0,
         "insurance_start_usd": 1_000.2, "pool_value_end_usd": 4_950_000.0, "pool_value_start_usd": 5_000_000.0,
         "keeper_rewards_usd": 0.0, "funding_paid_by_longs_usd": -3.0,
     }
@@ -60,6 +60,8 @@ def test_comparison_row__loss_waterfall_adl_and_capped_pnl_columns() -> None:
         "$213,092", "$1,000", "$50,013")
     assert (row["To ADL (beyond the cap)"], row["ADL'd notional"], row["Recovered by ADL"]) == (
         "$162,080", "$1,500,000", "$160,000")
+    assert (row["Bad debt to LPs (pool + ADL not recovered)"], row["Bad debt to LPs (of start value)"]) == (
+        "$52,093", "1.04%")
     assert row["Pool loss cap used (of cap x start value)"] == "100.0%"
     assert row["Capped PnL (pro-rata cut + capped payments)"] == "$42"
     assert (row["ETH move"], row["Pool value change"], row["Checks"], row["Blocks/s"]) == (

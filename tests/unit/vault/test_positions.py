@@ -175,12 +175,12 @@ def test_open_interest__more_than_pool_can_back__reverts(admin, trader, lp):
     from perpdex.sdk import Exchange
 
     x = Exchange(deploy_system(admin, atomic_trading=True))
-    x.add_liquidity(lp, 10_000 * TOKEN)  # 50% of 10,000 USD backs at most 5,000 USD of skew
+    x.add_liquidity(lp, 100_000 * TOKEN)  # the default 10% of 100,000 USD backs 10,000 USD of skew
     x.deposit(trader, 100_000 * TOKEN)
     with ape.reverts("vault: pool cannot back open interest"):
-        x.trade(trader, 0, 2 * WAD)
-    x.trade(trader, 0, WAD)
-    assert x.position(trader, 0, 0).size == WAD
+        x.trade(trader, 0, 4 * WAD)
+    x.trade(trader, 0, 3 * WAD)
+    assert x.position(trader, 0, 0).size == 3 * WAD
 
 
 def test_pause_market__blocks_new_risk_not_reduction(x, vault, trader, eth, btc, open_position):
