@@ -16,6 +16,7 @@ from perpdex.model import ADL_EXPIRY, KIND_ADD, WAD, AdlPending, Health, MarketP
 
 MAX_UINT256 = 2**256 - 1
 DEFAULT_SLIPPAGE = WAD // 100  # 1%
+MAX_ACCEPTABLE = 2**96 - 1  # OrderRouter.MAX_PRICE: a buy's acceptable price there is no bound
 
 
 def slippage_bound(quote: int, size_delta: int, slippage: int = DEFAULT_SLIPPAGE) -> int:
@@ -128,6 +129,47 @@ class Exchange:
             return self.vault.close_position(sub, market, bound, sender=account)
         self._reward_ready(account)
         return self._request(self.d.router.commit_close(sub, market, bound, sender=account), settle)
+
+    # ---- conditional orders (SPEC 15, perpdex/conditional.py)
+    def place_order(
+        self, account: Any, market: int | str, kind: int | str, trigger: int | float | Decimal,
+        size: int | float | Decimal = 0, acceptable: int | float | Decimal | None = None, reduce_only: bool = False,
+        expiry: int = 0, oco_with: int = 0, sub: int = 0,
+    ) -> int:
+        """Place a conditional order; its id. `kind`: 0-3 or "limit", "stop", "take-profit",
+        "stop-loss". `trigger` and `acceptable` in USD (a float) or WAD (an int); `size` in base
+        units like `trade` (signed for a limit or stop, > 0 buys; unsigned for a TP/SL, 0 = the
+        whole position). `acceptable` by default: a limit's own trigger price (it buys at or
+        below / sells at or above it); none for the other kinds (they fill at their round's
+        price, however far it gapped). The two rewards it escrows are minted when short."""
+        from perpdex.conditional import KIND_NAMES, LIMIT
+
+        market = self.market_id(market)
+        kind = _kind_id(kind, KIND_NAMES)
+        size_wad = size if isinstance(size, int) else to_wad(size)
+        trigger_wad = trigger if isinstance(trigger, int) else to_wad(trigger)
+        if acceptable is None:
+            bound = trigger_wad if kind == LIMIT else 0
+        else:
+            bound = acceptable if isinstance(acceptable, int) else to_wad(acceptable)
+        if bound == 0 and self._buys(account, sub, market, kind, size_wad):
+            bound = MAX_ACCEPTABLE  # no bound, for a buy
+        if int(self.d.usd.balanceOf(account)) < 2 * self.reward_tokens:
+            self.fund(account, 2 * self.reward_tokens)
+        receipt = self.d.router.place_conditional(sub, market, kind, size_wad, trigger_wad, bound, reduce_only, expiry,
+                                                  oco_with, sender=account)
+        return int(self.events(receipt, "ConditionalPlaced")[0]["order_id"])
+
+    def _buys(self, account: Any, sub: int, market: int, kind: int, size: int) -> bool:
+        """Whether the order buys: a limit or stop by its size, a TP/SL closes a short."""
+        from perpdex.conditional import TAKE_PROFIT
+
+        if kind < TAKE_PROFIT:
+            return size > 0
+        return self.position(account, sub, market).size < 0
+
+    def conditional(self, order_id: int) -> Any:
+        return self.d.router.conditional_order(order_id)
 
     # ---- two-step requests (SPEC 13)
     @cached_property
@@ -330,3 +372,13 @@ def model_from_chain(x: Exchange, now: int) -> VaultModel:
                 m.adl_until = max(m.adl_until, expires)
     m.max_keeper_reward, m.min_keeper_reward = int(v.max_keeper_reward()), int(v.min_keeper_reward())
     return m
+
+
+def _kind_id(kind: int | str, names: dict[int, str]) -> int:
+    """A conditional order's kind from its id or its name ("stop-loss")."""
+    if isinstance(kind, int):
+        return kind
+    ids = {name: k for k, name in names.items()}
+    if kind not in ids:
+        raise ValueError(f"unknown order kind {kind!r}: one of {', '.join(ids)}")
+    return ids[kind]

@@ -267,3 +267,16 @@ def test_ids__shared_with_requests__settle_and_views_tell_them_apart(rx, router,
         router.settle(order, sender=long10)
     with ape.reverts("router: unknown order"):
         router.trigger(request, sender=long10)
+
+
+def test_sdk_place_order__names_and_human_units__sane_default_bounds(rx, router, long10, funded, trader2):
+    sl = rx.place_order(long10, "ETH-USD", "stop-loss", 2_800.0)  # the whole position, no bound
+    o = rx.conditional(sl)
+    assert (o.kind, o.size, o.trigger_price, o.acceptable_price, o.reduce_only) == (STOP_LOSS, 0, 2_800 * WAD, 0, True)
+    funded(trader2)
+    limit = rx.conditional(rx.place_order(trader2, "ETH-USD", "limit", 2_900.0, size=1.5))
+    assert (limit.side, limit.size, limit.acceptable_price) == (1, 3 * WAD // 2, 2_900 * WAD)  # at or below its limit
+    stop = rx.conditional(rx.place_order(trader2, 0, "stop", 3_100.0, size=1.0))
+    assert stop.acceptable_price == 2**96 - 1  # a buying stop: no bound unless given
+    with pytest.raises(ValueError, match="unknown order kind 'stop-limit'"):
+        rx.place_order(trader2, 0, "stop-limit", 3_100.0, size=1.0)
