@@ -95,9 +95,8 @@ class ConditionalBook:
     """The conditional orders of one OrderRouter, over its RouterModel (rounds, delay, window,
     the vault)."""
 
-    router: RouterModel
+    router: RouterModel  # its next_id is the ids' count: requests and conditional orders share it
     orders: dict[int, ConditionalOrder] = field(default_factory=dict)
-    next_id: int = 1
 
     @property
     def now(self) -> int:
@@ -136,13 +135,13 @@ class ConditionalBook:
         if kind in (TAKE_PROFIT, STOP_LOSS):
             on_position = [o for o in self.live_orders(owner, sub, market) if o.closes_position]
             require(len(on_position) < MAX_PER_POSITION, "router: too many orders on the position")
-        order = ConditionalOrder(self.next_id, owner, sub, market, kind, side, abs(size), trigger_price,
+        order = ConditionalOrder(self.router.next_id, owner, sub, market, kind, side, abs(size), trigger_price,
                                  min(acceptable_price, MAX_ACCEPTABLE_PRICE), reduce_only or kind in (TAKE_PROFIT, STOP_LOSS),
                                  expiry, self.now)
         if oco_with:
             self._pair(order, oco_with)
         self.orders[order.order_id] = order
-        self.next_id += 1
+        self.router.next_id += 1
         return order
 
     def _side(self, kind: int, size: int, position: int, trigger_price: int, price: int) -> int:

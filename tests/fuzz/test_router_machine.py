@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
 
 from perpdex.chain import move_time, set_clock
+from perpdex.conditional import LIMIT, OPEN, STOP, STOP_LOSS, TAKE_PROFIT, TRIGGERED, ConditionalBook, fires_below
 from perpdex.deploy import deploy_system
 from perpdex.model import (
     KIND_ADD, KIND_CLOSE, KIND_REMOVE, KIND_TRADE, LP_GRACE, PENDING, WAD, ModelRevert, Outcome, RouterModel, TradeResult,
@@ -59,7 +60,8 @@ PROFILES = {
 PROFILES.update(campaign_profiles(PROFILES))  # campaign-*: `perpdex fuzz`'s workers
 PROFILE = os.environ.get("PERPDEX_FUZZ_PROFILE", "quick")
 SUMMARY: dict[str, Any] = {"examples": 0, "steps": 0, "seconds": 0.0, "failed": None, "filled": 0, "cancelled": {},
-                           "adversary_trips": 0, "adversary_losses": [], "lp_trips": 0, "rules": {}}
+                           "adversary_trips": 0, "adversary_losses": [], "lp_trips": 0, "rules": {},
+                           "conditional": {"placed": 0, "refused": 0, "triggered": 0, "filled": 0, "cancelled": {}}}
 
 
 def _count(key: str) -> None:
@@ -96,6 +98,7 @@ class RouterMachine(RuleBasedStateMachine):
         self._round({m: self.base[m] for m in MARKETS})
         self.first_id = int(r.order_count()) + 1
         self.rm.next_id = self.first_id
+        self.book = ConditionalBook(self.rm)  # conditional orders (SPEC 15), ids from the same count
         self.fast = FastChain(x)
         self.keeper_start = self._tokens(self.keeper)
         self.settler_paid = self._tokens(self.settler)
@@ -150,6 +153,9 @@ class RouterMachine(RuleBasedStateMachine):
 
     def _check_outcome(self, order_id: int, outcome: Outcome, receipt: Any) -> None:
         """The chain did what the model did for `order_id` (SPEC 11.13, 11.14)."""
+        if order_id in self.book.orders:
+            self._check_conditional(order_id, outcome, receipt)
+            return
         r = self.rm.requests[order_id]
         if outcome.filled:
             [ev] = [e for e in self.x.events(receipt, "OrderSettled") if int(e["order_id"]) == order_id]
@@ -174,19 +180,49 @@ class RouterMachine(RuleBasedStateMachine):
             SUMMARY["cancelled"][outcome.reason] = SUMMARY["cancelled"].get(outcome.reason, 0) + 1
 
     def _settle(self, ids: list[int]) -> None:
-        """`settle_many(ids)` on chain and the same in order in the model."""
+        """`settle_many(ids)` on chain and the same in order in the model (requests and
+        triggered conditional orders alike)."""
         receipt = self.router.settle_many(ids, sender=self.settler)
         processed = 0
         for order_id in ids:
-            r = self.rm.requests.get(order_id)
-            if r is None or r.status != PENDING:
-                continue
-            outcome = self.rm.settle(order_id)
+            outcome = self._model_settle(order_id)
             if outcome is not None:
                 processed += 1
                 self._check_outcome(order_id, outcome, receipt)
         assert int(receipt.return_value) == processed
         self.settler_paid += processed * self.x.reward_tokens
+
+    def _model_settle(self, order_id: int) -> Outcome | None:
+        """What `settle_many` does with one id in the model: None when it skips it."""
+        o = self.book.orders.get(order_id)
+        if o is not None:
+            return self.book.settle(order_id) if o.status == TRIGGERED else None
+        r = self.rm.requests.get(order_id)
+        if r is None or r.status != PENDING:
+            return None
+        return self.rm.settle(order_id)
+
+    def _check_conditional(self, order_id: int, outcome: Outcome, receipt: Any) -> None:
+        """A conditional order's fill or cancel on chain is the model's: its size, price and
+        fee; SPEC 11.14 (a reduce-only fill never grows or flips the position); an OCO
+        leg cancelled with it."""
+        o, c = self.book.orders[order_id], SUMMARY["conditional"]
+        if outcome.filled:
+            [ev] = [e for e in self.x.events(receipt, "OrderSettled") if int(e["order_id"]) == order_id]
+            result = outcome.result
+            assert (int(ev["kind"]), int(ev["size_delta"]), int(ev["fill_price"]), int(ev["fee"])) == (
+                4 + o.kind, outcome.size_delta, result.fill_price, result.fee)
+            if o.reduce_only:
+                before, after = result.size - outcome.size_delta, result.size
+                assert before != 0 and (after == 0 or (after > 0) == (before > 0)) and abs(after) < abs(before)
+            c["filled"] += 1
+            if o.oco and self.book.orders[o.oco].reason == "router: OCO leg filled":
+                reasons = {int(e["order_id"]): e["reason"] for e in self.x.events(receipt, "OrderCancelled")}
+                assert reasons.get(o.oco) == "router: OCO leg filled"
+            return
+        [ev] = [e for e in self.x.events(receipt, "OrderCancelled") if int(e["order_id"]) == order_id]
+        assert ev["reason"] == outcome.reason, (ev["reason"], outcome.reason)
+        c["cancelled"][outcome.reason] = c["cancelled"].get(outcome.reason, 0) + 1
 
     # ------------------------------------------------------------------ setup
 
@@ -363,6 +399,158 @@ class RouterMachine(RuleBasedStateMachine):
         if caller == self.keeper:
             self.keeper_start += self.x.reward_tokens
 
+    # ------------------------------------------------------------------ conditional orders (SPEC 15)
+
+    def _live_conditionals(self, status: int | None = None) -> list[int]:
+        return sorted(i for i, o in self.book.orders.items() if o.live and (status is None or o.status == status))
+
+    @rule(who=st.integers(0, 2), sub=st.sampled_from(SUBS), market=st.sampled_from(MARKETS),
+          kind=st.sampled_from((LIMIT, STOP, TAKE_PROFIT, STOP_LOSS)), long=st.booleans(), share=st.integers(0, 1_000),
+          trigger_bps=st.integers(-30, 150), bound_bps=st.one_of(st.none(), st.integers(1, 80)),
+          reduce_only=st.booleans(), expiry=st.sampled_from((0, 0, 5, 60)), pair=st.booleans())
+    def place_conditional(self, who, sub, market, kind, long, share, trigger_bps, bound_bps, reduce_only, expiry, pair):
+        """Any kind on either side, its trigger `trigger_bps` from the price on the side it
+        waits for (a few past it: refused for a TP/SL), with or without a bound, reduce-only or
+        not, an expiry, and an OCO leg when one is open on the position (a TP/SL or reduce-only
+        order goes to an account with a position when there is one). The model decides whether
+        the router refuses it (the chain must, with the same reason, moving no token)."""
+        _count("place_conditional")
+        self._place(who, sub, market, kind, long, share, trigger_bps, bound_bps, reduce_only, expiry, pair)
+
+    def _with_position(self, who: int, sub: int, market: int) -> tuple[int, int, int]:
+        """(who, sub, market) of an account with a position, picked from `who`; as given if none."""
+        held = [(w, s, m) for w, name in enumerate(self.names) for s in SUBS for m in MARKETS
+                if self.vm.position(name, s, m).size]
+        return held[(who + sub + market) % len(held)] if held else (who, sub, market)
+
+    def _place(self, who: int, sub: int, market: int, kind: int, long: bool, share: int, trigger_bps: int,
+               bound_bps: int | None, reduce_only: bool, expiry: int, pair: bool) -> int | None:
+        """Place one conditional order in the model and on chain (a refusal must match); its id."""
+        if kind in (TAKE_PROFIT, STOP_LOSS) or reduce_only:
+            who, sub, market = self._with_position(who, sub, market)
+        name, trader = self.names[who], self.traders[who]
+        price, position = self.vm.prices[market], self.vm.position(name, sub, market).size
+        if kind in (LIMIT, STOP):
+            room = max(0, self.vm.health(name, sub).free_collateral)
+            size = max(1, room * 10 * share // 1_000 * WAD // price) * (1 if long else -1)
+            side = 1 if long else -1
+        else:
+            size = abs(position) * share // 1_000  # 0: the whole position
+            side = -1 if position > 0 else 1
+        below = fires_below(kind, side)
+        trigger = max(1, price - price * trigger_bps // 10_000 if below else price + price * trigger_bps // 10_000)
+        if bound_bps is None:
+            bound = MAX_UINT256 if side > 0 else 0
+        else:
+            bound = trigger * (10_000 + bound_bps) // 10_000 if side > 0 else trigger * (10_000 - bound_bps) // 10_000
+        oco = 0
+        if pair:
+            legs = [i for i in self._live_conditionals(OPEN) if (o := self.book.orders[i]).oco == 0
+                    and o.closes_position and (o.owner, o.sub, o.market) == (name, sub, market)]
+            oco = legs[0] if legs else UNKNOWN_ORDER
+        until = self.now + expiry if expiry else 0
+        send = lambda: self.router.place_conditional(sub, market, kind, size, trigger, bound, reduce_only, until, oco,
+                                                     sender=trader)
+        try:
+            o = self.book.place(name, sub, market, kind, size, trigger, bound, reduce_only, until, oco)
+        except ModelRevert as exc:
+            before = self._tokens(trader)
+            with ape.reverts(exc.reason):
+                send()
+            assert self._tokens(trader) == before
+            SUMMARY["conditional"]["refused"] += 1
+            return None
+        receipt = send()
+        [ev] = self.x.events(receipt, "ConditionalPlaced")
+        assert int(ev["order_id"]) == o.order_id and int(ev["side"]) == o.side and int(ev["size"]) == o.size
+        SUMMARY["conditional"]["placed"] += 1
+        return o.order_id
+
+    @rule(who=st.integers(0, 2), market=st.sampled_from(MARKETS), kind=st.sampled_from((LIMIT, STOP, TAKE_PROFIT, STOP_LOSS)),
+          long=st.booleans(), past_bps=st.integers(0, 900), bound_bps=st.one_of(st.none(), st.integers(1, 300)))
+    def conditional_through_a_gap(self, who, market, kind, long, past_bps, bound_bps):
+        """An order 1% from the price, then one round that gaps `past_bps` beyond its trigger,
+        the trigger, and the round after: it fills at that round (never stranded by the gap)
+        or is cancelled with the vault's reason when its own bound forbids that price."""
+        _count("conditional_through_a_gap")
+        order_id = self._place(who, 0, market, kind, long, 300, 100, bound_bps, False, 0, False)
+        if order_id is None:
+            return
+        o = self.book.orders[order_id]
+        step = o.trigger_price * past_bps // 10_000
+        through = o.trigger_price - step if fires_below(o.kind, o.side) else o.trigger_price + step
+        self._advance(1)
+        # (a TP/SL may have gone to another account's position: its own market moves)
+        self._round({m: self._clamped(m, through) if m == o.market else self.vm.prices[m] for m in MARKETS})
+        self._trigger(order_id)
+        self._advance(self.rm.delay)
+        self._round({m: self.vm.prices[m] for m in MARKETS})
+        self._settle([order_id])
+
+    def _clamped(self, market: int, price: int) -> int:
+        low, high = (self.base[market] * r // WAD for r in PRICE_BAND)
+        return min(high, max(low, price))
+
+    @precondition(lambda self: bool(self._live_conditionals(OPEN)))
+    @rule(pick=st.integers(0, 100))
+    def trigger_conditional(self, pick):
+        """The settler triggers an open order: early, it reverts; a dead one is pruned; else
+        it is triggered and settles at the round after (SPEC 15)."""
+        _count("trigger_conditional")
+        ids = self._live_conditionals(OPEN)
+        self._trigger(ids[pick % len(ids)])
+
+    def _trigger(self, order_id: int) -> None:
+        try:
+            outcome = self.book.trigger(order_id)
+        except ModelRevert as exc:
+            with ape.reverts(exc.reason):
+                self.router.trigger(order_id, sender=self.settler)
+            return
+        receipt = self.router.trigger(order_id, sender=self.settler)
+        self.settler_paid += self.x.reward_tokens
+        if outcome.reason == "triggered":
+            [ev] = self.x.events(receipt, "ConditionalTriggered")
+            assert int(ev["triggered_at"]) == self.book.orders[order_id].triggered_at == self.now
+            SUMMARY["conditional"]["triggered"] += 1
+        else:
+            self._check_conditional(order_id, outcome, receipt)
+
+    @precondition(lambda self: bool(self._live_conditionals(TRIGGERED)))
+    @rule(extra=st.booleans())
+    def settle_conditionals(self, extra):
+        """Every triggered order in one `settle_many` (with a pending request when `extra`):
+        each fills at its own round or waits."""
+        _count("settle_conditionals")
+        ids = self._live_conditionals(TRIGGERED) + (self._pending()[:1] if extra else [])
+        self._settle(ids)
+
+    @precondition(lambda self: bool(self._live_conditionals(OPEN)))
+    @rule(pick=st.integers(0, 100), by_owner=st.booleans())
+    def cancel_or_prune_conditional(self, pick, by_owner):
+        """The owner cancels an open order (everything back), or the keeper prunes one: a live
+        one reverts, a dead one (expired, its position gone or flipped) pays it one reward."""
+        _count("cancel_or_prune_conditional")
+        ids = self._live_conditionals(OPEN)
+        o = self.book.orders[ids[pick % len(ids)]]
+        owner = next(t for t in self.traders if str(t) == o.owner)
+        caller = owner if by_owner else self.keeper
+        act = (lambda: self.book.cancel(o.order_id, o.owner)) if by_owner else (lambda: self.book.prune(o.order_id))
+        send = (lambda: self.router.cancel(o.order_id, sender=caller)) if by_owner else (
+            lambda: self.router.prune(o.order_id, sender=caller))
+        try:
+            outcome = act()
+        except ModelRevert as exc:
+            with ape.reverts(exc.reason):
+                send()
+            return
+        before = self._tokens(caller)
+        receipt = send()
+        self._check_conditional(o.order_id, outcome, receipt)
+        assert self._tokens(caller) - before == (2 if by_owner else 1) * self.x.reward_tokens
+        if caller == self.keeper:
+            self.keeper_start += self.x.reward_tokens
+
     # ------------------------------------------------------------------ the adversary
 
     @rule(market=st.sampled_from(MARKETS), bps=st.sampled_from([-2_000, -500, -100, -30, 30, 100, 500, 2_000]),
@@ -454,8 +642,21 @@ class RouterMachine(RuleBasedStateMachine):
     def router_holds_the_live_escrow(self):
         """SPEC 11.15: the router's tokens are exactly the live requests' escrow; the settler
         was paid one reward per request it settled or cancelled, no more."""
-        assert self._tokens(self.router) == self.rm.escrow()
+        assert self._tokens(self.router) == self.rm.escrow() + self.book.escrow()
         assert self._tokens(self.settler) == self.settler_paid
+
+    @invariant()
+    def every_conditional_order_is_the_models(self):
+        """`conditional_order(id)` of every order placed is the model's: status, trigger time,
+        OCO leg; live orders per account as the model counts them."""
+        for order_id, o in self.book.orders.items():
+            c = self.fast.call(self.router, "conditional_order", order_id)
+            assert (int(c[12]), int(c[10]), int(c[11]), int(c[5]), int(c[6])) == (
+                o.status, o.triggered_at, o.oco, o.size, o.trigger_price), order_id
+        for who, name in enumerate(self.names):
+            for sub in SUBS:
+                assert int(self.fast.call(self.router, "conditional_orders", self.traders[who], sub)) == len(
+                    self.book.live_orders(name, sub))
 
     @invariant()
     def every_request_has_the_models_status_and_body(self):
@@ -491,8 +692,10 @@ def test_router_state_machine(routed_exchange, chain, accounts, trader, trader2,
     print(f"\nrouter machine [{PROFILE}]: {s['examples']} examples, {s['steps']} steps; filled {s['filled']}, cancelled {s['cancelled']}; "
           f"adversary round trips {s['adversary_trips']} (each lost USD: min "
           f"{min(s['adversary_losses'], default=0):.4f}, max {max(s['adversary_losses'], default=0):.2f}), "
-          f"LP round trips {s['lp_trips']}; rules {s['rules']}")
+          f"LP round trips {s['lp_trips']}; conditional orders {s['conditional']}; rules {s['rules']}")
     if PROFILE in ("quick", "ci"):
         assert s["filled"] and s["adversary_trips"] and s["lp_trips"], s
         assert any(reason.startswith("vault:") for reason in s["cancelled"]), s["cancelled"]
         assert "router: expired" in s["cancelled"], s["cancelled"]
+        c = s["conditional"]
+        assert c["placed"] and c["refused"] and c["triggered"] and c["filled"], c
