@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import click
 
 from perpdex.chain import DEVNET, EMBEDDED, EXACT, connect, move_time, signer, test_signers
+from perpdex.conditional import KIND_NAMES
 from perpdex.display import account_tables, console, funding_tables, liquidation_tables, print_system
 from perpdex.errors import Group, UserError, address
 from perpdex.keepers import launch
@@ -814,6 +815,217 @@ def orders(owner: str | None, last: int, as_json: bool, port: int, deployment: s
                           request_size(ORDER_KINDS.index(r["kind"]), r["size_delta"], r["amount"]), str(r["committed_at"]),
                           str(r["settle_after"]), str(r["deadline"]), r["status"])
         console.print(table)
+
+
+# ---------------------------------------------------------------- conditional orders (SPEC 15)
+
+CONDITIONAL_KINDS = tuple(KIND_NAMES.values())  # limit, stop, take-profit, stop-loss
+CLOSING_KINDS = ("take-profit", "stop-loss")
+ORDER_HINTS = {
+    "router: no position to reduce": "a take-profit, stop-loss or --reduce-only order needs a position: `perpdex trade`",
+    "router: take-profit at or past the price": "it would fire at once: a long's take-profit goes above the price, a short's below",
+    "router: stop-loss at or past the price": "it would fire at once: a long's stop-loss goes below the price, a short's above",
+    "router: bad OCO leg": "--oco-with takes an open take-profit or stop-loss of yours on the same position, not yet paired",
+    "router: too many conditional orders": "cancel one first: `perpdex order list --owner ADDR`, `perpdex order cancel ID`",
+}
+
+
+def _positive_usd(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Decimal | None:
+    return None if value is None else _human_amount(value)
+
+
+def _order_size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Decimal | None:
+    """--size: `all` (None: a TP/SL's whole position) or a number of base units (> 0)."""
+    return None if value is None or value.lower() == "all" else _human_amount(value)
+
+
+def _expiry(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, bool] | None:
+    """--expiry: a duration from now ('1d', '2h', '30m', '90s': (seconds, True)) or a unix
+    time (digits only: (time, False))."""
+    if value is None:
+        return None
+    if value.isdigit():
+        return int(value), False
+    if value[-1:].lower() not in DURATION:
+        raise click.BadParameter(f"{value!r}: give it as 1d, 2h, 30m, 90s or a unix time")
+    return _seconds(value), True
+
+
+def _expiry_time(expiry: tuple[int, bool] | None, now: int) -> int:
+    """The last second the order may trigger (0: none), from --expiry and the chain's time now."""
+    if expiry is None:
+        return 0
+    value, relative = expiry
+    if relative:
+        return now + value
+    if value <= now:
+        raise UserError(f"--expiry {value} is in the past (the chain's time is {now}): give 1d, 2h, 30m or a later unix time")
+    return value
+
+
+def _conditional_table(title: str, rows: list[dict[str, Any]]) -> Any:
+    """Conditional orders as `order list` prints them: the status with how the order ended."""
+    from rich.table import Table
+
+    from perpdex.order_views import status_text
+
+    table = Table(title=title)
+    for col in ("id", "owner / sub", "market", "kind", "side", "size", "trigger", "acceptable", "expiry",
+                "triggered at", "oco", "status"):
+        table.add_column(col, justify="right", overflow="fold", no_wrap=col in ("kind", "market"))
+    for r in rows:
+        table.add_row(str(r["id"]), f"{r['owner'][:6]}…/{r['sub']}", r["market"], r["kind"], r["side"],
+                      "all" if r["size"] is None else f"{r['size']:,.4f}", f"{r['trigger_usd']:,.2f}",
+                      "any" if r["acceptable_usd"] is None else f"{r['acceptable_usd']:,.2f}", str(r["expiry"] or "-"),
+                      str(r["triggered_at"] or "-"), str(r["oco"] or "-"), status_text(r))
+    return table
+
+
+class _PrintedOrderSteps(_PrintedSteps):
+    """`order --example`'s steps on the terminal: accounts and orders as tables, the keeper's
+    steps as their figures."""
+
+    def orders(self, title: str, _x: Any, rows: list[dict[str, Any]]) -> None:
+        console.print(_conditional_table(title, rows))
+
+    def note(self, title: str, fields: dict[str, Any]) -> None:
+        console.print(f"[bold]{title}[/bold]")
+        for name, value in fields.items():
+            shown = f"{value:,.4f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
+            console.print(f"  {name.replace('_', ' ')}: {shown}")
+
+
+class _JsonOrderSteps(_JsonSteps):
+    """The same steps for `--json`: [{"step": title, "account" | "orders" | "figures": ...}]."""
+
+    def orders(self, title: str, _x: Any, rows: list[dict[str, Any]]) -> None:
+        self.steps.append({"step": title, "orders": rows})
+
+    def note(self, title: str, fields: dict[str, Any]) -> None:
+        self.steps.append({"step": title, "figures": fields})
+
+
+@main.group("order", invoke_without_command=True)
+@click.option("--example", is_flag=True, help="No devnet needed: on the embedded chain, a 10x long's take-profit / "
+                                              "stop-loss pair and a gap through the stop, step by step")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP + " (with --example)")
+@click.pass_context
+def order_group(ctx: click.Context, example: bool, as_json: bool) -> None:
+    """Conditional orders on the router (SPEC 15): limit, stop, take-profit, stop-loss.
+    A keeper triggers an order once a round meets its trigger price; it then fills like a
+    request at the next round, bounded by its acceptable price."""
+    from perpdex.chain import frozen_clock
+    from perpdex.order_views import example as order_example
+
+    if ctx.invoked_subcommand is not None:
+        if example or as_json:
+            raise click.UsageError("--example and --json of `perpdex order` take no sub-command "
+                                   "(`perpdex order list --json` lists orders as JSON)")
+        return
+    if not example:
+        click.echo(ctx.get_help())
+        return
+    with connect(EMBEDDED), frozen_clock():  # a stopped clock: the same figures every run
+        steps = order_example(_JsonOrderSteps() if as_json else _PrintedOrderSteps())
+    if as_json:
+        _print_json({"steps": steps})
+
+
+@order_group.command("place")
+@click.option("--kind", required=True, type=click.Choice(CONDITIONAL_KINDS), help="The order's kind")
+@click.option("--market", required=True, help="e.g. ETH-USD")
+@click.option("--trigger", required=True, callback=_positive_usd, help="Trigger price, USD")
+@click.option("--size", default=None, callback=_order_size,
+              help="Base units: a number, or `all` (a take-profit's or stop-loss's default: the whole position "
+                   "when it fills, resized with it); a limit or stop needs a number")
+@click.option("--side", type=click.Choice(["buy", "sell"]), default=None,
+              help="A limit's or stop's side (required for them); a take-profit or stop-loss is on the position's other side")
+@click.option("--acceptable", default=None, callback=_positive_usd,
+              help="The worst fill price, USD (default: a limit's own trigger price; no bound for the other kinds)")
+@click.option("--reduce-only", is_flag=True, help="Never grow or flip the position (always so for a take-profit or stop-loss)")
+@click.option("--expiry", default=None, callback=_expiry, help="The last time it may trigger: 1d, 2h, 30m, 90s from now, or a unix time")
+@click.option("--oco-with", type=click.IntRange(1, None), default=None,
+              help="An open take-profit or stop-loss of the same position: the first to fill cancels the other")
+@click.option("--sub", default=0, show_default=True, type=SUB)
+@_on_devnet
+def order_place(kind: str, market: str, trigger: Decimal, size: Decimal | None, side: str | None, acceptable: Decimal | None,
+                reduce_only: bool, expiry: tuple[int, bool] | None, oco_with: int | None, sub: int, alias: str, port: int,
+                deployment: str | None) -> None:
+    """Place a conditional order (two settler rewards escrowed from the wallet, minted on the
+    devnet's token when short), e.g. `perpdex order place --kind stop-loss --market ETH-USD
+    --trigger 2800`, or `--kind limit --side buy --size 1.5 --trigger 2900`."""
+    from ape import chain
+    from ape.exceptions import ContractLogicError
+
+    from perpdex.order_views import order_row
+
+    signed = _signed_order_size(kind, size, side)
+    with _devnet(port, deployment) as x:
+        who, m = signer(alias), _market_id(x, market)
+        expires = _expiry_time(expiry, int(chain.blocks.head.timestamp))
+        try:
+            order_id = x.place_order(who, m, kind, trigger, size=signed, acceptable=acceptable, reduce_only=reduce_only,
+                                     expiry=expires, oco_with=oco_with or 0, sub=sub)
+        except ContractLogicError as exc:
+            hint = ORDER_HINTS.get(str(exc), "")
+            raise UserError(f"order refused: {exc}" + (f" ({hint})" if hint else "")) from None
+        console.print(_conditional_table(f"Order {order_id} placed", [order_row(x, order_id)]))
+
+
+def _signed_order_size(kind: str, size: Decimal | None, side: str | None) -> Decimal | int:
+    """The SDK's size from --size and --side: signed base units for a limit or stop (> 0 buys);
+    unsigned for a take-profit or stop-loss, 0 for the whole position."""
+    if kind in CLOSING_KINDS:
+        if side is not None:
+            raise click.BadParameter(f"a {kind} is on the position's other side: leave --side out", param_hint="'--side'")
+        return size if size is not None else 0
+    if side is None:
+        raise click.BadParameter(f"a {kind} order needs --side buy or --side sell", param_hint="'--side'")
+    if size is None:
+        raise click.BadParameter(f"a {kind} order needs a number of base units (`all` is for a take-profit or stop-loss)",
+                                 param_hint="'--size'")
+    return size if side == "buy" else -size
+
+
+@order_group.command("list")
+@click.option("--owner", default=None, callback=_address, help="Only this owner's orders (address)")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table: prices in USD, sizes in base units "
+                                                      "(null: the whole position), times in chain seconds")
+@click.option("--deployment", default=None, help="Deployment file (default .perpdex/devnet.json)")
+@click.option("--port", default=8545, show_default=True, type=PORT, help="The devnet's port")
+def order_list(owner: str | None, as_json: bool, deployment: str | None, port: int) -> None:
+    """The conditional orders placed on the router (found from its events), oldest first: kind,
+    side, size, trigger and acceptable prices, expiry, status, when triggered, OCO leg, and
+    how it ended (the fill, or the cancellation's reason)."""
+    from perpdex.order_views import order_rows
+
+    with _devnet(port, deployment) as x:
+        rows = order_rows(x, _event_log(x, None, deployment, contracts=[x.d.router]).events, owner)
+        if as_json:
+            _print_json(rows)
+            return
+        live = sum(r["status"] in ("open", "triggered") for r in rows)
+        console.print(_conditional_table(f"Conditional orders ({len(rows)}, {live} live)", rows))
+
+
+@order_group.command("cancel")
+@click.argument("order_id", type=click.IntRange(1, None))
+@_on_devnet
+def order_cancel(order_id: int, alias: str, port: int, deployment: str | None) -> None:
+    """Cancel your open conditional order ORDER_ID: both escrowed rewards come back (once
+    triggered it belongs to the settlers and cannot be cancelled)."""
+    from ape.exceptions import ContractLogicError
+
+    with _devnet(port, deployment) as x:
+        if int(x.conditional(order_id).status) == 0:
+            raise UserError(f"no conditional order {order_id}: `perpdex order list` lists them")
+        try:
+            receipt = x.d.router.cancel(order_id, sender=signer(alias))
+        except ContractLogicError as exc:
+            raise UserError(f"cancel refused: {exc}") from None
+        [cancelled] = x.events(receipt, "OrderCancelled")
+        refund = int(cancelled["refund"]) / 10 ** int(x.d.usd.decimals())
+        console.print(f"order {order_id} cancelled: {refund:,.2f} USD of escrow back to {cancelled['owner']}")
 
 
 def _event_log(x: Any, since: int | None, deployment: str | None, contracts: list[Any] | None = None) -> Any:

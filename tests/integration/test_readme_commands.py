@@ -21,6 +21,7 @@ RUN: dict[str, tuple[int, str]] = {
     "./run": (0, "The perpdex commands:"),
     "./run liquidation --example": (0, "3. A keeper calls LiquidationKeeper.liquidate"),
     "./run funding --example --json": (0, '"rate_per_day"'),
+    "./run order --example": (0, "take profit cancelled: router: OCO leg filled"),
     "./run show --port 9": (2, "error: no devnet at http://127.0.0.1:9: start one with `perpdex devnet`"),
     "./run demo --traders 0": (2, "Invalid value for '--traders': 0 is not in the range x>=1"),
     "./run fuzz --workers 0": (2, "perpdex fuzz: --workers must be at least 1, not 0"),
@@ -31,8 +32,14 @@ _SILVERBACK = "tests/integration/test_liquidator_anvil.py, test_settlement_anvil
 _CAMPAIGN = "a campaign of minutes to hours on every core; tests/fuzz/test_fuzz_campaign.py runs small campaigns"
 _CI_PROFILE = "the ci profile takes about 30 minutes on Ape + boa; the quick profile is part of the default test run"
 _SEEDED = "minutes per bug; tests/fuzz/test_seeded_bugs.py checks that every mutation applies and compiles"
+_ORDERS = "against a devnet with a position; tests/integration/test_cli_orders_anvil.py places, lists and cancels orders"
 _APE_SCRIPTS = "against a devnet (the keepers run until stopped); tests/integration/test_ape_scripts_anvil.py runs each script"
 SKIPPED: dict[str, str] = {
+    "./run order place --kind stop-loss --market ETH-USD --trigger 2800": _ORDERS,
+    "./run order place --kind take-profit --market ETH-USD --trigger 3300 --oco-with 3": _ORDERS,
+    "./run order place --kind limit --side buy --size 1.5 --market ETH-USD --trigger 2900 --expiry 1d": _ORDERS,
+    "./run order list --owner 0x70997970C51812dc3A010C7d01b50e0d17dc79C8": _ORDERS,
+    "./run order cancel 5": _ORDERS,
     "./run devnet --no-feeder": "starts an Anvil that outlives the command; tests/integration/test_anvil_e2e.py runs `devnet`",
     "./run devnet --seed-accounts 3": "starts an Anvil and a feeder that outlive the command; tests/integration/test_anvil_e2e.py "
                                       "runs `devnet --seed-accounts 3`",
