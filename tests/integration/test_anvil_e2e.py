@@ -27,7 +27,7 @@ def test_anvil__deploy_trade_withdraw():
         assert "anvil" in provider.client_version.lower()
         admin, lp, trader = (accounts.test_accounts[i] for i in range(3))
         x = Exchange(deploy_system(admin))  # two-step: each trade fills at the next round
-        x.add_liquidity(lp, 100_000 * TOKEN)
+        x.add_liquidity(lp, 500_000 * TOKEN)  # the net rule: 15k of ETH skew fits 10% of it
         x.deposit(trader, 5_000 * TOKEN)
         x.fund(trader, 2 * x.reward_tokens)  # the settlement rewards of its two requests
         x.trade(trader, x.d.markets["ETH-USD"], 5 * WAD)
