@@ -1049,6 +1049,18 @@ def keeper_settler(network: str, port: int, rpc: str | None, deployment: str | N
         launch.settler(x, signer(alias), **options)
 
 
+@keeper.command("orders")
+@_keeper_node
+@click.option("--account", "alias", default=None, help=KEEPER_ACCOUNT_HELP)
+@launch.orders_options
+def keeper_orders(network: str, port: int, rpc: str | None, deployment: str | None, alias: str | None,
+                  **options: Any) -> None:
+    """Trigger conditional orders whose price is reached, settle them at their round, prune dead
+    ones: event-indexed (SQLite), batched settles, a journal of what it sent: safe to kill and restart."""
+    with _devnet(port, deployment, network, rpc) as x:
+        launch.orders(x, signer(alias), **options)
+
+
 @keeper.command("feeder")
 @_keeper_node
 @click.option("--account", "alias", default=None, help="Ape account alias of a feeder, or N for test account N (default 0)")
