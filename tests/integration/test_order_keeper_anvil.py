@@ -2,7 +2,8 @@
 and a stop-loss triggers both at the price after the gap, they fill at the round after that
 (the SL's take-profit leg cancelled by OCO), a limit far away stays open, a stop-loss whose
 position was closed is pruned; killed with SIGKILL mid-pass and restarted on its SQLite
-index, it triggers every order exactly once and never sends a transaction that does nothing."""
+index, it triggers every order exactly once and never sends a transaction that does nothing;
+`ape run keeper orders` triggers and the Silverback bot settles on the next round's block."""
 
 from __future__ import annotations
 
@@ -119,3 +120,30 @@ def test_order_keeper__killed_mid_pass_and_restarted__each_order_triggered_once(
         receipts = keeper_receipts(start)
         assert len(receipts) == 24 and all(int(r["status"]) == 1 for r in receipts)  # no transaction wasted
         assert "(at block -1)" not in second.text()  # it resumed from the index
+
+
+def test_order_keeper__as_an_ape_script_and_under_silverback(devnet, tmp_path, bots):
+    from test_ape_scripts_anvil import ape_run  # tests/integration is on sys.path (rootdir-less test dirs)
+
+    from perpdex.processes import silverback_keeper
+
+    with connect(DEVNET, host=devnet.url, manage_process=False):
+        x, deployment = deploy(tmp_path)
+        carol = accounts.test_accounts[6]
+        x.deposit(carol, x.tokens(10_000))
+        first, second = (x.place_order(carol, ETH, "stop", 2_900.0, size=-0.5, sub=0) for _ in range(2))
+        x.set_price(ETH, GAP)
+        # `ape run keeper orders --once`: one pass triggers both (their round does not exist yet)
+        records = ape_run("keeper", "orders", "--account", f"TEST::{KEEPER}", "--deployment", str(deployment),
+                          "--log-format", "json", "--once", "--db", str(tmp_path / "ape.db"), host=devnet.url)
+        assert records[0]["action"] == "started" and records[-1]["action"] == "stopped"
+        assert sorted(o for r in records if r["action"] == "mined" for o in r["fields"]["triggered"]) == [first, second]
+        assert {int(x.conditional(i).status) for i in (first, second)} == {TRIGGERED}
+        # under Silverback (its own index): the next round's block settles both in one settle_many
+        bot = silverback_keeper("perpdex.keepers.silverback_orders", devnet.url, deployment, tmp_path / "sb.db", KEEPER)
+        bots.append(bot)
+        bot.wait_for("Startup complete", timeout=120)
+        x.next_round()
+        wait_until(lambda: {int(x.conditional(i).status) for i in (first, second)} == {FILLED}, 90,
+                   "Silverback's order keeper to settle both", bot)
+        assert x.position(carol, 0, ETH).size == -WAD
