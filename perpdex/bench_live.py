@@ -1,5 +1,5 @@
-"""Benchmarks that run other processes: the liquidator bot clearing a crash on Anvil, and the
-fuzz suite's steps per second. `perpdex bench` prints them with the gas and flatness tables."""
+"""Benchmarks that run other processes: the liquidator bot clearing a crash on Anvil, the order
+keeper filling a book of stops through a gap, and the fuzz suite's steps per second. `perpdex bench` prints them with the gas and flatness tables."""
 
 from __future__ import annotations
 
@@ -105,6 +105,100 @@ def liquidator_rate(per_owner: int = 25, workdir: Path | None = None) -> BotRate
             node.stop()
     count, seconds, rate = CLEARED.findall(output)[-1]
     return BotRate(int(count), float(seconds), float(rate), sent, bot_lines(output, "| liquidated")[-1])
+
+
+# ---------------------------------------------------------------- the order keeper (issue 18)
+# A book of sell stops at 2,900 (0.01 ETH each, opening shorts), 8 per sub-account (the
+# router's MAX_CONDITIONAL), 200 USD of collateral each; ETH gaps 3,000 -> 2,600 in one update.
+STOP_PRICE, STOP_SIZE, STOP_GAP = 2_900.0, -0.01, 2_600 * WAD
+STOP_COLLATERAL_USD = 200
+ORDERS_PER_ACCOUNT = 8  # OrderRouter.MAX_CONDITIONAL
+
+
+@dataclass(frozen=True)
+class OrdersRate:
+    orders: int
+    trigger_seconds: float  # from the gap to the keeper's status with every order triggered
+    settle_seconds: float  # from the settlement round to its status with every order done
+    per_second: float  # orders / (trigger_seconds + settle_seconds)
+    transactions: int
+    filled: int  # OrderSettled events of the book
+    setup_seconds: float
+
+
+def stop_book(x: Exchange, count: int) -> list[int]:
+    """`count` sell stops at STOP_PRICE over owners 4..11's sub-accounts (8 each), funded."""
+    from ape import accounts
+
+    owners = [accounts.test_accounts[i] for i in BOOK_OWNERS]
+    slots = [(owners[(i // ORDERS_PER_ACCOUNT) % len(owners)], i // (ORDERS_PER_ACCOUNT * len(owners)))
+             for i in range(count)]
+    accounts_used = sorted({(o.address, sub) for o, sub in slots})
+    per_owner = {o.address: sum(1 for a, _ in accounts_used if a == o.address) for o in owners}
+    orders_of = {o.address: sum(1 for who, _ in slots if who.address == o.address) for o in owners}
+    for owner in owners:
+        if orders_of[owner.address]:
+            x.fund(owner, x.tokens(STOP_COLLATERAL_USD * per_owner[owner.address]) + 2 * x.reward_tokens * orders_of[owner.address])
+    done: set[tuple[str, int]] = set()
+    ids = []
+    for owner, sub in slots:
+        if (owner.address, sub) not in done:
+            x.deposit(owner, x.tokens(STOP_COLLATERAL_USD), sub=sub, mint=False)
+            done.add((owner.address, sub))
+        ids.append(x.place_order(owner, 0, "stop", STOP_PRICE, size=STOP_SIZE, sub=sub))
+    return ids
+
+
+def orders_rate(count: int = 500, workdir: Path | None = None) -> OrdersRate:
+    """Start Anvil, place `count` sell stops, start `perpdex keeper orders` (a separate
+    process), gap ETH through the stops, feed the settlement round once the keeper has
+    triggered them all, and time it to every order done."""
+    from ape import accounts, chain
+
+    from perpdex.chain import DEVNET, connect
+    from perpdex.deploy import deploy_system
+    from perpdex.devnet import write_deployment
+    from perpdex.processes import Devnet, orders_process
+
+    with tempfile.TemporaryDirectory() as scratch:
+        work = workdir or Path(scratch)
+        node = Devnet(work)
+        try:
+            with connect(DEVNET, host=node.url, manage_process=False):
+                x = Exchange(deploy_system(accounts.test_accounts[0]))
+                x.add_liquidity(accounts.test_accounts[1], x.tokens(2_000_000))
+                deployment = write_deployment(x.d.to_json(chain.chain_id, chain.blocks.head.number), work / "devnet.json")
+                t = time.monotonic()
+                ids = stop_book(x, count)
+                setup = time.monotonic() - t
+                start = int(chain.blocks.head.number) + 1
+                bot = orders_process(node.url, deployment, work / "orders.db", BOT_ACCOUNT)
+                try:
+                    bot.wait_for(f"open {count} | triggered 0 |", timeout=120)
+                    t0 = time.monotonic()
+                    x.set_price(0, STOP_GAP)
+                    bot.wait_for(f"open 0 | triggered {count} |", timeout=600)
+                    t1 = time.monotonic()
+                    x.next_round()  # the settlement round of every trigger
+                    bot.wait_for(f"| done {count} |", timeout=300)
+                    t2 = time.monotonic()
+                finally:
+                    bot.stop()
+                sent = int(chain.provider.get_nonce(accounts.test_accounts[BOT_ACCOUNT].address))
+                filled = sum(1 for e in _router_events(x, start, "OrderSettled") if int(e["order_id"]) in set(ids))
+        finally:
+            node.stop()
+    return OrdersRate(count, t1 - t0, t2 - t1, count / (t2 - t0), sent, filled, setup)
+
+
+def _router_events(x: Exchange, from_block: int, name: str) -> list[dict[str, Any]]:
+    from ape import chain
+
+    from perpdex.logs import EventDecoder
+
+    decoder = EventDecoder([x.d.router])
+    logs = chain.provider.web3.eth.get_logs({"address": str(x.d.router.address), "fromBlock": from_block})
+    return [d[1] for log in logs if (d := decoder.decode(log)) is not None and d[0] == name]
 
 
 # ---------------------------------------------------------------- a gap into ADL (issue 17)

@@ -1261,6 +1261,18 @@ def keeper_settler(network: str, port: int, rpc: str | None, deployment: str | N
         launch.settler(x, signer(alias), **options)
 
 
+@keeper.command("orders")
+@_keeper_node
+@click.option("--account", "alias", default=None, help=KEEPER_ACCOUNT_HELP)
+@launch.orders_options
+def keeper_orders(network: str, port: int, rpc: str | None, deployment: str | None, alias: str | None,
+                  **options: Any) -> None:
+    """Trigger conditional orders whose price is reached, settle them at their round, prune dead
+    ones: event-indexed (SQLite), batched settles, a journal of what it sent: safe to kill and restart."""
+    with _devnet(port, deployment, network, rpc) as x:
+        launch.orders(x, signer(alias), **options)
+
+
 @keeper.command("feeder")
 @_keeper_node
 @click.option("--account", "alias", default=None, help="Ape account alias of a feeder, or N for test account N (default 0)")
@@ -1511,6 +1523,20 @@ def _bench_liquidator(count: int) -> list[tuple[str, str]]:
     line = f"{r.per_second:.1f} accounts/s ({r.accounts} accounts in {r.seconds:.1f}s, {r.transactions} transactions)"
     console.print(f"liquidator on Anvil: {line}\n  last status: {r.status}")
     return [(f"liquidator bot accounts/s ({DEVNET})", line)]
+
+
+@bench.command("orders")
+@click.option("--orders", "count", default=500, show_default=True, help="Open sell stops in the book (8 per sub-account)")
+def bench_orders(count: int) -> None:
+    """The order keeper (a separate process) on Anvil: a book of stops, one price gap through
+    them all; its orders settled per second, from the gap to the last fill."""
+    from perpdex.bench_live import orders_rate
+
+    with console.status(f"Anvil: {count} stops, a gap through them, the order keeper triggering and settling them"):
+        r = orders_rate(count)
+    console.print(f"order keeper on Anvil ({DEVNET}): {r.per_second:.1f} orders/s ({r.orders} stops, {r.filled} filled: "
+                  f"triggered in {r.trigger_seconds:.1f}s, settled {r.settle_seconds:.1f}s after their round; "
+                  f"{r.transactions} transactions; the book took {r.setup_seconds:.0f}s to place)")
 
 
 GAP_PER_OWNER = 10  # 4 owners x 10: 40 shorts bankrupt by the gap

@@ -145,7 +145,8 @@ def funding_process(port: int, deployment: Path, account: int, max_idle: int = 3
 def silverback_keeper(bot: str, rpc: str, deployment: Path, db: Path, account: int,
                       env: dict[str, str] | None = None) -> KeeperProcess:
     """A keeper run by Silverback: `bot` is `perpdex.keepers.silverback_bot` (the liquidator),
-    `perpdex.keepers.silverback_settler` or `perpdex.keepers.silverback_feeder`; `env` adds
+    `perpdex.keepers.silverback_settler`, `perpdex.keepers.silverback_orders` or
+    `perpdex.keepers.silverback_feeder`; `env` adds
     the bot's own settings (PERPDEX_FEEDER_INTERVAL)."""
     silverback = str(Path(sys.executable).with_name("silverback"))
     command = [silverback, "run", f"{bot}:bot", "--network", "ethereum:local:foundry", "--account", f"TEST::{account}"]
@@ -162,6 +163,14 @@ def settler_process(rpc: str, deployment: Path, db: Path, account: int, interval
     """`perpdex keeper settler` against the node at `rpc`, signing with test account `account`."""
     return KeeperProcess(_cli("keeper", "settler", "--rpc", rpc, "--deployment", str(deployment), "--db", str(db),
                               "--account", str(account), "--interval", str(interval)))
+
+
+def orders_process(rpc: str, deployment: Path, db: Path, account: int, once: bool = False,
+                   interval: float = 0.2) -> KeeperProcess:
+    """`perpdex keeper orders` against the node at `rpc`, signing with test account `account`
+    (one pass with `once`)."""
+    return KeeperProcess(_cli("keeper", "orders", "--rpc", rpc, "--deployment", str(deployment), "--db", str(db),
+                              "--account", str(account), "--interval", str(interval), *(("--once",) if once else ())))
 
 
 def feeder_process(rpc: str, deployment: Path, db: Path, account: int = 0, interval: float = 1.0,

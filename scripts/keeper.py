@@ -1,4 +1,4 @@
-"""`ape run keeper liquidator|funding|settler|feeder --network ethereum:local:foundry --account ALIAS`:
+"""`ape run keeper liquidator|funding|settler|orders|feeder --network ethereum:local:foundry --account ALIAS`:
 perpdex's keeper bots as Ape scripts, with the options of `perpdex keeper ...` (the same code:
 perpdex.keepers.launch). The network comes from `--network`, the signer from `--account`
 (`TEST::0` for test account 0, the deployer and price feeder), the deployment from
@@ -46,6 +46,16 @@ def settler(account, deployment, **options):
     """Settle the router's due requests (and cancel expired ones)."""
     json_only(options["log_format"])
     launch.settler(attached(deployment), account, **options)
+
+
+@cli.command(cls=DevnetCommand)
+@account_option()
+@deployment_option
+@launch.orders_options
+def orders(account, deployment, **options):
+    """Trigger, settle and prune conditional orders (SPEC 15)."""
+    json_only(options["log_format"])
+    launch.orders(attached(deployment), account, **options)
 
 
 @cli.command(cls=DevnetCommand)

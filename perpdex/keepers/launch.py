@@ -1,5 +1,5 @@
 """Running a keeper bot from its options, on a deployment and with a signer already chosen:
-the one code path behind `perpdex keeper funding|liquidator|settler|feeder` (perpdex.cli) and
+the one code path behind `perpdex keeper funding|liquidator|settler|orders|feeder` (perpdex.cli) and
 `ape run keeper ...` (scripts/keeper.py). Each function builds the bot, reports a "started"
 line, runs it (`iterations` passes, or until Ctrl-C: the pass in progress finishes) and
 reports a "stopped" line with its totals."""
@@ -115,6 +115,7 @@ liquidator_options = _option_stack(
 )
 adl_options = _option_stack(_interval(2.0), ONCE, LOG_FORMAT)
 settler_options = _option_stack(_db("settler.db", "The settler's SQLite index"), _interval(1.0), ONCE, LOG_FORMAT)
+orders_options = _option_stack(_db("orders.db", "The order keeper's SQLite index"), _interval(1.0), ONCE, LOG_FORMAT)
 def _replay_needs_file(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Check --path replay has its --file when the command is called, before it connects."""
 
@@ -217,6 +218,19 @@ def settler(x: Exchange, sender: Any, log_format: str, db: str | None, interval:
                 router=str(x.d.router.address), sender=sender.address, index=str(bot.index.path)))
     until_stopped(lambda: bot.run(interval, iterations=_passes(once)), report,
                   lambda: stopped_line("settler stopped: ", bot.status_line()))
+
+
+def orders(x: Exchange, sender: Any, log_format: str, db: str | None, interval: float, once: bool) -> None:
+    """Trigger, settle and prune the router's conditional orders, a pass every `interval`."""
+    from perpdex.keepers.orders import OrderIndex, OrderKeeper
+
+    report = keeper_report("orders", log_format)
+    bot = OrderKeeper(x, sender, OrderIndex(_state_file(db, "orders.db")), report=report)
+    report(Line(f"order keeper: router {x.d.router.address}, sender {sender.address}, index {bot.index.path} "
+                f"(at block {bot.index.last_block()})", "started", router=str(x.d.router.address), sender=sender.address,
+                index=str(bot.index.path), index_block=bot.index.last_block()))
+    until_stopped(lambda: bot.run(interval, iterations=_passes(once)), report,
+                  lambda: stopped_line("order keeper stopped: ", bot.status_line()))
 
 
 def feeder(x: Exchange, sender: Any, log_format: str, source: str, replay_file: str | None, seed: int,

@@ -13,23 +13,19 @@ genesis) wipes the index and starts over.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from perpdex.keepers.common import Line, Report, pending_nonce, run_loop
-from perpdex.keepers.index import get_meta, open_store, set_meta, transaction
-from perpdex.logs import EventDecoder
+from perpdex.keepers.router_log import EventStore, RouterLog
 from perpdex.sdk import Exchange
 
-LOG_CHUNK = 2_000  # blocks per eth_getLogs
 MAX_BATCH = 100  # OrderRouter.MAX_BATCH
 REQUEST_EVENTS = ("OrderCommitted", "OrderSettled", "OrderCancelled")
 LP_MARKET = -1  # an LP request's market in the index: its round needs every market
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS requests (
     order_id INTEGER PRIMARY KEY, market INTEGER NOT NULL, settle_after INTEGER NOT NULL,
     deadline INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0
@@ -45,39 +41,21 @@ class Request:
     deadline: int
 
 
-class RequestIndex:
+class RequestIndex(EventStore):
     """The settler's SQLite file (created on first use)."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.db = open_store(self.path, SCHEMA)
+        super().__init__(path, SCHEMA, ("requests",))
 
-    def meta(self, key: str) -> str | None:
-        return get_meta(self.db, key)
-
-    def last_block(self) -> int:
-        raw = self.meta("last_block")
-        return int(raw) if raw is not None else -1
-
-    def reset(self, chain: dict[str, Any]) -> None:
-        with self.transaction():
-            self.db.execute("DELETE FROM requests")
-            self._set("chain", json.dumps(chain, sort_keys=True))
-            self._set("last_block", "-1")
-
-    def apply(self, events: list[tuple[str, dict[str, Any]]], up_to_block: int) -> None:
-        """Book the router's events read up to `up_to_block` and move the checkpoint, atomically."""
-        with self.transaction():
-            for name, a in events:
-                if name == "OrderCommitted":
-                    market = int(a["market"]) if int(a["kind"]) < 2 else LP_MARKET
-                    self.db.execute(
-                        "INSERT OR IGNORE INTO requests (order_id, market, settle_after, deadline) VALUES (?, ?, ?, ?)",
-                        (int(a["order_id"]), market, int(a["settle_after"]), int(a["deadline"])),
-                    )
-                else:  # settled or cancelled: done
-                    self.db.execute("UPDATE requests SET done = 1 WHERE order_id = ?", (int(a["order_id"]),))
-            self._set("last_block", str(up_to_block))
+    def book(self, name: str, a: dict[str, Any]) -> None:
+        if name == "OrderCommitted":
+            market = int(a["market"]) if int(a["kind"]) < 2 else LP_MARKET
+            self.db.execute(
+                "INSERT OR IGNORE INTO requests (order_id, market, settle_after, deadline) VALUES (?, ?, ?, ?)",
+                (int(a["order_id"]), market, int(a["settle_after"]), int(a["deadline"])),
+            )
+        else:  # settled or cancelled: done (a conditional order's id is not in the table: no-op)
+            self.db.execute("UPDATE requests SET done = 1 WHERE order_id = ?", (int(a["order_id"]),))
 
     def pending(self) -> list[Request]:
         rows = self.db.execute(
@@ -89,12 +67,6 @@ class RequestIndex:
         """(requests seen, requests done)."""
         seen, done = self.db.execute("SELECT COUNT(*), COALESCE(SUM(done), 0) FROM requests").fetchone()
         return int(seen), int(done)
-
-    def _set(self, key: str, value: str) -> None:
-        set_meta(self.db, key, value)
-
-    def transaction(self) -> Any:
-        return transaction(self.db)
 
 
 def due(pending: list[Request], round_times: dict[int, int], now: int) -> list[int]:
@@ -121,41 +93,18 @@ class Settler:
     settled: int = 0
     cancelled: int = 0
     transactions: int = 0
-    decoder: EventDecoder = field(init=False)
+    log: RouterLog = field(init=False)
 
     def __post_init__(self) -> None:
-        self.decoder = EventDecoder([self.x.d.router])
-        self.topics = ["0x" + topic.hex() for (_, topic), layout in self.decoder.layouts.items() if layout.name in REQUEST_EVENTS]
-
-    @property
-    def w3(self) -> Any:
-        from ape import chain
-
-        return chain.provider.web3
+        self.log = RouterLog(self.x.d.router, self.index, REQUEST_EVENTS, self.report)
 
     def check_chain(self) -> None:
         """Start over when the node is another chain than the index was built from."""
-        from ape import chain
-
-        here = {"chain_id": int(chain.chain_id), "genesis": str(chain.blocks[0].hash.hex()),
-                "router": str(self.x.d.router.address)}
-        if self.index.meta("chain") != json.dumps(here, sort_keys=True):
-            if self.index.meta("chain") is not None:
-                self.report(Line("devnet reset detected: rebuilding the request index", "reset_detected", **here))
-            self.index.reset(here)
+        self.log.check_chain()
 
     def scan(self) -> int:
         """Read the router's events up to the head into the index; returns how many."""
-        head = int(self.w3.eth.block_number)
-        read = 0
-        for start in range(self.index.last_block() + 1, head + 1, LOG_CHUNK):
-            stop = min(start + LOG_CHUNK - 1, head)
-            logs = self.w3.eth.get_logs({"address": str(self.x.d.router.address), "fromBlock": start, "toBlock": stop,
-                                         "topics": [self.topics]})
-            events = [d for log in logs if (d := self.decoder.decode(log)) is not None and d[0] in REQUEST_EVENTS]
-            self.index.apply(events, stop)
-            read += len(events)
-        return read
+        return self.log.scan()
 
     def due(self) -> list[int]:
         from ape import chain
