@@ -90,7 +90,7 @@ C_FILLED: constant(uint256) = 3
 C_CANCELLED: constant(uint256) = 4
 MAX_CONDITIONAL: public(constant(uint256)) = 8   # live conditional orders per account (owner, sub)
 MAX_PER_POSITION: public(constant(uint256)) = 4  # of them, TP/SL on one position (owner, sub, market)
-MASK40: constant(uint256) = 2**40 - 1
+MASK32: constant(uint256) = 2**32 - 1
 MASK64: constant(uint256) = 2**64 - 1
 
 KIND_TRADE: constant(uint256) = 0
@@ -129,12 +129,13 @@ _config: uint256
 _heads: HashMap[uint256, uint256]
 _bodies: HashMap[address, HashMap[uint256, HashMap[uint256, uint256]]]
 _busy: HashMap[address, HashMap[uint256, uint256]]
-# Conditional orders (ids from the same count as requests; three slots each, written at place):
+# Conditional orders (ids from the same count as requests; three slots each, written at place;
+# a trigger reads the first two and writes the head only):
 # .head: owner (160) | sub (30) << 160 | market (6) << 190 | kind (2) << 196 | sells (1) << 198
 #       | reduce_only (1) << 199 | status (3) << 200 | delay (6) << 203 | window (10) << 209
-#       (the delay and window of its settlement, set when it triggers)
-# .prices: size (128; 0 = a TP/SL's whole position) | trigger_price (96) << 128
-# .more: acceptable_price (96) | expiry (40) << 96 | triggered_at (40) << 136 | oco (64) << 176
+#       | triggered_at (37) << 219 (the delay and window of its settlement, set when it triggers)
+# .prices: size (128; 0 = a TP/SL's whole position) | trigger_price (96) << 128 | expiry (32) << 224
+# .more: acceptable_price (96) | oco (64) << 96
 # _cond_count[owner][sub]: live orders (8 bits) | live TP/SL of market m (3 bits) << (8 + 3 m)
 struct Stored:
     head: uint256
@@ -378,7 +379,8 @@ def place_conditional(
     assert _trigger_price != 0, "router: zero trigger price"
     assert _trigger_price <= MAX_PRICE, "router: trigger price out of range"
     assert _size >= -MAX_ABS_SIZE and _size <= MAX_ABS_SIZE, "router: size out of range"
-    assert _expiry == 0 or (_expiry > block.timestamp and _expiry <= MASK40), "router: expiry in the past"
+    assert _expiry == 0 or _expiry > block.timestamp, "router: expiry in the past"
+    assert _expiry <= MASK32, "router: expiry out of range"
     position: int256 = self._position_size(msg.sender, _sub, _market)
     side: int256 = self._conditional_side(_kind, _size, position, _trigger_price, _market)
     if _reduce_only:
@@ -403,19 +405,21 @@ def place_conditional(
             closes and other.status == C_OPEN and other.oco == 0 and other.kind >= TAKE_PROFIT
             and other.owner == msg.sender and other.sub == _sub and other.market == _market
         ), "router: bad OCO leg"
-        self._conds[_oco_with].more = self._conds[_oco_with].more | (order_id << 176)
+        self._conds[_oco_with].more = self._conds[_oco_with].more | (order_id << 96)
     sells: uint256 = 0
     if side < 0:
         sells = 1
     ro: uint256 = 0
     if _reduce_only or closes:
         ro = 1
-    self._conds[order_id] = Stored(
-        head=convert(msg.sender, uint256) | (_sub << 160) | (_market << 190) | (_kind << 196) | (sells << 198)
-        | (ro << 199) | (C_OPEN << 200),
-        prices=convert(abs(_size), uint256) | (_trigger_price << 128),
-        more=min(_acceptable_price, MAX_PRICE) | (_expiry << 96) | (_oco_with << 176),
+    self._conds[order_id].head = (
+        convert(msg.sender, uint256) | (_sub << 160) | (_market << 190) | (_kind << 196) | (sells << 198)
+        | (ro << 199) | (C_OPEN << 200)
     )
+    self._conds[order_id].prices = convert(abs(_size), uint256) | (_trigger_price << 128) | (_expiry << 224)
+    more: uint256 = min(_acceptable_price, MAX_PRICE) | (_oco_with << 96)
+    if more != 0:  # a sell with no bound and no OCO leg (a plain stop-loss) writes two slots
+        self._conds[order_id].more = more
     log IOrderRouter.ConditionalPlaced(
         order_id=order_id,
         owner=msg.sender,
@@ -441,30 +445,31 @@ def trigger(_order_id: uint256):
     @notice Trigger an open conditional order whose trigger price the latest round meets
             (anyone; paid one settler reward): it then settles at the first round at or
             after now + settlement_delay. Reverts while the price does not meet it. An
-            expired order, or a reduce-only one with nothing left to reduce (its position
-            closed or flipped), is cancelled instead (pruned: the caller is paid the same).
+            expired order is cancelled instead (pruned: the caller is paid the same). A
+            reduce-only order with nothing left to reduce still triggers: its settle cancels
+            it (or `prune` it first).
     """
     c: Cond = self._load_open(_order_id)
-    reason: String[64] = self._dead_reason(c)
-    if len(reason) != 0:
-        self._cancel_conditional(_order_id, c, reason, True)
-        return
-    price: uint256 = staticcall ORACLE.price(c.market)
-    assert self._triggers(c.kind, c.side, c.trigger_price, price), "router: trigger price not reached"
-    config: uint256 = self._config
-    # status OPEN -> TRIGGERED, with the settlement delay and window it keeps from now
-    self._conds[_order_id].head = (self._conds[_order_id].head + (1 << 200)) | ((config >> 240) << 203)
-    self._conds[_order_id].more = self._conds[_order_id].more | (block.timestamp << 136)
+    assert self._trigger(_order_id, c, True), "router: trigger price not reached"
     self._pay(msg.sender, REWARD_TOKENS)
-    log IOrderRouter.ConditionalTriggered(
-        order_id=_order_id,
-        owner=c.owner,
-        caller=msg.sender,
-        price=price,
-        triggered_at=block.timestamp,
-        settle_after=block.timestamp + ((config >> 240) & 63),
-        reward=REWARD_TOKENS,
-    )
+
+
+@external
+@nonreentrant
+def trigger_many(_order_ids: DynArray[uint256, MAX_BATCH]) -> uint256:
+    """
+    @notice `trigger` each open order whose trigger the latest round meets (an expired one
+            is pruned); skips the others (not open, price not met) instead of reverting.
+            The caller is paid one reward per order triggered or pruned, in one transfer.
+    @return How many were triggered or pruned.
+    """
+    done: uint256 = 0
+    for order_id: uint256 in _order_ids:
+        c: Cond = self._load_cond(order_id)
+        if c.status == C_OPEN and self._trigger(order_id, c, False):
+            done += 1
+    self._pay(msg.sender, done * REWARD_TOKENS)
+    return done
 
 
 @external
@@ -478,7 +483,28 @@ def prune(_order_id: uint256):
     c: Cond = self._load_open(_order_id)
     reason: String[64] = self._dead_reason(c)
     assert len(reason) != 0, "router: order is live"
-    self._cancel_conditional(_order_id, c, reason, True)
+    self._pay(msg.sender, self._cancel_conditional(_order_id, c, reason, True))
+
+
+@external
+@nonreentrant
+def prune_many(_order_ids: DynArray[uint256, MAX_BATCH]) -> uint256:
+    """
+    @notice `prune` each open order that can never fill; skips the others (not open, live)
+            instead of reverting. The caller is paid one reward per order, in one transfer.
+    @return How many were pruned.
+    """
+    done: uint256 = 0
+    for order_id: uint256 in _order_ids:
+        c: Cond = self._load_cond(order_id)
+        if c.status != C_OPEN:
+            continue
+        reason: String[64] = self._dead_reason(c)
+        if len(reason) != 0:
+            self._cancel_conditional(order_id, c, reason, True)
+            done += 1
+    self._pay(msg.sender, done * REWARD_TOKENS)
+    return done
 
 
 # ================================================================== views
@@ -799,6 +825,47 @@ def _pull(_escrow: uint256):
 
 
 @internal
+def _trigger(_order_id: uint256, _c: Cond, _strict: bool) -> bool:
+    """
+    @dev Triggers the open order `_c` when the latest fresh round meets its trigger price
+         (status TRIGGERED, with now and the settlement delay and window it keeps), or
+         prunes it when it expired; False (nothing changed) while the price does not meet it.
+         The caller's reward is the caller's to pay. `_strict`: a stale price reverts (one
+         order); else it only skips (a batch).
+    """
+    if _c.expiry != 0 and block.timestamp > _c.expiry:
+        self._cancel_conditional(_order_id, _c, "router: expired", True)
+        return True
+    price: uint256 = 0
+    if _strict:
+        price = staticcall ORACLE.price(_c.market)
+    else:
+        latest: uint256 = 0
+        updated_at: uint256 = 0
+        latest, updated_at = staticcall ORACLE.latest(_c.market)
+        if block.timestamp - updated_at > staticcall ORACLE.max_price_age():
+            return False
+        price = latest
+    if not self._triggers(_c.kind, _c.side, _c.trigger_price, price):
+        return False
+    config: uint256 = self._config
+    # status OPEN -> TRIGGERED; the settlement delay and window it keeps; triggered_at
+    self._conds[_order_id].head = (
+        (self._conds[_order_id].head + (1 << 200)) | ((config >> 240) << 203) | (block.timestamp << 219)
+    )
+    log IOrderRouter.ConditionalTriggered(
+        order_id=_order_id,
+        owner=_c.owner,
+        caller=msg.sender,
+        price=price,
+        triggered_at=block.timestamp,
+        settle_after=block.timestamp + ((config >> 240) & 63),
+        reward=REWARD_TOKENS,
+    )
+    return True
+
+
+@internal
 def _settle_conditional(_order_id: uint256, _c: Cond) -> bool:
     """
     @dev Settles (or cancels) a triggered conditional order at its settlement round, like
@@ -810,7 +877,7 @@ def _settle_conditional(_order_id: uint256, _c: Cond) -> bool:
     assert _c.status == C_TRIGGERED, "router: order not triggered"
     settle_after: uint256 = _c.triggered_at + _c.delay
     if block.timestamp > settle_after + _c.window:
-        self._cancel_conditional(_order_id, _c, "router: expired", True)
+        self._pay(msg.sender, self._cancel_conditional(_order_id, _c, "router: expired", True))
         return True
     if not self._has_round(_c.market, settle_after):
         return False
@@ -818,7 +885,7 @@ def _settle_conditional(_order_id: uint256, _c: Cond) -> bool:
     if _c.reduce_only:
         size_delta = self._reduce_size(self._position_size(_c.owner, _c.sub, _c.market), _c.side, _c.size)
         if size_delta == 0:
-            self._cancel_conditional(_order_id, _c, "router: position closed or flipped", True)
+            self._pay(msg.sender, self._cancel_conditional(_order_id, _c, "router: position closed or flipped", True))
             return True
     ok: bool = False
     response: Bytes[256] = b""
@@ -834,7 +901,7 @@ def _settle_conditional(_order_id: uint256, _c: Cond) -> bool:
     if not ok:
         reason: String[64] = self._reason(response)
         assert len(reason) != 0, "router: fill failed without a reason"
-        self._cancel_conditional(_order_id, _c, reason, True)
+        self._pay(msg.sender, self._cancel_conditional(_order_id, _c, reason, True))
         return True
     fill: uint256 = 0
     fee: uint256 = 0
@@ -862,11 +929,12 @@ def _settle_conditional(_order_id: uint256, _c: Cond) -> bool:
 
 
 @internal
-def _cancel_conditional(_order_id: uint256, _c: Cond, _reason: String[64], _pay_caller: bool):
+def _cancel_conditional(_order_id: uint256, _c: Cond, _reason: String[64], _pay_caller: bool) -> uint256:
     """
     @dev Ends a conditional order as cancelled: what it still escrows (two rewards while
          open, one once triggered) goes back to the owner, but one reward to the caller
-         when `_pay_caller` (a keeper's work: a prune, an expiry, a refused fill).
+         when `_pay_caller` (a keeper's work: a prune, an expiry, a refused fill), which
+         this returns for the caller to pay (a batch pays once).
     """
     self._end_conditional(_order_id, _c, C_CANCELLED)
     left: uint256 = REWARD_TOKENS
@@ -876,10 +944,10 @@ def _cancel_conditional(_order_id: uint256, _c: Cond, _reason: String[64], _pay_
     if _pay_caller:
         reward = REWARD_TOKENS
     self._pay(_c.owner, left - reward)
-    self._pay(msg.sender, reward)
     log IOrderRouter.OrderCancelled(
         order_id=_order_id, owner=_c.owner, caller=msg.sender, reason=_reason, refund=left - reward, reward=reward
     )
+    return reward
 
 
 @internal
@@ -914,11 +982,11 @@ def _load_cond(_order_id: uint256) -> Cond:
         delay=(s.head >> 203) & 63,
         window=(s.head >> 209) & 1023,
         size=s.prices & MASK128,
-        trigger_price=s.prices >> 128,
+        trigger_price=(s.prices >> 128) & MASK96,
         acceptable_price=s.more & MASK96,
-        expiry=(s.more >> 96) & MASK40,
-        triggered_at=(s.more >> 136) & MASK40,
-        oco=s.more >> 176,
+        expiry=s.prices >> 224,
+        triggered_at=s.head >> 219,
+        oco=s.more >> 96,
     )
 
 

@@ -115,6 +115,10 @@ def gas_rows(progress: Progress = lambda _: None) -> list[GasRow]:
 COMMIT_TARGET = 120_000
 SETTLE_TARGET = 160_000
 ROUND_TRIP_TARGET = 260_000  # commit + settle of one trade
+# conditional orders (issue 18)
+PLACE_TARGET = 120_000
+TRIGGER_TARGET = 50_000
+PRUNE_TARGET = 30_000
 
 
 def router_rows(batch: int = 50, progress: Progress = lambda _: None) -> list[GasRow]:
@@ -151,6 +155,8 @@ def router_rows(batch: int = 50, progress: Progress = lambda _: None) -> list[Ga
     add_settle = x.settle(x.order_id(add), settler)
     rows += [GasRow("commit_add_liquidity", int(add.gas_used), None),
              GasRow("settle (add liquidity)", int(add_settle.gas_used), None)]
+    rows += conditional_rows(x, trader, settler)
+    progress("conditional orders")
     if batch:
         accounts_ = [(owners[i % len(owners)], i // len(owners)) for i in range(batch)]
         for owner, sub in accounts_:
@@ -169,6 +175,61 @@ def router_rows(batch: int = 50, progress: Progress = lambda _: None) -> list[Ga
                  GasRow(f"settle_many: {batch} trades (per order)", int(many.gas_used) // batch, SETTLE_TARGET)]
         progress("settle_many")
     return rows
+
+
+def conditional_rows(x: Exchange, trader: Any, settler: Any) -> list[GasRow]:
+    """Conditional orders (SPEC 15) on the trader's long: placing a take-profit while a
+    stop-loss is live (steady state: the account's order count already written), triggering
+    that stop-loss after a drop, settling it at the round after (it closes the position), and
+    pruning the take-profit its close left with nothing to reduce."""
+    from perpdex.conditional import STOP_LOSS, TAKE_PROFIT
+
+    price = x.price(0)
+    x.fund(trader, 10 * TOKEN)
+    sl = x.place_order(trader, 0, STOP_LOSS, price * 99 // 100)
+    place = send_after(lambda: x.d.router.place_conditional(0, 0, TAKE_PROFIT, 0, price * 11 // 10, 0, False, 0, 0,
+                                                            sender=trader))
+    tp = int(x.events(place, "ConditionalPlaced")[0]["order_id"])
+    x.set_price(0, price * 98 // 100)
+    trigger = send_after(lambda: x.d.router.trigger(sl, sender=settler), seconds=1)
+    x.next_round()
+    settle = x.settle(sl, settler)
+    if not x.events(settle, "OrderSettled"):
+        raise RuntimeError(f"the stop-loss did not fill: {x.events(settle, 'OrderCancelled')}")
+    prune = send_after(lambda: x.d.router.prune(tp, sender=settler), seconds=1)
+    rows = [GasRow("place_conditional (take-profit)", int(place.gas_used), PLACE_TARGET),
+            GasRow("trigger (stop-loss)", int(trigger.gas_used), None),
+            GasRow("settle (triggered stop-loss)", int(settle.gas_used), SETTLE_TARGET),
+            GasRow("prune (dead take-profit)", int(prune.gas_used), None)]
+    return rows + conditional_batch_rows(x, trader, settler)
+
+
+def conditional_batch_rows(x: Exchange, trader: Any, settler: Any, count: int = 20) -> list[GasRow]:
+    """`trigger_many` of `count` stop-losses a drop met, and `prune_many` of `count` take-profits
+    their position's close left dead: total and per order (what a keeper pays per order)."""
+    from perpdex.conditional import STOP_LOSS, TAKE_PROFIT
+
+    x.refresh_prices()
+    x.trade(trader, 0, 2 * WAD)
+    price = x.price(0)
+    x.fund(trader, 4 * count * x.reward_tokens)
+    # the account's caps (8 live orders, 4 per position) limit what one account holds: sub-accounts
+    stops, tps = [], []
+    for sub in range(1, count // 2 + 1):
+        x.deposit(trader, 1_000 * TOKEN, sub=sub)
+        x.trade(trader, 0, WAD // 10, sub=sub)
+        stops += [x.place_order(trader, 0, STOP_LOSS, price * 99 // 100, sub=sub) for _ in range(2)]
+        tps += [x.place_order(trader, 0, TAKE_PROFIT, price * 11 // 10, sub=sub) for _ in range(2)]
+    x.set_price(0, price * 98 // 100)
+    many = send_after(lambda: x.d.router.trigger_many(stops, sender=settler), seconds=1)
+    for sub in range(1, count // 2 + 1):
+        x.close(trader, 0, sub=sub)
+    pruned = send_after(lambda: x.d.router.prune_many(tps, sender=settler), seconds=1)
+    triggered, cancelled = len(x.events(many, "ConditionalTriggered")), len(x.events(pruned, "OrderCancelled"))
+    if (triggered, cancelled) != (len(stops), len(tps)):
+        raise RuntimeError(f"trigger_many triggered {triggered} of {len(stops)}, prune_many pruned {cancelled} of {len(tps)}")
+    return [GasRow(f"trigger_many: {len(stops)} (per order)", int(many.gas_used) // len(stops), TRIGGER_TARGET),
+            GasRow(f"prune_many: {len(tps)} (per order)", int(pruned.gas_used) // len(tps), PRUNE_TARGET)]
 
 
 DEPLOYED = ("MarginVault", "VaultExtension", "OrderRouter", "LiquidationKeeper", "PriceOracle", "VaultLens", "Governance",

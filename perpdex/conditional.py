@@ -124,7 +124,8 @@ class ConditionalBook:
         require(trigger_price != 0, "router: zero trigger price")
         require(trigger_price <= MAX_ACCEPTABLE_PRICE, "router: trigger price out of range")
         require(-MAX_ABS_SIZE <= size <= MAX_ABS_SIZE, "router: size out of range")
-        require(expiry == 0 or self.now < expiry < 2**40, "router: expiry in the past")
+        require(expiry == 0 or expiry > self.now, "router: expiry in the past")
+        require(expiry < 2**32, "router: expiry out of range")
         position = v.position(owner, sub, market).size
         side = self._side(kind, size, position, trigger_price, v.prices[market])
         if reduce_only or kind in (TAKE_PROFIT, STOP_LOSS):
@@ -175,15 +176,39 @@ class ConditionalBook:
         return ""
 
     def trigger(self, order_id: int) -> Outcome:
-        """OrderRouter.trigger: the latest round against the trigger price. A dead order is
-        cancelled (pruned) instead; one whose price is not reached reverts."""
+        """OrderRouter.trigger: the latest round against the trigger price. An expired order is
+        cancelled (pruned) instead; one whose price is not reached reverts. A reduce-only order
+        with nothing left to reduce still triggers (no position is read): its settle cancels it."""
         o = self._open(order_id)
-        if reason := self.dead_reason(o):
-            return self._cancel(o, reason)
+        if o.expiry and self.now > o.expiry:
+            return self._cancel(o, "router: expired")
         price = self.router.vault.prices[o.market]
         require(triggers(o.kind, o.side, o.trigger_price, price), "router: trigger price not reached")
         o.status, o.triggered_at, o.delay, o.window = TRIGGERED, self.now, self.router.delay, self.router.window
         return Outcome(False, "triggered")
+
+    def trigger_many(self, order_ids: list[int]) -> dict[int, Outcome]:
+        """OrderRouter.trigger_many: each open order that `trigger` would not revert on, in
+        order; the others skipped. The outcome of each one triggered or pruned."""
+        done: dict[int, Outcome] = {}
+        for order_id in order_ids:
+            o = self.orders.get(order_id)
+            if o is None or o.status != OPEN:
+                continue
+            try:
+                done[order_id] = self.trigger(order_id)
+            except ModelRevert:
+                continue
+        return done
+
+    def prune_many(self, order_ids: list[int]) -> dict[int, Outcome]:
+        """OrderRouter.prune_many: each open order `prune` accepts, in order; the others skipped."""
+        done: dict[int, Outcome] = {}
+        for order_id in order_ids:
+            o = self.orders.get(order_id)
+            if o is not None and o.status == OPEN and self.dead_reason(o):
+                done[order_id] = self.prune(order_id)
+        return done
 
     def settle(self, order_id: int) -> Outcome | None:
         """OrderRouter.settle of a triggered order: at its settlement round, like a market order

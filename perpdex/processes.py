@@ -166,11 +166,12 @@ def settler_process(rpc: str, deployment: Path, db: Path, account: int, interval
 
 
 def orders_process(rpc: str, deployment: Path, db: Path, account: int, once: bool = False,
-                   interval: float = 0.2) -> KeeperProcess:
+                   interval: float = 0.2, max_batch: int = 100) -> KeeperProcess:
     """`perpdex keeper orders` against the node at `rpc`, signing with test account `account`
-    (one pass with `once`)."""
+    (one pass with `once`; batches of at most `max_batch` orders)."""
     return KeeperProcess(_cli("keeper", "orders", "--rpc", rpc, "--deployment", str(deployment), "--db", str(db),
-                              "--account", str(account), "--interval", str(interval), *(("--once",) if once else ())))
+                              "--account", str(account), "--interval", str(interval), "--max-batch", str(max_batch),
+                              *(("--once",) if once else ())))
 
 
 def feeder_process(rpc: str, deployment: Path, db: Path, account: int = 0, interval: float = 1.0,

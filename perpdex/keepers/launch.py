@@ -115,7 +115,11 @@ liquidator_options = _option_stack(
 )
 adl_options = _option_stack(_interval(2.0), ONCE, LOG_FORMAT)
 settler_options = _option_stack(_db("settler.db", "The settler's SQLite index"), _interval(1.0), ONCE, LOG_FORMAT)
-orders_options = _option_stack(_db("orders.db", "The order keeper's SQLite index"), _interval(1.0), ONCE, LOG_FORMAT)
+orders_options = _option_stack(
+    _db("orders.db", "The order keeper's SQLite index"), _interval(1.0), ONCE, LOG_FORMAT,
+    click.option("--max-batch", default=100, show_default=True, type=click.IntRange(1, 100),
+                 help="Most orders in one trigger_many, prune_many or settle_many"),
+)
 def _replay_needs_file(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Check --path replay has its --file when the command is called, before it connects."""
 
@@ -220,12 +224,14 @@ def settler(x: Exchange, sender: Any, log_format: str, db: str | None, interval:
                   lambda: stopped_line("settler stopped: ", bot.status_line()))
 
 
-def orders(x: Exchange, sender: Any, log_format: str, db: str | None, interval: float, once: bool) -> None:
-    """Trigger, settle and prune the router's conditional orders, a pass every `interval`."""
+def orders(x: Exchange, sender: Any, log_format: str, db: str | None, interval: float, once: bool,
+           max_batch: int = 100) -> None:
+    """Trigger, settle and prune the router's conditional orders, a pass every `interval`, in
+    batches of at most `max_batch` orders."""
     from perpdex.keepers.orders import OrderIndex, OrderKeeper
 
     report = keeper_report("orders", log_format)
-    bot = OrderKeeper(x, sender, OrderIndex(_state_file(db, "orders.db")), report=report)
+    bot = OrderKeeper(x, sender, OrderIndex(_state_file(db, "orders.db")), report=report, max_batch=max_batch)
     report(Line(f"order keeper: router {x.d.router.address}, sender {sender.address}, index {bot.index.path} "
                 f"(at block {bot.index.last_block()})", "started", router=str(x.d.router.address), sender=sender.address,
                 index=str(bot.index.path), index_block=bot.index.last_block()))

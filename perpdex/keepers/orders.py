@@ -330,7 +330,7 @@ class OrderKeeper:
         from ape.exceptions import VirtualMachineError
 
         method = getattr(self.router, verb)
-        arg: Any = orders if verb == "settle_many" else orders[0]
+        arg: Any = orders if verb.endswith("_many") else orders[0]
         try:
             gas = int(method.estimate_gas_cost(arg, sender=self.sender))
         except VirtualMachineError as err:
@@ -389,7 +389,7 @@ class OrderKeeper:
         triggered = [int(a["order_id"]) for name, a in events if name == "ConditionalTriggered"]
         filled = [int(a["order_id"]) for name, a in events if name == "OrderSettled"]
         cancelled = [(int(a["order_id"]), str(a["reason"])) for name, a in events if name == "OrderCancelled"]
-        opened = sent.verb in ("trigger", "prune")
+        opened = sent.verb in ("trigger", "prune", "trigger_many", "prune_many")
         self.tally.triggered += len(triggered)
         self.tally.filled += len(filled)
         self.tally.pruned += len(cancelled) if opened else 0
@@ -404,7 +404,9 @@ class OrderKeeper:
 
     # ---- the loop
     def plan(self, busy: set[int]) -> list[tuple[str, list[int], str]]:
-        """This pass's transactions: prunes and triggers one order each, then `settle_many` batches."""
+        """This pass's transactions: `prune_many`, `trigger_many` and `settle_many` batches (up to
+        `max_batch` orders each: a batch skips an order it cannot act on, so one order never
+        holds up the others)."""
         from ape import chain
 
         now = int(chain.blocks.head.timestamp)
@@ -413,7 +415,11 @@ class OrderKeeper:
         actions = decide(open_orders, prices, self.positions(positions_needed(open_orders)), now)
         triggered = [o for o in self.index.orders(TRIGGERED) if o.order_id not in busy]
         due = settleable(triggered, rounds, now, int(self.router.settlement_window())) if triggered else []
-        jobs = [(a.verb, [a.order_id], a.why) for a in actions]
+        jobs: list[tuple[str, list[int], str]] = []
+        for verb, why in (("prune", "dead"), ("trigger", "trigger price met")):
+            ids = [a.order_id for a in actions if a.verb == verb]
+            for start in range(0, len(ids), self.max_batch):
+                jobs.append((f"{verb}_many", ids[start:start + self.max_batch], why))
         for start in range(0, len(due), self.max_batch):
             jobs.append(("settle_many", due[start:start + self.max_batch], "settlement round exists"))
         return jobs

@@ -516,6 +516,26 @@ class RouterMachine(RuleBasedStateMachine):
         else:
             self._check_conditional(order_id, outcome, receipt)
 
+    @precondition(lambda self: bool(self._live_conditionals(OPEN)))
+    @rule(prune=st.booleans(), extra=st.booleans())
+    def trigger_or_prune_many(self, prune, extra):
+        """`trigger_many` (or `prune_many`) over every open order, with an unknown id when
+        `extra`: the met ones triggered (the expired pruned), the rest skipped; one transfer of
+        one reward per order done."""
+        _count("trigger_or_prune_many")
+        ids = self._live_conditionals(OPEN) + ([UNKNOWN_ORDER] if extra else [])
+        outcomes = self.book.prune_many(ids) if prune else self.book.trigger_many(ids)
+        send = self.router.prune_many if prune else self.router.trigger_many
+        receipt = send(ids, sender=self.settler)
+        assert int(receipt.return_value) == len(outcomes)
+        self.settler_paid += len(outcomes) * self.x.reward_tokens
+        triggered = {int(e["order_id"]) for e in self.x.events(receipt, "ConditionalTriggered")}
+        assert triggered == {i for i, out in outcomes.items() if out.reason == "triggered"}
+        for order_id, out in outcomes.items():
+            if out.reason != "triggered":
+                self._check_conditional(order_id, out, receipt)
+        SUMMARY["conditional"]["triggered"] += len(triggered)
+
     @precondition(lambda self: bool(self._live_conditionals(TRIGGERED)))
     @rule(extra=st.booleans())
     def settle_conditionals(self, extra):

@@ -57,9 +57,14 @@ def test_router_rows__commit_settle_and_a_batch_measured__vault_keeps_its_room()
 
     assert list(rows) == [
         "commit_order", "settle (one trade)", "commit + settle", "commit_add_liquidity",
-        "settle (add liquidity)", "settle_many: 3 trades (total)", "settle_many: 3 trades (per order)",
+        "settle (add liquidity)", "place_conditional (take-profit)", "trigger (stop-loss)",
+        "settle (triggered stop-loss)", "prune (dead take-profit)", "trigger_many: 20 (per order)",
+        "prune_many: 20 (per order)", "settle_many: 3 trades (total)", "settle_many: 3 trades (per order)",
     ]
     assert rows["commit + settle"].gas == rows["commit_order"].gas + rows["settle (one trade)"].gas
+    # a batch shares the call's 21,000 and the reward's transfer: cheaper per order than one alone
+    assert rows["trigger_many: 20 (per order)"].gas < rows["trigger (stop-loss)"].gas
+    assert rows["prune_many: 20 (per order)"].gas < rows["prune (dead take-profit)"].gas
     assert rows["settle_many: 3 trades (per order)"].gas == rows["settle_many: 3 trades (total)"].gas // 3
     sizes = contract_sizes()
     assert SIZE_LIMIT - sizes["MarginVault"] >= VAULT_ROOM  # SPEC 16: 2 KB free in the vault

@@ -72,7 +72,7 @@ def test_order_keeper__gap_through_a_stop__trigger_then_fill_at_the_next_round_o
         db = tmp_path / "orders.db"
 
         first = orders_process(devnet.url, deployment, db, KEEPER, once=True).finish()
-        assert "sent prune of order(s) " + str(dead) in first
+        assert "sent prune_many of order(s) " + str(dead) in first
         assert {int(x.conditional(i).status) for i in (sl, stop)} == {TRIGGERED}
         assert int(x.conditional(dead).status) == CANCELLED
         triggered = {int(e["order_id"]): e for e in router_events(x, start, "ConditionalTriggered")}
@@ -105,12 +105,12 @@ def test_order_keeper__killed_mid_pass_and_restarted__each_order_triggered_once(
         start = int(chain.blocks.head.number) + 1
         x.set_price(ETH, GAP)
         db = tmp_path / "orders.db"
-        first = orders_process(devnet.url, deployment, db, KEEPER)
+        first = orders_process(devnet.url, deployment, db, KEEPER, max_batch=2)  # 12 trigger_many of 2
         bots.append(first)
-        first.wait_for("sent trigger")
+        first.wait_for("sent trigger_many")
         first.kill9()  # mid-pass: some triggers sent, others not yet
         killed_at = len(router_events(x, start, "ConditionalTriggered"))
-        second = orders_process(devnet.url, deployment, db, KEEPER)
+        second = orders_process(devnet.url, deployment, db, KEEPER, max_batch=2)
         bots.append(second)
         wait_until(lambda: second.saw("open 0 | triggered 24"), 60, "24 triggered", second)
         second.stop()
@@ -118,7 +118,7 @@ def test_order_keeper__killed_mid_pass_and_restarted__each_order_triggered_once(
         assert sorted(triggers) == sorted(ids)  # each exactly once
         assert killed_at >= 1  # the first process had sent (and Anvil mined) some before its kill
         receipts = keeper_receipts(start)
-        assert len(receipts) == 24 and all(int(r["status"]) == 1 for r in receipts)  # no transaction wasted
+        assert len(receipts) == 12 and all(int(r["status"]) == 1 for r in receipts)  # no transaction wasted
         assert "(at block -1)" not in second.text()  # it resumed from the index
 
 

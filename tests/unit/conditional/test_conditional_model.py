@@ -133,9 +133,11 @@ def test_fixed_tp__larger_than_the_position__clamped(book):
 def test_tp_after_the_position_flipped__cancelled_never_opens_a_new_one(book):
     _open(book, "alice", 2)
     tp = book.place("alice", 0, ETH, TAKE_PROFIT, 0, 3_100 * WAD, 0)
+    sl = book.place("alice", 0, ETH, STOP_LOSS, 0, 2_900 * WAD, 0)
     _open(book, "alice", -5)  # flipped to a 3 ETH short
+    assert book.prune(sl.order_id).reason == "router: position closed or flipped"  # dead: anyone prunes it
     _round(book, 3_100 * WAD)
-    out = book.trigger(tp.order_id)  # dead: pruned instead of triggered
+    out = _fill(book, tp.order_id, 3_100 * WAD)  # triggered (no position read), then cancelled at settle
     assert (out.filled, out.reason, tp.status) == (False, "router: position closed or flipped", CANCELLED)
     assert book.router.vault.position("alice", 0, ETH).size == -3 * WAD
 

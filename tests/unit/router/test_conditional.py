@@ -124,14 +124,19 @@ def test_fixed_tp__larger_than_the_position__clamped(rx, router, long10, trader2
     assert event(rx, _settle_next(rx, router, tp, 3_100 * WAD, trader2), "OrderSettled").size_delta == -10 * WAD
 
 
-def test_tp_after_a_flip__pruned_at_its_trigger__never_opens_a_new_position(rx, router, long10, trader2, place, usd):
+def test_tp_after_a_flip__pruned__or_cancelled_at_its_settle__never_opens_a_new_position(rx, router, long10, trader2,
+                                                                                      place, usd):
     tp = place(long10, TAKE_PROFIT, 0, 3_100 * WAD)
+    sl = place(long10, STOP_LOSS, 0, 2_900 * WAD)
     rx.trade(long10, ETH, -13 * WAD)  # now a 3 ETH short
-    feed(rx, 3_100 * WAD)
     owner, caller = usd.balanceOf(long10), usd.balanceOf(trader2)
-    cancelled = event(rx, router.trigger(tp, sender=trader2), "OrderCancelled")
+    cancelled = event(rx, router.prune(sl, sender=trader2), "OrderCancelled")
     assert cancelled.reason == "router: position closed or flipped"
     assert (usd.balanceOf(long10) - owner, usd.balanceOf(trader2) - caller) == (rx.reward_tokens, rx.reward_tokens)
+    feed(rx, 3_100 * WAD)
+    router.trigger(tp, sender=trader2)  # a trigger reads no position: its settle finds none to reduce
+    cancelled = event(rx, _settle_next(rx, router, tp, 3_100 * WAD, trader2), "OrderCancelled")
+    assert cancelled.reason == "router: position closed or flipped"
     assert rx.position(long10, 0, ETH).size == -3 * WAD
 
 
@@ -280,3 +285,29 @@ def test_sdk_place_order__names_and_human_units__sane_default_bounds(rx, router,
     assert stop.acceptable_price == 2**96 - 1  # a buying stop: no bound unless given
     with pytest.raises(ValueError, match="unknown order kind 'stop-limit'"):
         rx.place_order(trader2, 0, "stop-limit", 3_100.0, size=1.0)
+
+
+def test_trigger_many__met_triggered__expired_pruned__others_skipped__one_transfer(rx, router, long10, trader2, place,
+                                                                                  usd):
+    met = place(long10, STOP_LOSS, 0, 2_990 * WAD)
+    unmet = place(long10, TAKE_PROFIT, 0, 3_300 * WAD)
+    expiring = place(long10, LIMIT, WAD, 2_000 * WAD, 2_000 * WAD, expiry=int(ape.chain.pending_timestamp) + 5)
+    move_time(10)
+    feed(rx, 2_990 * WAD)
+    paid = usd.balanceOf(trader2)
+    receipt = router.trigger_many([met, unmet, expiring, 10**9], sender=trader2)
+    assert receipt.return_value == 2 and usd.balanceOf(trader2) == paid + 2 * rx.reward_tokens
+    assert [int(router.conditional_order(i).status) for i in (met, unmet, expiring)] == [TRIGGERED, OPEN, CANCELLED]
+    assert event(rx, receipt, "OrderCancelled").reason == "router: expired"
+
+
+def test_prune_many__dead_ones_only(rx, router, long10, trader2, place):
+    dead = [place(long10, TAKE_PROFIT, 0, 3_100 * WAD), place(long10, STOP_LOSS, 0, 2_900 * WAD)]
+    rx.trade(long10, ETH, -10 * WAD)  # closed: both have nothing left to reduce
+    rx.fund(long10, rx.tokens(10))
+    rx.trade(long10, ETH, -WAD)  # a short now: a limit buy that reduces it is live
+    live = place(long10, LIMIT, WAD, 2_900 * WAD, 2_900 * WAD, reduce_only=True)
+    assert router.prune_many(dead + [live], sender=trader2).return_value == 2
+    assert [int(router.conditional_order(i).status) for i in dead + [live]] == [CANCELLED, CANCELLED, OPEN]
+    with ape.reverts("router: expiry out of range"):
+        router.place_conditional(0, ETH, LIMIT, WAD, 2_000 * WAD, 2_000 * WAD, False, 2**32, 0, sender=long10)
