@@ -15,7 +15,7 @@ One `step()`:
    reduce-only with nothing to reduce: `perpdex.conditional.reduce_size` against the vault's
    position now) is pruned; one whose trigger the latest oracle price meets
    (`perpdex.conditional.triggers`; a price older than the oracle's `max_price_age` meets
-   nothing: `trigger` would revert) is triggered (and `trigger` prunes it itself if it died
+   nothing: `trigger` would revert) is triggered, in `trigger_many` batches (and a trigger prunes it itself if it expired
    meanwhile); a triggered order whose settlement round exists (its market's latest round at
    or after `settle_after`), or whose deadline passed, is settled with `settle_many` in
    batches of up to 100, which fills it, cancels it with the vault's reason, and cancels the
