@@ -311,3 +311,44 @@ def test_prune_many__dead_ones_only(rx, router, long10, trader2, place):
     assert [int(router.conditional_order(i).status) for i in dead + [live]] == [CANCELLED, CANCELLED, OPEN]
     with ape.reverts("router: expiry out of range"):
         router.place_conditional(0, ETH, LIMIT, WAD, 2_000 * WAD, 2_000 * WAD, False, 2**32, 0, sender=long10)
+
+
+# ------------------------------------------------------------------ attacks
+
+
+def test_attack__duplicate_ids_in_batches__paid_once_per_order(rx, router, long10, attacker, place, usd):
+    """A keeper who repeats an id in trigger_many / prune_many / settle_many is paid once for it:
+    the second time the order is no longer open (or triggered) and is skipped."""
+    sl = place(long10, STOP_LOSS, 0, 2_990 * WAD)
+    tp = place(long10, TAKE_PROFIT, 0, 3_300 * WAD)
+    feed(rx, 2_990 * WAD)
+    wallet = usd.balanceOf(attacker)
+    assert router.trigger_many([sl, sl, sl], sender=attacker).return_value == 1
+    feed(rx, 2_990 * WAD)
+    assert router.settle_many([sl, sl], sender=attacker).return_value == 1  # the SL closes the position
+    assert router.prune_many([tp, tp], sender=attacker).return_value == 1
+    assert usd.balanceOf(attacker) == wallet + 3 * rx.reward_tokens  # trigger, settle, prune: once each
+
+
+def test_attack__a_live_order_cannot_be_pruned_or_its_escrow_taken(rx, router, long10, attacker, place, usd):
+    tp = place(long10, TAKE_PROFIT, 0, 3_300 * WAD)
+    wallet, held = usd.balanceOf(attacker), usd.balanceOf(router)
+    assert router.prune_many([tp], sender=attacker).return_value == 0
+    with ape.reverts("router: order is live"):
+        router.prune(tp, sender=attacker)
+    with ape.reverts("router: not the owner"):
+        router.cancel(tp, sender=attacker)
+    assert (usd.balanceOf(attacker), usd.balanceOf(router)) == (wallet, held)
+
+
+def test_attack__an_oco_leg_paired_twice__or_a_stale_price_trigger__refused(rx, router, long10, attacker, place):
+    tp = place(long10, TAKE_PROFIT, 0, 3_300 * WAD)
+    place(long10, STOP_LOSS, 0, 2_700 * WAD, oco=tp)
+    with ape.reverts("router: bad OCO leg"):  # a leg belongs to one group
+        router.place_conditional(0, ETH, STOP_LOSS, 0, 2_600 * WAD, 0, False, 0, tp, sender=long10)
+    sl = place(long10, STOP_LOSS, 0, 2_990 * WAD)
+    feed(rx, 2_980 * WAD)
+    move_time(int(rx.d.oracle.max_price_age()) + 1)  # the round that met it went stale
+    with ape.reverts("oracle: stale price"):
+        router.trigger(sl, sender=attacker)
+    assert router.trigger_many([sl], sender=attacker).return_value == 0  # a batch skips it
