@@ -69,3 +69,27 @@ def pending_nonce(account: Any) -> int:
         return int(chain.provider.get_nonce(account.address, block_id="pending"))
     except Exception:  # noqa: BLE001 - providers without a pending tag (boa)
         return int(account.nonce)
+
+
+class PassKeeper:
+    """What a keeper whose `step()` is one pass shares: `run` repeats it (`run_loop`), and
+    `print_status` reports its `status_line()` when it changed. The class that uses it has
+    `report` and `_status` (the last status line reported)."""
+
+    report: Report
+    _status: str
+
+    def step(self) -> Any:
+        raise NotImplementedError
+
+    def status_line(self) -> Line:
+        raise NotImplementedError
+
+    def print_status(self) -> None:
+        line = self.status_line()
+        if line != self._status:
+            self.report(line)
+            self._status = line
+
+    def run(self, interval: float, iterations: int | None = None, max_backoff: float = 30.0) -> None:
+        run_loop(self.step, interval, self.report, iterations, max_backoff)

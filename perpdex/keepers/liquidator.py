@@ -42,7 +42,7 @@ from typing import Any, Collection
 
 from eth_utils import keccak, to_checksum_address
 
-from perpdex.keepers.common import Line, Report, pending_nonce, run_loop
+from perpdex.keepers.common import Line, PassKeeper, Report, pending_nonce
 from perpdex.keepers.index import Account, AccountIndex, ChainId, PositionKey, PositionSeen, Send, Skip, chunks
 from perpdex.keepers.liquidation_policy import (
     WAD, Backoff, Candidate, DustRule, Fees, ScanWindow, bumped, by_risk, gwei, initial_fees, reward_bound,
@@ -184,7 +184,7 @@ class Metrics:
 
 
 @dataclass
-class Liquidator:
+class Liquidator(PassKeeper):
     """Liquidates every liquidatable account of `x`'s vault, signed by `sender`. Fees and gas
     prices in wei per gas; `gas_price` None: the head's base fee plus the priority fee;
     `priority_fee` None: the node's eth_maxPriorityFeePerGas; `gas_token_usd` (WAD) None:
@@ -621,14 +621,6 @@ class Liquidator:
             liquidated=t.liquidated, transactions=t.mined, rewards_usd=reward, gas=t.gas, backed_off=m.backed_off, dust=m.dust,
         )
 
-    def print_status(self) -> None:
-        line = self.status_line()
-        if line != self._status:
-            self.report(line)
-            self._status = line
-
-    def run(self, interval: float, iterations: int | None = None, max_backoff: float = 30.0) -> None:
-        run_loop(self.step, interval, self.report, iterations, max_backoff)
 
 
 def _ranges(first: int, last: int) -> list[tuple[int, int]]:

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from perpdex.conditional import KIND_NAMES, reduce_size, triggers
-from perpdex.keepers.common import Line, Report, pending_nonce, run_loop
+from perpdex.keepers.common import Line, PassKeeper, Report, pending_nonce
 from perpdex.keepers.liquidator import gas_limit
 from perpdex.keepers.router_log import EventStore, RouterLog
 from perpdex.model import WAD
@@ -244,7 +244,7 @@ class Tally:
 
 
 @dataclass
-class OrderKeeper:
+class OrderKeeper(PassKeeper):
     """Triggers, settles and prunes conditional orders, signed by `sender`; `index` is its store."""
 
     x: Exchange
@@ -445,14 +445,6 @@ class OrderKeeper:
             pruned=t.pruned, cancelled=t.cancelled, transactions=t.transactions,
         )
 
-    def print_status(self) -> None:
-        line = self.status_line()
-        if line != self._status:
-            self.report(line)
-            self._status = line
-
-    def run(self, interval: float, iterations: int | None = None, max_backoff: float = 30.0) -> None:
-        run_loop(self.step, interval, self.report, iterations, max_backoff)
 
 
 def _ids(orders: list[int]) -> str:
