@@ -12,7 +12,10 @@ from perpdex.keepers.adl import SIDE_NAMES, pending
 from perpdex.model import WAD, from_wad
 from perpdex.money import tokens_usd, units_text, usd_text, wad_usd, wad_usd_text
 from perpdex.report.events import ChainEvent, EventLog
-from perpdex.report.figures import Tally, add_unsettled_funding, funding_baseline, funding_rounding_bound, tally
+from perpdex.conditional import KIND_NAMES
+from perpdex.report.figures import (
+    StopFill, Tally, add_unsettled_funding, funding_baseline, funding_rounding_bound, tally,
+)
 from perpdex.report.samples import Sample, Sampler
 from perpdex.sdk import Exchange
 
@@ -31,6 +34,8 @@ class Expected:
     withdrawals_tokens: int | None = None
     lp_added_tokens: int | None = None
     price_updates: int | None = None
+    conditional_placed: int | None = None
+    conditional_filled: int | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,7 @@ class Report:
     market_names: dict[int, str] = field(repr=False)
     equities_usd: list[float] = field(repr=False)  # every account's equity at the end
     header: Header = field(repr=False)
+    stop_fills: list[StopFill] = field(default_factory=list, repr=False)  # stop and stop-loss fills, in order
 
     @property
     def ok(self) -> bool:
@@ -157,7 +163,7 @@ def build_report(
     header = Header(title, network, x.d.addresses(), int(summary["first_block"]), int(summary["last_block"]),
                     run or RunInfo(), datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
     return Report(title, summary, markets, _liquidations(events, 10 ** (18 - decimals)), checks, events,
-                  sampler.rows, names, equities, header)
+                  sampler.rows, names, equities, header, t.orders.stop_fills)
 
 
 def accounts_in(events: Iterable[ChainEvent]) -> list[Account]:
@@ -194,7 +200,8 @@ def compare(expected: Expected, t: Tally, decimals: int) -> list[Check]:
     chain_figures = {
         "trades": t.trades, "liquidations": t.liquidations, "deposits_tokens": t.deposits_tokens,
         "withdrawals_tokens": t.withdrawals_tokens, "lp_added_tokens": t.lp_added_tokens,
-        "price_updates": t.price_updates,
+        "price_updates": t.price_updates, "conditional_placed": len(t.orders.placed),
+        "conditional_filled": t.orders.filled,
     }
     checks = []
     for f in fields(Expected):
@@ -251,6 +258,7 @@ def _summary(events: list[ChainEvent], rows: list[Sample], t: Tally, accounts: i
         "lp_removed_usd": tokens_usd(t.lp_removed_tokens, decimals),
         "price_updates": t.price_updates,
         **_request_figures(t),
+        **conditional_figures(t),
         "funding_paid_by_longs_usd": usd(-sum(m.funding_longs for m in ms)),
         "funding_received_by_shorts_usd": usd(sum(m.funding_shorts for m in ms)),
         "funding_to_pool_usd": usd(sum(m.funding_pool for m in ms)),
@@ -321,6 +329,26 @@ def _request_figures(t: Tally) -> dict[str, Number]:
         "requests_pending_at_end": t.requests_committed - t.requests_settled - t.requests_cancelled,
         "commit_to_fill_seconds_median": waits[len(waits) // 2] if waits else 0,
         "commit_to_fill_seconds_max": waits[-1] if waits else 0,
+    }
+
+
+def conditional_figures(t: Tally) -> dict[str, Number]:
+    """Conditional orders (SPEC 15): placed (by kind), triggered, filled, cancelled (by reason),
+    open or triggered at the end; the stop fills (stop and stop-loss orders) and their
+    slippage against their trigger prices in basis points (mean and worst; + is worse)."""
+    o = t.orders
+    mean, worst = o.slippage_bps()
+    return {
+        "conditional_placed": len(o.placed),
+        "conditional_placed_by_kind": "; ".join(f"{KIND_NAMES[k]}: {n}" for k, n in sorted(o.by_kind().items())) or "none",
+        "conditional_triggered": o.triggered,
+        "conditional_filled": o.filled,
+        "conditional_cancelled": o.cancelled,
+        "conditional_cancelled_by_reason": "; ".join(f"{r}: {n}" for r, n in sorted(o.cancel_reasons.items())) or "none",
+        "conditional_open_at_end": o.open_at_end,
+        "stops_filled": len(o.stop_fills),
+        "stop_slippage_mean_bps": round(mean, 2),
+        "stop_slippage_worst_bps": round(worst, 2),
     }
 
 

@@ -1,6 +1,6 @@
 """The report's PNG charts (matplotlib, Agg backend) and `timeseries.csv`, the samples they
-draw. x axis: hours since the first event or sample; every axis labelled with its unit; at
-least MIN_WIDTH_PX wide. Liquidations are counted per time bin (one marker per bin and kind,
+draw. x axis: hours since the first event or sample (the stop fills: their trigger price);
+every axis labelled with its unit; at least MIN_WIDTH_PX wide. Liquidations are counted per time bin (one marker per bin and kind,
 its size and label the count), so markers never hide one another."""
 
 from __future__ import annotations
@@ -151,12 +151,41 @@ def equity_distribution(report: Report) -> Any:
     return fig
 
 
+def stop_fills(report: Report) -> Any:
+    """Per market, each stop or stop-loss fill's price against its trigger price, with the line
+    where they are equal: a sell below it (a buy above it) slipped, by the title's bps."""
+    fig, axes = _axes(len(report.market_names))
+    for ax, (market, name) in zip(axes, report.market_names.items()):
+        fills = [f for f in report.stop_fills if f.market == market]
+        for side, label, color in ((-1, "sells (a long's stop)", "red"), (1, "buys (a short's stop)", "green")):
+            mine = [f for f in fills if f.side == side]
+            if mine:
+                ax.scatter([f.trigger_price / WAD for f in mine], [f.fill_price / WAD for f in mine], s=30, color=color,
+                           alpha=0.7, zorder=3, label=f"{label}: {len(mine)}")
+        prices = [p / WAD for f in fills for p in (f.trigger_price, f.fill_price)]
+        if prices:
+            low, high = min(prices), max(prices)
+            ax.plot([low, high], [low, high], color="grey", lw=0.8, ls="--", label="fill = trigger")
+            worst = max(f.slippage_bps for f in fills)
+            mean = sum(f.slippage_bps for f in fills) / len(fills)
+            ax.set_title(f"{name}: stop fills vs triggers (slippage mean {mean:,.0f} bps, worst {worst:,.0f})",
+                         fontsize=10)
+            ax.legend(fontsize=7)
+        else:
+            ax.set_title(f"{name}: no stop fills", fontsize=10)
+        ax.set_xlabel("trigger price (USD)", fontsize=8)
+        ax.set_ylabel("fill price (USD)", fontsize=8)
+        ax.xaxis.set_major_formatter(FuncFormatter(_tick))  # prices on x too: separators, no exponent
+    return fig
+
+
 CHARTS: dict[str, Callable[[Report], Any]] = {
     "price_liquidations": price_liquidations,
     "funding_rate": funding_rate,
     "open_interest": open_interest,
     "pool_insurance": pool_insurance,
     "equity_distribution": equity_distribution,
+    "stop_fills": stop_fills,
 }
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from perpdex.conditional import STOP, STOP_LOSS
+from perpdex.keepers.orders import KIND_CONDITIONAL
 from perpdex.model import WAD
 from perpdex.report.events import ChainEvent
 from perpdex.report.samples import Sample
@@ -24,6 +26,66 @@ class MarketTally:
     funding_pool: int = 0  # what the pool got: index change * skew at each accrual
     accruals: int = 0
     last_index: int | None = None
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A conditional order as ConditionalPlaced tells it."""
+
+    market: int
+    kind: int  # perpdex.conditional: LIMIT, STOP, TAKE_PROFIT, STOP_LOSS
+    side: int  # +1 buys, -1 sells
+    trigger_price: int  # WAD
+
+
+@dataclass(frozen=True)
+class StopFill:
+    """A stop or stop-loss order's fill (its OrderSettled) against its trigger price."""
+
+    order_id: int
+    market: int
+    side: int
+    trigger_price: int  # WAD
+    fill_price: int  # WAD, with price impact
+    timestamp: int
+
+    @property
+    def slippage_bps(self) -> float:
+        """How much worse than its trigger the order filled, in basis points of the trigger:
+        a sell below it, a buy above it (negative: better)."""
+        return (self.fill_price - self.trigger_price) * self.side * 10_000 / self.trigger_price
+
+
+@dataclass
+class OrderTally:
+    """Conditional orders (SPEC 15): placed (by kind), triggered, filled, cancelled (by reason),
+    and the stop fills."""
+
+    placed: dict[int, Placed] = field(default_factory=dict)  # order id -> the order
+    triggered: int = 0
+    filled: int = 0
+    cancel_reasons: dict[str, int] = field(default_factory=dict)
+    stop_fills: list[StopFill] = field(default_factory=list)
+
+    @property
+    def cancelled(self) -> int:
+        return sum(self.cancel_reasons.values())
+
+    @property
+    def open_at_end(self) -> int:
+        """Placed and neither filled nor cancelled (open or triggered)."""
+        return len(self.placed) - self.filled - self.cancelled
+
+    def by_kind(self) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for o in self.placed.values():
+            counts[o.kind] = counts.get(o.kind, 0) + 1
+        return counts
+
+    def slippage_bps(self) -> tuple[float, float]:
+        """The stop fills' mean and worst slippage (0, 0 without any)."""
+        slips = [f.slippage_bps for f in self.stop_fills]
+        return (sum(slips) / len(slips), max(slips)) if slips else (0.0, 0.0)
 
 
 @dataclass
@@ -53,7 +115,8 @@ class Tally:
     settlements: int = 0
     requests_committed: int = 0  # two-step requests (OrderRouter)
     requests_settled: int = 0
-    cancel_reasons: dict[str, int] = field(default_factory=dict)
+    cancel_reasons: dict[str, int] = field(default_factory=dict)  # requests'
+    orders: OrderTally = field(default_factory=OrderTally)  # conditional orders
     commit_times: dict[int, int] = field(default_factory=dict)  # order id -> committed_at
     fill_seconds: list[int] = field(default_factory=list)  # commit to settlement, per settled request
     book: dict[Key, int] = field(default_factory=dict)  # position size after the last event
@@ -125,6 +188,9 @@ def _committed(t: Tally, e: ChainEvent) -> None:
 
 
 def _order_settled(t: Tally, e: ChainEvent) -> None:
+    if int(e.args["kind"]) >= KIND_CONDITIONAL:
+        _conditional_filled(t.orders, e)
+        return
     t.requests_settled += 1
     committed = t.commit_times.get(int(e.args["order_id"]))
     if committed is not None:
@@ -132,8 +198,29 @@ def _order_settled(t: Tally, e: ChainEvent) -> None:
 
 
 def _order_cancelled(t: Tally, e: ChainEvent) -> None:
+    """A request's or a conditional order's (OrderCancelled has no kind: its id tells)."""
+    reasons = t.orders.cancel_reasons if int(e.args["order_id"]) in t.orders.placed else t.cancel_reasons
     reason = str(e.args["reason"])
-    t.cancel_reasons[reason] = t.cancel_reasons.get(reason, 0) + 1
+    reasons[reason] = reasons.get(reason, 0) + 1
+
+
+def _conditional_placed(t: Tally, e: ChainEvent) -> None:
+    a = e.args
+    t.orders.placed[int(a["order_id"])] = Placed(int(a["market"]), int(a["kind"]) - KIND_CONDITIONAL, int(a["side"]),
+                                                 int(a["trigger_price"]))
+
+
+def _conditional_triggered(t: Tally, e: ChainEvent) -> None:
+    t.orders.triggered += 1
+
+
+def _conditional_filled(o: OrderTally, e: ChainEvent) -> None:
+    o.filled += 1
+    order_id, kind = int(e.args["order_id"]), int(e.args["kind"]) - KIND_CONDITIONAL
+    placed = o.placed.get(order_id)
+    if placed is not None and kind in (STOP, STOP_LOSS):
+        o.stop_fills.append(StopFill(order_id, placed.market, placed.side, placed.trigger_price,
+                                     int(e.args["fill_price"]), e.timestamp))
 
 
 def _payment_capped(t: Tally, e: ChainEvent) -> None:
@@ -179,6 +266,7 @@ def _deleveraged(t: Tally, e: ChainEvent) -> None:
 
 _EVENT_HANDLERS = {
     "OrderCommitted": _committed, "OrderSettled": _order_settled, "OrderCancelled": _order_cancelled,
+    "ConditionalPlaced": _conditional_placed, "ConditionalTriggered": _conditional_triggered,
     "TraderPaymentCapped": _payment_capped, "Deleveraged": _deleveraged, "Liquidation": _liquidation,
 }
 

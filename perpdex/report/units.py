@@ -13,7 +13,7 @@ from perpdex.money import tokens_usd, usd_text, wad_usd_text
 
 __all__ = ["FIGURES", "figure_text", "title", "tokens_usd", "usd_text", "wad_usd_text"]
 
-Kind = Literal["usd", "count", "pct", "pct_per_day", "hours", "seconds", "block", "text"]
+Kind = Literal["usd", "count", "pct", "pct_per_day", "bps", "hours", "seconds", "block", "text"]
 Number = int | float | str
 
 # every figure of the summary and of a market: (title, kind); the order is the tables' order
@@ -39,6 +39,16 @@ FIGURES: dict[str, tuple[str, Kind]] = {
     "requests_pending_at_end": ("Requests pending at the end", "count"),
     "commit_to_fill_seconds_median": ("Commit to fill, median (s)", "seconds"),
     "commit_to_fill_seconds_max": ("Commit to fill, max (s)", "seconds"),
+    "conditional_placed": ("Conditional orders placed", "count"),
+    "conditional_placed_by_kind": ("Conditional orders placed, by kind", "text"),
+    "conditional_triggered": ("Conditional orders triggered", "count"),
+    "conditional_filled": ("Conditional orders filled", "count"),
+    "conditional_cancelled": ("Conditional orders cancelled", "count"),
+    "conditional_cancelled_by_reason": ("Conditional orders cancelled, by reason", "text"),
+    "conditional_open_at_end": ("Conditional orders open or triggered at the end", "count"),
+    "stops_filled": ("Stop fills (stop and stop-loss orders filled)", "count"),
+    "stop_slippage_mean_bps": ("Stop fills' slippage from the trigger, mean (bps; + worse)", "bps"),
+    "stop_slippage_worst_bps": ("Stop fills' slippage from the trigger, worst (bps)", "bps"),
     "funding_paid_by_longs_usd": ("Funding paid by longs", "usd"),
     "funding_received_by_shorts_usd": ("Funding received by shorts", "usd"),
     "funding_to_pool_usd": ("Funding to the pool", "usd"),
@@ -98,6 +108,8 @@ def figure_text(key: str, value: Number) -> str:
         return f"{int(value):,}"
     if kind in ("pct", "pct_per_day"):
         return f"{float(value):,.4f}%"
+    if kind == "bps":
+        return f"{float(value):,.1f} bps"
     if kind in ("hours", "seconds"):
         return f"{float(value):,.2f}" if isinstance(value, float) else f"{value:,}"
     return str(value)

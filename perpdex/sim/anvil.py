@@ -17,7 +17,7 @@ from perpdex.chain import DEVNET, connect
 from perpdex.devnet import write_deployment
 from perpdex.processes import Devnet, KeeperProcess, funding_process, liquidator_process
 from perpdex.report import Report, build_report
-from perpdex.sim.engine import Progress, SimConfig, SimResult, Simulation
+from perpdex.sim.engine import PositionKey, Progress, SimConfig, SimResult, Simulation
 
 CATCH_UP_SECONDS = 60.0  # at the end, how long the liquidator process gets to clear what is liquidatable
 KEEPER_INTERVAL = 0.5
@@ -49,6 +49,10 @@ class AnvilSimulation(Simulation):
 
     def record(self, receipt: Any) -> Any:
         return receipt  # read back with eth_getLogs in finish()
+
+    def positions(self, keys: set[PositionKey]) -> dict[PositionKey, int]:
+        """The log is read only at the end (and the liquidator process trades too): ask the vault."""
+        return self.orders.vault_positions(keys)
 
     def start_keepers(self) -> list[KeeperProcess]:
         max_idle = self.config.funding_max_idle_blocks * self.config.seconds_per_block

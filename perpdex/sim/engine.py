@@ -1,9 +1,15 @@
 """The block loop: deploy, fund LPs and traders, then per block feed the path's prices
-(a round of every market), let the traders act (deposits go straight to the vault; trades
-and closes are two-step requests to the OrderRouter), then the feeder's next round, one
-settlement delay later at the same prices, settles them (as the devnet's feeder keeper
-does: a round every few seconds, and the requests it made due settled with it); run the
-funding keeper and the liquidator; end with a report.
+(a round of every market); the order keeper triggers the conditional orders that round
+meets and prunes the dead ones; the traders act (deposits go straight to the vault; trades
+and closes are two-step requests to the OrderRouter; stop-losses, take-profits and limit
+entries are conditional orders); then the feeder's next round, one settlement delay later
+at the same prices, settles the requests and the triggered orders with `settle_many` (as
+the devnet's feeder keeper does: a round every few seconds, and the requests it made due
+settled with it); run the funding keeper and the liquidator; end with a report.
+
+The order keeper runs in-process on both chains (`SimOrderKeeper`: the decisions of
+`perpdex.keepers.orders`, `decide` and `settleable`, over its `OrderIndex` fed from the
+receipts), signed by the feeder, so a trigger and its settlement round are in one block.
 
 On the embedded chain (boa) the keepers run in-process: `perpdex.keepers.funding.FundingKeeper`
 decides which markets to poke, and `SimLiquidator` (the simulated accounts through
@@ -23,17 +29,23 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from perpdex.chain import EMBEDDED, move_time, test_signers
+from perpdex.conditional import KIND_NAMES, LIMIT
 from perpdex.config import deep_merge
 from perpdex.deploy import deploy_system
 from perpdex.keepers.adl import deleverage_pending
 from perpdex.keepers.funding import FundingKeeper
 from perpdex.keepers.index import chunks
+from perpdex.keepers.orders import OPEN, ORDER_EVENTS, TRIGGERED, Action, OrderIndex, positions_needed, settleable
+from perpdex.keepers.orders import decide as keeper_decide
+from perpdex.logs import EventDecoder
 from perpdex import model
 from perpdex.model import WAD, MarketParams
 from perpdex.report import EventLog, Expected, Report, RunInfo, Sampler, build_report
-from perpdex.sdk import Exchange, feed_prices
+from perpdex.sdk import MAX_ACCEPTABLE, Exchange, feed_prices
 from perpdex.sim.paths import PricePath, build_path, hourly_volatility
-from perpdex.sim.traders import AccountState, Close, Deposit, Order, Trade, Trader, decide, population
+from perpdex.sim.traders import (
+    AccountState, Close, Conditional, Deposit, Order, Trade, Trader, decide, population,
+)
 
 # A devnet without a block time makes every transaction a block one second after the last:
 # a block's first requests may be a few dozen seconds old by the round that settles them.
@@ -42,6 +54,8 @@ SLIPPAGE = 3 * WAD // 100  # traders accept 3% from the quote (crowded books mov
 VOLATILITY_WINDOW = 10  # blocks of chain prices a trader looks back over
 VIEW_BATCH = 100  # LiquidationKeeper.MAX_BATCH
 Key = tuple[str, int]  # (owner address, sub)
+PositionKey = tuple[str, int, int]  # (owner address, sub, market)
+RouterEvent = tuple[str, dict[str, Any]]  # (name, args)
 
 
 @dataclass(frozen=True)
@@ -105,8 +119,10 @@ class Roles:
 class Bookkeeping:
     """The simulator's own counts, compared with the chain's in the report."""
 
-    trades: int = 0
+    trades: int = 0  # fills: requests' and conditional orders'
     refused: int = 0
+    conditional_placed: int = 0
+    conditional_filled: int = 0
     liquidations: int | None = 0  # None: keepers ran as other processes
     deposits_tokens: int = 0
     lp_added_tokens: int = 0
@@ -116,6 +132,7 @@ class Bookkeeping:
         return Expected(
             trades=self.trades, liquidations=self.liquidations, deposits_tokens=self.deposits_tokens,
             withdrawals_tokens=0, lp_added_tokens=self.lp_added_tokens, price_updates=self.price_updates,
+            conditional_placed=self.conditional_placed, conditional_filled=self.conditional_filled,
         )
 
 
@@ -206,6 +223,53 @@ class SimLiquidator:
         return receipts
 
 
+@dataclass
+class SimOrderKeeper:
+    """The order keeper in-process: the conditional orders as the router's events in the
+    receipts it is shown tell them (an in-memory `OrderIndex`, as the keeper process's file),
+    and its pure decisions: `actions` (what to trigger or prune at the latest round),
+    `due` (the triggered orders `settle_many` settles at a round)."""
+
+    x: Exchange
+    sender: Any
+    index: OrderIndex = field(default_factory=lambda: OrderIndex(":memory:"))
+
+    def __post_init__(self) -> None:
+        self.decoder = EventDecoder([self.x.d.router])
+        self.window = int(self.x.d.router.settlement_window())
+        self.markets = list(self.x.market_names())
+
+    def read(self, receipt: Any) -> list[RouterEvent]:
+        """The order events of `receipt`, booked into the index; returned in log order."""
+        events = [d for log in receipt.logs if (d := self.decoder.decode(log)) is not None and d[0] in ORDER_EVENTS]
+        if events:
+            self.index.apply(events, int(receipt.block_number))
+        return events
+
+    def actions(self, prices: dict[int, int], now: int,
+                positions: Callable[[set[PositionKey]], dict[PositionKey, int]]) -> list[Action]:
+        """The open orders to prune (dead: expired, or nothing left to reduce against the
+        `positions` of their accounts now) or to trigger (`prices`, the latest round, meets them)."""
+        open_orders = self.index.orders(OPEN)
+        if not open_orders:
+            return []
+        return keeper_decide(open_orders, dict(prices), positions(positions_needed(open_orders)), now)
+
+    def vault_positions(self, keys: set[PositionKey]) -> dict[PositionKey, int]:
+        """The sizes the vault holds now (a view call each), as the keeper process reads them."""
+        return {key: int(self.x.vault.position(*key).size) for key in keys}
+
+    def send(self, action: Action) -> Any:
+        return getattr(self.x.d.router, action.verb)(action.order_id, sender=self.sender)
+
+    def triggered(self) -> bool:
+        return self.index.counts()[TRIGGERED] > 0
+
+    def due(self, round_time: int, now: int) -> list[int]:
+        """The triggered orders settled now, every market's latest round being at `round_time`."""
+        return settleable(self.index.orders(TRIGGERED), {m: round_time for m in self.markets}, now, self.window)
+
+
 class Simulation:
     """One run of `config` on the connected network (see `perpdex.sim.run` to connect too)."""
 
@@ -221,6 +285,10 @@ class Simulation:
         c = self.config
         self.x = Exchange(deploy_system(self.roles.admin, **deep_merge(SIM_ROUTER, c.overrides)))
         self.pending: dict[int, tuple[Trader, Order]] = {}  # the traders' requests not settled yet
+        self.placed: dict[int, tuple[Trader, Conditional]] = {}  # the traders' conditional orders, by id
+        self.orders = SimOrderKeeper(self.x, self.roles.admin)
+        self.last_placed = 0  # the conditional order placed last (an OCO take-profit pairs with it)
+        self.book = Book()  # the positions as the vault's events left them (the order keeper's dead rule)
         self.log, self.sampler = EventLog(self.x), Sampler(self.x)
         self.params = {m: self.x.params(m) for m in self.x.market_names()}
         start = [self.x.price(m) for m in sorted(self.x.market_names())]
@@ -288,6 +356,7 @@ class Simulation:
     def block(self, block: int, keepers: Any) -> None:
         move_time(self.config.seconds_per_block)
         self.feed(block)
+        self.keep_orders()
         for trader in self.traders:
             if trader.acts_at(block):
                 self.act(trader)
@@ -305,25 +374,74 @@ class Simulation:
         for m, price in self.path.at(block).items():  # feed_prices ends at the path's prices
             self.history[m].append(price)
 
+    def keep_orders(self) -> None:
+        """The order keeper at the round just fed: trigger what it meets, prune dead orders
+        (their events tell the traders: a pruned limit entry lets its trader open at market)."""
+        from ape import chain
+
+        now = int(chain.blocks.head.timestamp)
+        for action in self.orders.actions({m: h[-1] for m, h in self.history.items()}, now, self.positions):
+            self.conclude(self.orders.read(self.record(self.orders.send(action))))
+
+    def positions(self, keys: set[PositionKey]) -> dict[PositionKey, int]:
+        """Position sizes for the order keeper's dead rule, from the vault's events: every
+        receipt of the run is in the log here (PositionModified, PositionLiquidated and
+        Deleveraged carry the size after), so no view call per order and block."""
+        self.book.read(self.log.events)
+        return {(o, sub, m): self.book.positions.get((o, sub), {}).get(m, (0, 0))[0] for o, sub, m in keys}
+
     def settle_round(self) -> None:
-        """The feeder's next round, a settlement delay after the traders' requests, at the
-        same prices, and every request it made due settled at it: each fill is a trade, each
+        """The feeder's next round, a settlement delay after the traders' requests and the
+        orders the keeper triggered, at the same prices, and every request and triggered
+        order it made due settled at it with `settle_many`: each fill is a trade, a request's
         cancellation (with its reason) a refusal."""
-        if not self.pending:
+        from ape import chain
+
+        if not self.pending and not self.orders.triggered():
             return
         self.record(self.x.next_round(feeder=self.roles.admin))
         self.books.price_updates += len(self.params)
-        for chunk in chunks(list(self.pending), VIEW_BATCH):
-            receipt = self.record(self.x.settle(chunk, self.roles.admin))
-            for e in self.x.events(receipt, "OrderSettled"):
-                trader, order = self.pending.pop(int(e["order_id"]))
-                self.books.trades += 1
-                trader.history.append(str(order))
-            for e in self.x.events(receipt, "OrderCancelled"):
-                trader, order = self.pending.pop(int(e["order_id"]))
-                trader.refused += 1
-                self.books.refused += 1
-                trader.history.append(f"refused {order}: {e['reason']}")
+        now = int(chain.blocks.head.timestamp)  # the round just fed: every market's, in one update
+        due = list(self.pending) + self.orders.due(now, now)
+        for chunk in chunks(due, VIEW_BATCH):
+            self.conclude(self.orders.read(self.record(self.x.settle(chunk, self.roles.admin))))
+        for trader in self.traders:
+            if trader.style == "stop_loss" and trader.opened and not trader.protected and not trader.done:
+                self.act(trader)  # its position just opened: it places its stops in this block
+
+    def conclude(self, events: list[RouterEvent]) -> None:
+        """What settles and cancellations mean to the traders who sent the orders."""
+        for name, e in events:
+            order_id = int(e["order_id"])
+            if order_id in self.pending and name in ("OrderSettled", "OrderCancelled"):
+                self.request_done(order_id, name, e)
+            elif order_id in self.placed and name in ("OrderSettled", "OrderCancelled"):
+                self.conditional_done(order_id, name, e)
+
+    def request_done(self, order_id: int, name: str, e: dict[str, Any]) -> None:
+        trader, order = self.pending.pop(order_id)
+        if name == "OrderSettled":
+            self.books.trades += 1
+            trader.history.append(str(order))
+        else:
+            trader.refused += 1
+            self.books.refused += 1
+            trader.history.append(f"refused {order}: {e['reason']}")
+
+    def conditional_done(self, order_id: int, name: str, e: dict[str, Any]) -> None:
+        """A conditional order filled or cancelled (by the keeper's prune, at its settlement,
+        or as the other leg of a filled OCO pair); a filled limit entry opened its trader's
+        position."""
+        trader, order = self.placed.pop(order_id)
+        filled = name == "OrderSettled"
+        trader.history.append(f"{KIND_NAMES[order.kind]} {order_id} " + ("filled" if filled else f"cancelled: {e['reason']}"))
+        if filled:
+            self.books.trades += 1
+            self.books.conditional_filled += 1
+        if order.kind != LIMIT:
+            return
+        trader.entries_live -= 1
+        trader.opened |= filled
 
     def keep(self, block: int, keepers: Any) -> None:
         funding, liquidator = keepers
@@ -373,10 +491,11 @@ class Simulation:
                 trader.refused += 1
                 self.books.refused += 1
                 return
-        if orders and not trader.opened:
-            trader.opened = True
-        if trader.style == "stop_loss" and any(isinstance(o, Close) for o in orders):
-            trader.done = True
+        if any(isinstance(o, Trade) for o in orders) and not trader.opened:
+            trader.opened = True  # a market open (a limit entry opens when it fills)
+        if any(isinstance(o, Close) or (isinstance(o, Conditional) and o.kind != LIMIT) for o in orders):
+            trader.protected = True  # a stop-loss trader's stops are placed (or it closed at market: then it is out)
+            trader.done = any(isinstance(o, Close) for o in orders)
 
     def send(self, trader: Trader, order: Order) -> bool:
         """Send one order (a deposit, or a request that fills at the next block's round);
@@ -390,6 +509,9 @@ class Simulation:
                 trader.margin_added_usd += order.usd
                 trader.history.append(f"added {order.usd} USD")
                 return True
+            if isinstance(order, Conditional):
+                self.place(trader, order)
+                return True
             if isinstance(order, Trade):
                 commit = x.trade(owner, order.market, order.size_delta, sub=sub, slippage=SLIPPAGE, settle=False)
             else:
@@ -399,6 +521,35 @@ class Simulation:
             return False
         self.pending[x.order_id(self.record(commit))] = (trader, order)
         return True
+
+    def place(self, trader: Trader, order: Conditional) -> int:
+        """Place a conditional order (an OCO take-profit paired with the trader's order placed
+        just before it); its id. The acceptable price is the SDK's default
+        (`Exchange.place_order`): a limit's own trigger; none for a TP/SL (a sell takes any
+        price, a buy up to MAX_ACCEPTABLE), so a stop fills at its round however far the
+        price gapped, and the report measures by how much."""
+        from ape import chain
+
+        expiry = int(chain.blocks.head.timestamp) + order.expires_in if order.expires_in else 0
+        receipt = self.record(self.x.d.router.place_conditional(
+            trader.sub, order.market, order.kind, order.size, order.trigger, self.acceptable(trader, order), False,
+            expiry, self.last_placed if order.oco else 0, sender=trader.owner,
+        ))
+        (order_id,) = [int(e["order_id"]) for name, e in self.orders.read(receipt) if name == "ConditionalPlaced"]
+        self.placed[order_id] = (trader, order)
+        self.last_placed = order_id
+        self.books.conditional_placed += 1
+        trader.entries_live += order.kind == LIMIT
+        trader.limits_placed |= order.kind == LIMIT
+        trader.history.append(f"placed {KIND_NAMES[order.kind]} {order_id} at {order.trigger / WAD:,.2f}")
+        return order_id
+
+    @staticmethod
+    def acceptable(trader: Trader, order: Conditional) -> int:
+        """The order's worst fill price (see `place`)."""
+        if order.kind == LIMIT:
+            return order.trigger
+        return MAX_ACCEPTABLE if not trader.is_long(order.market) else 0  # a TP/SL of a short buys
 
     # ------------------------------------------------------------ the end
     def finish(self) -> Report:

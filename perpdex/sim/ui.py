@@ -49,7 +49,8 @@ def _usd_change(value: float) -> str:
 
 
 COMPARISON_COLUMNS = (
-    "Scenario", "ETH move", "BTC move", "Trades", "Liquidated, partial / full", "Bad debt", "From insurance",
+    "Scenario", "ETH move", "BTC move", "Trades", "Conditional orders placed / triggered / filled / cancelled",
+    "Stop fills' slippage from the trigger, mean / worst (bps)", "Liquidated, partial / full", "Bad debt", "From insurance",
     "From pool (within its loss cap)", "To ADL (beyond the cap)", "ADL'd notional", "Recovered by ADL",
     "Bad debt to LPs (pool + ADL not recovered)", "Bad debt to LPs (of start value)",
     "Pool loss cap used (of cap x start value)", "Capped PnL (pro-rata cut + capped payments)",
@@ -71,6 +72,9 @@ def comparison_row(result: SimResult) -> list[str]:
         _pct(f("ETH-USD.price_start_usd"), f("ETH-USD.price_end_usd")),
         _pct(f("BTC-USD.price_start_usd"), f("BTC-USD.price_end_usd")),
         f"{int(s['trades']):,}",
+        "/".join(f"{int(s[k]):,}" for k in ("conditional_placed", "conditional_triggered", "conditional_filled",
+                                              "conditional_cancelled")),
+        f"{f('stop_slippage_mean_bps'):,.0f} / {f('stop_slippage_worst_bps'):,.0f}" if int(s["stops_filled"]) else "-",
         f"{int(s['liquidations_partial'])}/{int(s['liquidations_full'])}",
         _usd(f("bad_debt_usd")),
         _usd(f("bad_debt_from_insurance_usd")),

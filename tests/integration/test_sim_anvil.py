@@ -28,4 +28,4 @@ def test_anvil__crash__the_liquidator_process_liquidates__books_match_the_chain(
     assert {"vault balance == ledger", "open interest == positions", "funding is zero-sum", "everyone can exit"} <= passed
     assert report.ok, "\n".join(f"{c.name}: {c.detail}" for c in report.failed)
     compared = [c for c in report.checks if c.name.startswith("simulator == chain")]
-    assert len(compared) == 5 and all(c.ok for c in compared)  # liquidations: the process kept its own books
+    assert len(compared) == 7 and all(c.ok for c in compared)  # liquidations: the process kept its own books

@@ -121,11 +121,12 @@ def test_output__charts_html_json_written(history, lp, liquidator, tmp_path):
     report = report_of(history, lp, liquidator, exit_check=False)
     files = write_report(report, tmp_path)
     pngs = {n: p for n, p in files.items() if p.suffix == ".png"}
-    assert set(pngs) == {"price_liquidations", "funding_rate", "open_interest", "pool_insurance", "equity_distribution"}
+    assert set(pngs) == {"price_liquidations", "funding_rate", "open_interest", "pool_insurance", "equity_distribution",
+                         "stop_fills"}
     for path in pngs.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1024
     page = files["report.html"].read_text()
-    assert page.count("data:image/png;base64,") == 5 and "funding is zero-sum" in page
+    assert page.count("data:image/png;base64,") == 6 and "funding is zero-sum" in page
     assert '"ok": true' in files["summary.json"].read_text()
     console = Console(record=True, width=160)
     print_report(report, console)

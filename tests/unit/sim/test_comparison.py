@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from perpdex.sim.ui import COMPARISON_COLUMNS, comparison_row, comparison_table, write_comparison
 
 ROWS = [
-    [name, "-40.0%", "+12.5%", "12,345", "11/18", "$1,234,568", "$234,568", "$50,000", "$950,000", "$9,876,543",
+    [name, "-40.0%", "+12.5%", "12,345", "1,234/1,012/987/247", "1,234 / 1,480", "11/18", "$1,234,568", "$234,568", "$50,000", "$950,000", "$9,876,543",
      "$949,999", "$50,001", "1.00%", "100.0%", "$1,234", "-$1,097,812", "+$12,345,679", "$98,765", "$1,235",
      "ok" if name != "gap" else "2 failed", "3.4"]
     for name in ("gbm", "crash", "gap", "squeeze", "bleed")
@@ -50,7 +50,9 @@ def test_comparison_row__loss_waterfall_adl_and_capped_pnl_columns() -> None:
         "bad_debt_to_adl_usd": 162_079.6, "adl_notional_usd": 1_500_000.0, "adl_recovered_usd": 160_000.0,
         "bad_debt_to_lps_usd": 52_092.6, "bad_debt_to_lps_pct": 1.041852, "pool_loss_cap_used_pct": 100.0252, "pnl_capped_usd": 42.5, "insurance_end_usd": 0.0,
         "insurance_start_usd": 1_000.2, "pool_value_end_usd": 4_950_000.0, "pool_value_start_usd": 5_000_000.0,
-        "keeper_rewards_usd": 0.0, "funding_paid_by_longs_usd": -3.0,
+        "keeper_rewards_usd": 0.0, "funding_paid_by_longs_usd": -3.0, "conditional_placed": 1_204,
+        "conditional_triggered": 31, "conditional_filled": 29, "conditional_cancelled": 40, "stops_filled": 12,
+        "stop_slippage_mean_bps": 1_234.56, "stop_slippage_worst_bps": 1_480.49,
     }
     report = SimpleNamespace(summary=summary, failed=[object()])
     result = SimpleNamespace(config=SimpleNamespace(name="gap"), report=report, blocks_per_second=8.54)
@@ -66,3 +68,8 @@ def test_comparison_row__loss_waterfall_adl_and_capped_pnl_columns() -> None:
     assert row["Capped PnL (pro-rata cut + capped payments)"] == "$42"
     assert (row["ETH move"], row["Pool value change"], row["Checks"], row["Blocks/s"]) == (
         "-20.0%", "-$50,000", "1 failed", "8.5")
+    assert row["Conditional orders placed / triggered / filled / cancelled"] == "1,204/31/29/40"
+    assert row["Stop fills' slippage from the trigger, mean / worst (bps)"] == "1,235 / 1,480"
+    summary["stops_filled"] = 0  # no stop filled: no slippage to show, not a zero
+    row = dict(zip(COMPARISON_COLUMNS, comparison_row(result)))  # type: ignore[arg-type]
+    assert row["Stop fills' slippage from the trigger, mean / worst (bps)"] == "-"
