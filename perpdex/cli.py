@@ -1312,7 +1312,7 @@ def fuzz(machine: str, profile: str, workers: int | None, seed: int | None, db: 
     raise SystemExit(run_campaign(campaign))
 
 
-BENCH_PARTS = ("gas", "funding", "fuzz", "demo", "anvil", "liquidator", "adl")
+BENCH_PARTS = ("gas", "funding", "fuzz", "demo", "anvil", "liquidator", "adl", "orders")
 
 
 @main.group(invoke_without_command=True)
@@ -1325,10 +1325,11 @@ BENCH_PARTS = ("gas", "funding", "fuzz", "demo", "anvil", "liquidator", "adl")
 @click.pass_context
 def bench(ctx: click.Context, skip: tuple[str, ...], counts: str, fuzz_profile: str, demo_traders: int,
           demo_blocks: int, liquidator_accounts: int) -> None:
-    """Benchmarks that print figures. Without a sub-command, all of them in one run (about 10
+    """Benchmarks that print figures. Without a sub-command, all of them in one run (about 11
     minutes): the gas table, funding flatness, fuzz steps/s, demo blocks/s on the embedded
-    chain and on Anvil, the liquidator bot's accounts cleared per second on Anvil, and a gap
-    into ADL on Anvil (the liquidator bot, then the ADL keeper)."""
+    chain and on Anvil, the liquidator bot's accounts cleared per second on Anvil, a gap
+    into ADL on Anvil (the liquidator bot, then the ADL keeper), and the order keeper's
+    orders settled per second on Anvil (500 stops, one gap)."""
     if ctx.invoked_subcommand is not None:
         return
     started, figures = time.monotonic(), []
@@ -1346,6 +1347,8 @@ def bench(ctx: click.Context, skip: tuple[str, ...], counts: str, fuzz_profile: 
             figures += _bench_demo(EMBEDDED if part == "demo" else DEVNET, demo_traders, demo_blocks)
         elif part == "liquidator":
             figures += _bench_liquidator(liquidator_accounts)
+        elif part == "orders":
+            figures += _bench_orders(ORDERS_BOOK)
         else:
             figures += _bench_adl(GAP_PER_OWNER)
         console.print(f"[dim]{part}: {time.monotonic() - t0:.0f}s[/dim]")
@@ -1530,6 +1533,13 @@ def _bench_liquidator(count: int) -> list[tuple[str, str]]:
 def bench_orders(count: int) -> None:
     """The order keeper (a separate process) on Anvil: a book of stops, one price gap through
     them all; its orders settled per second, from the gap to the last fill."""
+    _bench_orders(count)
+
+
+ORDERS_BOOK = 500  # stops the order keeper triggers and settles in `perpdex bench`
+
+
+def _bench_orders(count: int) -> list[tuple[str, str]]:
     from perpdex.bench_live import orders_rate
 
     with console.status(f"Anvil: {count} stops, a gap through them, the order keeper triggering and settling them"):
@@ -1537,6 +1547,8 @@ def bench_orders(count: int) -> None:
     console.print(f"order keeper on Anvil ({DEVNET}): {r.per_second:.1f} orders/s ({r.orders} stops, {r.filled} filled: "
                   f"triggered in {r.trigger_seconds:.1f}s, settled {r.settle_seconds:.1f}s after their round; "
                   f"{r.transactions} transactions; the book took {r.setup_seconds:.0f}s to place)")
+    return [("order keeper (Anvil)", f"{r.per_second:.1f} orders/s: {r.filled} of {r.orders} stops filled in "
+                                     f"{r.transactions} transactions")]
 
 
 GAP_PER_OWNER = 10  # 4 owners x 10: 40 shorts bankrupt by the gap

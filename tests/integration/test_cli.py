@@ -15,7 +15,7 @@ def test_demo__prints_system_book_report_and_writes_the_files(tmp_path):
 
 
 def test_bench__without_a_sub_command__runs_the_parts_and_prints_the_figures():
-    skip = [arg for part in ("gas", "funding", "fuzz", "anvil", "liquidator", "adl") for arg in ("--skip", part)]
+    skip = [arg for part in ("gas", "funding", "fuzz", "anvil", "liquidator", "adl", "orders") for arg in ("--skip", part)]
     result = CliRunner().invoke(main, ["bench", *skip, "--demo-traders", "5", "--demo-blocks", "10"])
     assert result.exit_code == 0, result.output
     out = result.output

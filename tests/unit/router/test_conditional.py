@@ -222,6 +222,7 @@ def test_escrow__the_router_holds_exactly_what_live_orders_escrow(rx, router, lo
     ((STOP_LOSS, 0, 2_000 * WAD, 0, False, 0, 0), "router: no position to reduce"),
     ((LIMIT, -WAD, WAD, 0, True, 0, 0), "router: no position to reduce"),
     ((4, WAD, WAD, ANY_BUY, False, 0, 0), "router: unknown order kind"),
+    ((TAKE_PROFIT, -WAD, 3_300 * WAD, 0, False, 0, 0), "router: a TP/SL size is unsigned"),
     ((LIMIT, WAD, WAD, ANY_BUY, False, 0, 999), "router: bad OCO leg"),
 ])
 def test_place__bad_input__refused_with_its_reason(router, funded, trader, args, reason):
@@ -239,6 +240,8 @@ def test_place__tp_or_sl_at_or_past_the_price__or_reduce_only_on_its_own_side__r
         router.place_conditional(0, ETH, LIMIT, WAD, 2_900 * WAD, ANY_BUY, True, 0, 0, sender=long10)
     with ape.reverts("router: unknown market"):
         router.place_conditional(0, 9, LIMIT, WAD, 2_900 * WAD, ANY_BUY, False, 0, 0, sender=long10)
+    with ape.reverts("router: sub out of range"):
+        router.place_conditional(2**30, ETH, LIMIT, WAD, 2_900 * WAD, ANY_BUY, False, 0, 0, sender=long10)
 
 
 def test_place__caps__per_position_then_per_account(router, long10, place):
@@ -352,3 +355,9 @@ def test_attack__an_oco_leg_paired_twice__or_a_stale_price_trigger__refused(rx, 
     with ape.reverts("oracle: stale price"):
         router.trigger(sl, sender=attacker)
     assert router.trigger_many([sl], sender=attacker).return_value == 0  # a batch skips it
+
+
+def test_place__on_a_router_the_vault_no_longer_uses__refused(rx, router, long10):
+    rx.d.govern(rx.vault, "set_router", "0x0000000000000000000000000000000000000000")  # the kill switch
+    with ape.reverts("router: not the vault's router"):
+        router.place_conditional(0, ETH, STOP_LOSS, 0, 2_800 * WAD, 0, False, 0, 0, sender=long10)
