@@ -25,6 +25,7 @@ prune, conditional_order) is tested against this model; its revert reasons are t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from perpdex.model import (
     KIND_TRADE, MAX_ABS_SIZE, MAX_ACCEPTABLE_PRICE, MAX_SUB, ModelRevert, Outcome, Request, RouterModel, require,
@@ -36,6 +37,7 @@ OPEN, TRIGGERED, FILLED, CANCELLED = 1, 2, 3, 4
 MAX_CONDITIONAL = 8  # open (or triggered) conditional orders per account (owner, sub)
 MAX_PER_POSITION = 4  # of them, TP/SL orders on one position (owner, sub, market)
 REWARDS_ESCROWED = 2  # settler rewards escrowed per order: the trigger's and the settle's
+EXPIRED, CLOSED = "router: expired", "router: position closed or flipped"  # why an order is dead
 
 
 @dataclass
@@ -78,6 +80,33 @@ def fires_below(kind: int, side: int) -> bool:
 def triggers(kind: int, side: int, trigger_price: int, price: int) -> bool:
     """The trigger rule, to the wei: at the trigger price it fires."""
     return price <= trigger_price if fires_below(kind, side) else price >= trigger_price
+
+
+class Prunable(Protocol):
+    """What the dead rule reads of an order (the model's ConditionalOrder, the keeper's Order)."""
+
+    @property
+    def expiry(self) -> int: ...
+
+    @property
+    def reduce_only(self) -> bool: ...
+
+    @property
+    def side(self) -> int: ...
+
+    @property
+    def size(self) -> int: ...
+
+
+def dead_reason(o: Prunable, position: int, now: int) -> str:
+    """OrderRouter._dead_reason: why an open order can only be pruned ("" when it is alive):
+    expired (after its last second), or reduce-only with nothing left to reduce in
+    `position`."""
+    if o.expiry and now > o.expiry:
+        return EXPIRED
+    if o.reduce_only and reduce_size(position, o.side, o.size) == 0:
+        return CLOSED
+    return ""
 
 
 def reduce_size(position: int, side: int, size: int) -> int:
@@ -167,13 +196,8 @@ class ConditionalBook:
 
     # ---- trigger, settle
     def dead_reason(self, o: ConditionalOrder) -> str:
-        """Why an open order can only be pruned ("" when it is alive): expired, or a reduce-only
-        order (TP/SL included) with nothing left to reduce."""
-        if o.expiry and self.now > o.expiry:
-            return "router: expired"
-        if o.reduce_only and not reduce_size(self.router.vault.position(o.owner, o.sub, o.market).size, o.side, o.size):
-            return "router: position closed or flipped"
-        return ""
+        """The dead rule (`dead_reason`) against the account's position now."""
+        return dead_reason(o, self.router.vault.position(o.owner, o.sub, o.market).size, self.now)
 
     def trigger(self, order_id: int) -> Outcome:
         """OrderRouter.trigger: the latest round against the trigger price. An expired order is
@@ -181,7 +205,7 @@ class ConditionalBook:
         with nothing left to reduce still triggers (no position is read): its settle cancels it."""
         o = self._open(order_id)
         if o.expiry and self.now > o.expiry:
-            return self._cancel(o, "router: expired")
+            return self._cancel(o, EXPIRED)
         price = self.router.vault.prices[o.market]
         require(triggers(o.kind, o.side, o.trigger_price, price), "router: trigger price not reached")
         o.status, o.triggered_at, o.delay, o.window = TRIGGERED, self.now, self.router.delay, self.router.window
@@ -219,14 +243,14 @@ class ConditionalBook:
         r = self.router
         settle_after, deadline = o.triggered_at + o.delay, o.triggered_at + o.delay + o.window
         if self.now > deadline:
-            return self._cancel(o, "router: expired")
+            return self._cancel(o, EXPIRED)
         if not (r.rounds.get(o.market) and r.rounds[o.market][-1][0] >= settle_after):
             return None
         delta = o.side * o.size
         if o.reduce_only:
             delta = reduce_size(r.vault.position(o.owner, o.sub, o.market).size, o.side, o.size)
             if delta == 0:
-                return self._cancel(o, "router: position closed or flipped")
+                return self._cancel(o, CLOSED)
         fill = Request(o.order_id, o.owner, o.sub, o.market, KIND_TRADE, delta, o.acceptable_price, 0,
                        o.triggered_at, settle_after, deadline)
         try:

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from perpdex.conditional import KIND_NAMES, reduce_size, triggers
+from perpdex.conditional import KIND_NAMES, dead_reason, triggers
 from perpdex.keepers.common import Line, PassKeeper, Report, pending_nonce
 from perpdex.keepers.liquidator import gas_limit
 from perpdex.keepers.router_log import EventStore, RouterLog
@@ -52,7 +52,6 @@ MAX_BATCH = 100  # OrderRouter.MAX_BATCH
 KIND_CONDITIONAL = 4  # events carry 4 + kind for a conditional order (OrderRouter.KIND_CONDITIONAL)
 ORDER_EVENTS = ("ConditionalPlaced", "ConditionalTriggered", "OrderSettled", "OrderCancelled")
 OPEN, TRIGGERED, DONE = "open", "triggered", "done"
-EXPIRED, CLOSED = "router: expired", "router: position closed or flipped"  # the contract's reasons
 IN_FLIGHT = "sent"
 RECEIPT_TIMEOUT = 60.0  # seconds a pass waits for its transactions before leaving them to recovery
 
@@ -66,7 +65,7 @@ CREATE TABLE IF NOT EXISTS orders (
 );
 CREATE TABLE IF NOT EXISTS sends (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    verb TEXT NOT NULL,                    -- trigger | prune | settle_many
+    verb TEXT NOT NULL,                    -- prune_many | trigger_many | settle_many
     orders TEXT NOT NULL,                  -- JSON list of order ids
     nonce INTEGER NOT NULL,
     tx_hash TEXT NOT NULL,
@@ -124,15 +123,6 @@ class Sent:
 
 
 # ---------------------------------------------------------------- the decision (pure)
-
-def dead_reason(o: Order, position: int, now: int) -> str:
-    """Why an open order can only be pruned ("" when it is alive): OrderRouter._dead_reason,
-    with the contract's reasons."""
-    if o.expiry and now > o.expiry:
-        return EXPIRED
-    if o.reduce_only and reduce_size(position, o.side, o.size) == 0:
-        return CLOSED
-    return ""
 
 
 def decide(open_orders: Iterable[Order], prices: dict[int, int | None], positions: dict[tuple[str, int, int], int],

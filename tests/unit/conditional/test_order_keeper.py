@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from perpdex.conditional import LIMIT, STOP, STOP_LOSS, TAKE_PROFIT
+from perpdex.conditional import CLOSED, EXPIRED, LIMIT, STOP, STOP_LOSS, TAKE_PROFIT, dead_reason
 from perpdex.keepers.orders import (
-    CLOSED, DONE, EXPIRED, OPEN, TRIGGERED, Action, Order, OrderIndex, dead_reason, decide, positions_needed, settleable,
+    DONE, OPEN, TRIGGERED, Action, Order, OrderIndex, decide, positions_needed, settleable,
 )
 from perpdex.model import WAD
 
