@@ -718,9 +718,8 @@ def _commit(_sub: uint256, _market: uint256, _kind: uint256, _body: uint256, _lp
 def _settle(_order_id: uint256, _head: Head) -> bool:
     """
     @dev Settles or cancels a pending order; False (nothing changed) while its round does
-         not exist yet. A fill that fails in the vault with a reason cancels the order with
-         it; one that fails without a reason (out of gas, a panic) reverts instead, so that
-         no settler can turn a fill into a cancellation by the gas it sends.
+         not exist yet. A fill the vault refuses cancels the order with its reason
+         (`_refusal`: one without a reason reverts instead).
     """
     settle_after: uint256 = _head.committed_at + _head.delay
     if block.timestamp > settle_after + _head.window:
@@ -734,11 +733,11 @@ def _settle(_order_id: uint256, _head: Head) -> bool:
     if _head.kind < KIND_ADD:
         size_delta = convert(body & MASK128, int256) - SIZE_BIAS
         if _head.kind == KIND_CLOSE:
-            size: int256 = self._position_size(_head.owner, _head.sub, _head.market)
-            if size == 0 or (size > 0) != (size_delta > 0):
+            # the whole position, on the other side of the one it closes (the body keeps it)
+            size_delta = self._reduce_size(self._position_size(_head.owner, _head.sub, _head.market), -size_delta, 0)
+            if size_delta == 0:
                 self._cancel(_order_id, _head, "router: position closed or flipped", True)
                 return True
-            size_delta = -size
         calldata = abi_encode(
             _head.owner, _head.sub, _head.market, size_delta, (body >> 128) & MASK96, settle_after,
             method_id=method_id("settle_trade(address,uint256,uint256,int256,uint256,uint256)"),
@@ -752,9 +751,7 @@ def _settle(_order_id: uint256, _head: Head) -> bool:
     response: Bytes[256] = b""
     ok, response = raw_call(VAULT.address, calldata, max_outsize=256, revert_on_failure=False)
     if not ok:
-        reason: String[64] = self._reason(response)
-        assert len(reason) != 0, "router: fill failed without a reason"
-        self._cancel(_order_id, _head, reason, True)
+        self._cancel(_order_id, _head, self._refusal(response), True)
         return True
 
     fill: uint256 = 0
@@ -810,6 +807,19 @@ def _finish(_order_id: uint256, _head: Head, _status: uint256):
     self._heads[_order_id] = self._heads[_order_id] + ((_status - PENDING) << 208)
     # its body slot is free for the account's next request
     self._busy[_head.owner][self._account(_head.sub, _head.kind)] -= 1 << _head.slot
+
+
+@pure
+@internal
+def _refusal(_response: Bytes[256]) -> String[64]:
+    """
+    @dev Why the vault refused a fill (the order is cancelled with it). A fill that failed
+         without a reason (out of gas, a panic) reverts instead, so that no settler can turn
+         a fill into a cancellation by the gas it sends.
+    """
+    reason: String[64] = self._reason(_response)
+    assert len(reason) != 0, "router: fill failed without a reason"
+    return reason
 
 
 @internal
@@ -899,9 +909,7 @@ def _settle_conditional(_order_id: uint256, _c: Cond) -> bool:
         revert_on_failure=False,
     )
     if not ok:
-        reason: String[64] = self._reason(response)
-        assert len(reason) != 0, "router: fill failed without a reason"
-        self._pay(msg.sender, self._cancel_conditional(_order_id, _c, reason, True))
+        self._pay(msg.sender, self._cancel_conditional(_order_id, _c, self._refusal(response), True))
         return True
     fill: uint256 = 0
     fee: uint256 = 0
